@@ -1,0 +1,3 @@
+from fsrouter.cli import main
+
+raise SystemExit(main())
