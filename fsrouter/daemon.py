@@ -15,6 +15,7 @@ import gevent
 import gevent.event
 import structlog
 
+from fsrouter import systemd
 from fsrouter.config import Config, ConfigError, load_config
 
 log = structlog.get_logger(__name__)
@@ -109,6 +110,11 @@ def run_daemon(config_path: Path, database_url: str | None = None) -> int:
         return EXIT_BIND
     gevent.signal_handler(signal.SIGTERM, daemon.request_stop, "SIGTERM")
     gevent.signal_handler(signal.SIGINT, daemon.request_stop, "SIGINT")
+    systemd.notify("READY=1")
+    watchdog = systemd.start_watchdog()
     daemon.wait()
+    systemd.notify("STOPPING=1")
     daemon.shutdown()
+    if watchdog is not None:
+        watchdog.kill()
     return EXIT_OK

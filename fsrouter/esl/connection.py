@@ -1,0 +1,457 @@
+"""One ESL connection over a gevent socket: commands, replies, jobs, executions, events.
+
+One reader greenlet owns the socket's read side. Replies (``command/reply``,
+``api/response``) come back in the order commands were written, so each command takes a slot
+in a FIFO while holding the write lock; the reader fills the oldest slot. Background jobs are
+matched by the ``Job-UUID`` we choose, and application runs by the ``Event-UUID`` we choose
+(returned as ``Application-UUID``), never by application name: two queued ``playback`` runs
+must not satisfy each other's waits (greenswitch gets this wrong, freeswitch-facts.md §6).
+
+Event callbacks run in a separate dispatcher greenlet, so a callback may itself call
+``api()`` without deadlocking the reader. When the connection ends (peer close, protocol
+error, ``close()``), every waiter is released with :class:`ConnectionClosed`.
+
+Example::
+
+    conn = Connection(sock)
+    conn.start()
+    print(conn.api("status", timeout=5))
+    run = conn.execute("playback", "tone_stream://%(500,500,425)", uuid=call_uuid)
+    done = run.wait(timeout=30)       # the CHANNEL_EXECUTE_COMPLETE of *this* run
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as uuidlib
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.queue
+import structlog
+
+from fsrouter.esl.protocol import (
+    API_RESPONSE,
+    AUTH_REQUEST,
+    COMMAND_REPLY,
+    DISCONNECT_NOTICE,
+    EVENT_JSON,
+    EVENT_PLAIN,
+    LOG_DATA,
+    RUDE_REJECTION,
+    Event,
+    Frame,
+    FrameParser,
+    ProtocolError,
+    UnsafeCommand,
+    encode_command,
+    parse_event,
+)
+
+log = structlog.get_logger(__name__)
+
+EventCallback = Callable[[Event], Any]
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_:.\-]+$")
+_CAUSE = re.compile(r"^[A-Z_]{1,64}$")
+_APP = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_READ_SIZE = 65536
+
+
+class ESLError(Exception):
+    """Base class of the errors this package raises."""
+
+
+class ESLTimeout(ESLError):
+    """A wait ran out of time; the connection itself may still be fine."""
+
+
+class ConnectionClosed(ESLError):
+    """The connection ended before the awaited reply, job result or completion arrived."""
+
+
+class CommandError(ESLError):
+    """The switch answered a command with ``-ERR ...``."""
+
+
+def _wait(result: gevent.event.AsyncResult, timeout: float | None, what: str) -> Any:
+    """Wait for an AsyncResult, turning gevent's timeout into ESLTimeout."""
+    result.wait(timeout)  # returns the value, which is None for a failure: ask ready()
+    if not result.ready():
+        raise ESLTimeout(f"no {what} within {timeout} s")
+    return result.get(block=False)
+
+
+class Job:
+    """One ``bgapi`` command; ``wait()`` returns its BACKGROUND_JOB body, e.g. ``+OK <uuid>``."""
+
+    def __init__(self, job_uuid: str, command: str) -> None:
+        self.job_uuid = job_uuid
+        self.command = command
+        self.event: Event | None = None
+        self._result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+
+    def wait(self, timeout: float | None) -> str:
+        """The body exactly as the switch sent it (``-ERR NO_ANSWER\\n``)."""
+        event: Event = _wait(self._result, timeout, f"BACKGROUND_JOB for {self.job_uuid}")
+        return event.body
+
+    def _complete(self, event: Event) -> None:
+        self.event = event
+        self._result.set(event)
+
+    def _fail(self, error: Exception) -> None:
+        if not self._result.ready():
+            self._result.set_exception(error)
+
+
+class Execution:
+    """One ``sendmsg execute``; ``wait()`` returns its CHANNEL_EXECUTE_COMPLETE event."""
+
+    def __init__(self, app_uuid: str, app: str) -> None:
+        self.app_uuid = app_uuid
+        self.app = app
+        self._result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+
+    def wait(self, timeout: float | None) -> Event:
+        return _wait(self._result, timeout, f"completion of {self.app} ({self.app_uuid})")
+
+    @property
+    def done(self) -> bool:
+        return self._result.ready()
+
+    def _complete(self, event: Event) -> None:
+        self._result.set(event)
+
+    def _fail(self, error: Exception) -> None:
+        if not self._result.ready():
+            self._result.set_exception(error)
+
+
+class Connection:
+    """An ESL connection (inbound or outbound) over a connected gevent socket."""
+
+    def __init__(
+        self,
+        sock: Any,
+        *,
+        name: str = "esl",
+        max_body_bytes: int | None = None,
+        event_queue_size: int = 10_000,
+    ) -> None:
+        self.sock = sock
+        self.name = name
+        self._parser = (
+            FrameParser(max_body_bytes=max_body_bytes) if max_body_bytes else FrameParser()
+        )
+        self._write_lock = gevent.lock.Semaphore()
+        self._replies: deque[gevent.event.AsyncResult] = deque()
+        self._jobs: dict[str, Job] = {}
+        self._executions: dict[str, Execution] = {}
+        self._callbacks: list[EventCallback] = []
+        self._events: gevent.queue.Queue = gevent.queue.Queue(maxsize=event_queue_size)
+        self._dispatch: gevent.queue.Queue = gevent.queue.Queue()
+        self._auth_request = gevent.event.Event()
+        self._closed = gevent.event.Event()
+        self.close_reason: str | None = None
+        self.lingering = False
+        self.linger_time: int | None = None
+        self.disconnect_notice: Frame | None = None
+        self.dropped_events = 0
+        self._greenlets: list[gevent.Greenlet] = []
+        self._log = log.bind(conn=name)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the reader and the callback dispatcher."""
+        self._greenlets = [gevent.spawn(self._read_loop), gevent.spawn(self._dispatch_loop)]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def wait_closed(self, timeout: float | None) -> bool:
+        """True once the connection has ended (e.g. after linger, the switch hangs up)."""
+        return self._closed.wait(timeout)
+
+    def wait_auth_request(self, timeout: float | None) -> None:
+        if not self._auth_request.wait(timeout):
+            raise ESLTimeout(f"{self.name}: no auth/request within {timeout} s")
+        if self.closed:
+            raise ConnectionClosed(f"{self.name}: before auth/request: {self.close_reason}")
+
+    def close(self, reason: str = "closed by us") -> None:
+        """End the connection and release every waiter; safe to call more than once."""
+        if self._closed.is_set():
+            return
+        self.close_reason = reason
+        self._closed.set()
+        if reason.startswith("protocol error"):
+            self._log.warning("esl.closed", reason=reason)
+        else:
+            self._log.info("esl.closed", reason=reason)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        error = ConnectionClosed(f"{self.name}: {reason}")
+        while self._replies:
+            slot = self._replies.popleft()
+            if not slot.ready():
+                slot.set_exception(error)
+        for job in list(self._jobs.values()):
+            job._fail(error)
+        for run in list(self._executions.values()):
+            run._fail(error)
+        self._jobs.clear()
+        self._executions.clear()
+        self._auth_request.set()
+        self._dispatch.put(None)
+        self._put_event(None)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def send(
+        self,
+        cmd: str,
+        headers: dict[str, str] | None = None,
+        body: str | None = None,
+        timeout: float | None = 10.0,
+    ) -> Frame:
+        """Write one command and wait for its ``command/reply`` or ``api/response``."""
+        data = encode_command(cmd, headers, body)  # refuses injected newlines before queuing
+        slot: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        with self._write_lock:
+            if self.closed:
+                raise ConnectionClosed(f"{self.name}: {self.close_reason}")
+            self._replies.append(slot)
+            try:
+                with gevent.Timeout(timeout):
+                    self.sock.sendall(data)
+            except gevent.Timeout:
+                # A half-written command would corrupt the stream: the connection is done.
+                self.close(f"write timed out after {timeout} s")
+                raise ESLTimeout(f"{self.name}: write timed out after {timeout} s") from None
+            except OSError as exc:
+                self.close(f"write failed: {exc}")
+                raise ConnectionClosed(f"{self.name}: write failed: {exc}") from exc
+        return _wait(slot, timeout, f"reply to {cmd.split(' ', 1)[0]!r}")
+
+    def command(self, cmd: str, timeout: float | None = 10.0) -> str:
+        """Send a command that must succeed; return its Reply-Text or raise CommandError."""
+        reply = self.send(cmd, timeout=timeout)
+        text = reply.reply_text
+        if text.startswith("-ERR") or text.startswith("-USAGE"):
+            raise CommandError(f"{cmd.split(' ', 1)[0]}: {text}")
+        return text
+
+    def api(self, cmd: str, timeout: float | None = 10.0) -> str:
+        """Run ``api <cmd>`` and return the response body as the switch sent it."""
+        return self.send(f"api {cmd}", timeout=timeout).body
+
+    def bgapi(self, cmd: str, job_uuid: str | None = None, timeout: float | None = 10.0) -> Job:
+        """Start ``bgapi <cmd>`` with our own Job-UUID; the result comes via ``Job.wait``.
+
+        The connection must be subscribed to BACKGROUND_JOB events (``events(...)``).
+        """
+        job = Job(job_uuid or str(uuidlib.uuid4()), cmd)
+        self._jobs[job.job_uuid] = job  # before sending: the result may follow the reply at once
+        try:
+            reply = self.send(f"bgapi {cmd}", {"Job-UUID": job.job_uuid}, timeout=timeout)
+        except Exception:
+            self._jobs.pop(job.job_uuid, None)
+            raise
+        if not reply.reply_text.startswith("+OK"):
+            self._jobs.pop(job.job_uuid, None)
+            raise CommandError(f"bgapi refused: {reply.reply_text}")
+        return job
+
+    def execute(
+        self,
+        app: str,
+        arg: str | None = None,
+        uuid: str | None = None,
+        event_lock: bool = False,
+        timeout: float | None = 10.0,
+    ) -> Execution:
+        """Queue an application with ``sendmsg``; ``Execution.wait`` gives its completion.
+
+        An argument containing a newline travels as a ``text/plain`` body (never inline).
+        The argument is NOT sanitised here: callers must keep caller-controlled text out of
+        it (see fsrouter.esl.escape); ``${...}`` in it is expanded by the switch.
+        """
+        if not _APP.match(app):
+            raise UnsafeCommand(f"bad application name {app!r}")
+        run = Execution(str(uuidlib.uuid4()), app)
+        headers = {"call-command": "execute", "execute-app-name": app, "Event-UUID": run.app_uuid}
+        body = None
+        if arg is not None and ("\n" in arg or "\r" in arg):
+            headers["content-type"] = "text/plain"
+            body = arg
+        elif arg:
+            headers["execute-app-arg"] = arg
+        if event_lock:
+            headers["event-lock"] = "true"
+        self._executions[run.app_uuid] = run
+        try:
+            reply = self.send(self._sendmsg_line(uuid), headers, body, timeout)
+        except Exception:
+            self._executions.pop(run.app_uuid, None)
+            raise
+        if not reply.reply_text.startswith("+OK"):
+            self._executions.pop(run.app_uuid, None)
+            raise CommandError(f"execute {app} refused: {reply.reply_text}")
+        return run
+
+    def hangup(
+        self, cause: str = "NORMAL_CLEARING", uuid: str | None = None, timeout: float | None = 10.0
+    ) -> None:
+        """Hang the channel up via ``sendmsg call-command: hangup``."""
+        if not _CAUSE.match(cause):
+            raise UnsafeCommand(f"bad hangup cause {cause!r}")
+        headers = {"call-command": "hangup", "hangup-cause": cause}
+        reply = self.send(self._sendmsg_line(uuid), headers, timeout=timeout)
+        if not reply.reply_text.startswith("+OK"):
+            raise CommandError(f"hangup refused: {reply.reply_text}")
+
+    @staticmethod
+    def _sendmsg_line(uuid: str | None) -> str:
+        if uuid is None:
+            return "sendmsg"
+        if not _TOKEN.match(uuid):
+            raise UnsafeCommand(f"bad channel uuid {uuid!r}")
+        return f"sendmsg {uuid}"
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    def myevents(self, timeout: float | None = 10.0) -> str:
+        return self.command("myevents", timeout)
+
+    def linger(self, seconds: int | None = None, timeout: float | None = 10.0) -> str:
+        """Ask the switch to keep the socket open (and events flowing) after hangup."""
+        if seconds is None:
+            return self.command("linger", timeout)
+        return self.command(f"linger {int(seconds)}", timeout)
+
+    def events(self, names: list[str], timeout: float | None = 10.0) -> str:
+        """Subscribe with ``event plain <names>``.
+
+        E.g. ``["BACKGROUND_JOB", "CUSTOM", "fifo::info"]``.
+        """
+        for name in names:
+            if not _TOKEN.match(name):
+                raise UnsafeCommand(f"bad event name {name!r}")
+        return self.command("event plain " + " ".join(names), timeout)
+
+    def filter(self, header: str, value: str, timeout: float | None = 10.0) -> str:
+        if not _TOKEN.match(header) or not value or any(c in value for c in "\r\n\x00"):
+            raise UnsafeCommand(f"bad filter {header!r} {value!r}")
+        return self.command(f"filter {header} {value}", timeout)
+
+    def on_event(self, callback: EventCallback) -> None:
+        """Call ``callback(event)`` for every event, in order, from the dispatcher greenlet."""
+        self._callbacks.append(callback)
+
+    def next_event(self, timeout: float | None) -> Event:
+        """The next event from this connection's queue (raises ConnectionClosed at the end)."""
+        try:
+            event = self._events.get(timeout=timeout)
+        except gevent.queue.Empty:
+            raise ESLTimeout(f"no event within {timeout} s") from None
+        if event is None:
+            self._events.put_nowait(None)  # keep the end marker for the next reader
+            raise ConnectionClosed(f"{self.name}: {self.close_reason}")
+        return event
+
+    # -- reader -----------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        while not self.closed:
+            try:
+                data = self.sock.recv(_READ_SIZE)
+            except OSError as exc:
+                self.close(f"read failed: {exc}")
+                return
+            if not data:
+                self.close("peer closed the socket")
+                return
+            try:
+                for frame in self._parser.feed(data):
+                    self._handle(frame)
+            except ProtocolError as exc:
+                self.close(f"protocol error: {exc}")
+                return
+            except Exception as exc:
+                # A bug here must still release every waiter rather than strand them.
+                self._log.exception("esl.reader_failed")
+                self.close(f"internal error: {exc!r}")
+                return
+
+    def _handle(self, frame: Frame) -> None:
+        kind = frame.content_type
+        if kind in (COMMAND_REPLY, API_RESPONSE):
+            self._handle_reply(frame)
+        elif kind in (EVENT_PLAIN, EVENT_JSON):
+            self._handle_event(parse_event(frame))
+        elif kind == DISCONNECT_NOTICE:
+            self._handle_disconnect(frame)
+        elif kind == AUTH_REQUEST:
+            self._auth_request.set()
+        elif kind == RUDE_REJECTION:
+            self.close(f"rude-rejection from the switch: {frame.body.strip()[:200]}")
+        elif kind == LOG_DATA:
+            self._log.debug("esl.log_data", size=len(frame.body))
+        else:
+            self._log.warning("esl.unknown_frame", content_type=kind[:80])
+
+    def _handle_reply(self, frame: Frame) -> None:
+        if self._replies:
+            # A slot abandoned after a timeout still takes its own reply, keeping order.
+            self._replies.popleft().set(frame)
+            return
+        raise ProtocolError(f"reply without a pending command: {frame.reply_text[:80]!r}")
+
+    def _handle_event(self, event: Event) -> None:
+        if event.name == "BACKGROUND_JOB" and event.job_uuid in self._jobs:
+            self._jobs.pop(event.job_uuid)._complete(event)
+        elif event.name == "CHANNEL_EXECUTE_COMPLETE" and event.app_uuid in self._executions:
+            self._executions.pop(event.app_uuid)._complete(event)
+        self._put_event(event)
+        if self._callbacks:
+            self._dispatch.put(event)
+
+    def _handle_disconnect(self, frame: Frame) -> None:
+        self.disconnect_notice = frame
+        if frame.headers.get("Content-Disposition") == "linger":
+            # The channel is gone but the switch keeps sending queued events until it closes.
+            self.lingering = True
+            linger = frame.headers.get("Linger-Time", "")
+            self.linger_time = int(linger) if linger.isdigit() else None
+            self._log.info("esl.linger_notice", linger_time=self.linger_time)
+            return
+        self.close(f"disconnect-notice: {frame.body.strip()[:80] or 'no text'}")
+
+    def _put_event(self, event: Event | None) -> None:
+        while True:
+            try:
+                self._events.put_nowait(event)
+                return
+            except gevent.queue.Full:
+                # Nobody reads the queue: keep the newest events, count what we drop.
+                self._events.get_nowait()
+                self.dropped_events += 1
+                if self.dropped_events in (1, 1000, 100_000):
+                    self._log.warning("esl.event_queue_full", dropped=self.dropped_events)
+
+    def _dispatch_loop(self) -> None:
+        while (event := self._dispatch.get()) is not None:
+            for callback in list(self._callbacks):
+                try:
+                    callback(event)
+                except Exception:
+                    self._log.exception("esl.callback_failed", event=event.name)

@@ -1,0 +1,204 @@
+"""The inbound ESL client: fsrouter connects to the switch's event socket (port 8021).
+
+Simple use::
+
+    client = InboundClient("127.0.0.1", 8021, password, events=["CHANNEL_HANGUP_COMPLETE"])
+    client.connect()
+    print(client.api("status"))
+
+Long-running use: ``client.start()`` keeps a connection up in a background greenlet,
+reconnecting with exponential backoff and jitter (at most one attempt per ``backoff_initial``
+seconds at first, at most ``backoff_max`` seconds apart), re-subscribing, and calling
+``on_reconnect(client)`` after every successful (re)connection so the daemon can reconcile
+its state with the switch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.socket
+import structlog
+
+from fsrouter.esl.connection import (
+    Connection,
+    ConnectionClosed,
+    ESLError,
+    EventCallback,
+    Execution,
+    Job,
+)
+from fsrouter.esl.protocol import UnsafeCommand
+
+log = structlog.get_logger(__name__)
+
+
+class AuthError(ESLError):
+    """The switch refused our password (the message never contains the password)."""
+
+
+class NotConnected(ESLError):
+    """No connection to the switch right now."""
+
+
+class InboundClient:
+    """A client of the switch's event socket; see the module docstring."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        password: str,
+        events: list[str] | None = None,
+        *,
+        on_reconnect: Callable[[InboundClient], Any] | None = None,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 30.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        if any(c in password for c in "\r\n\x00"):
+            raise UnsafeCommand("the ESL password contains a line break or NUL")
+        self.host = host
+        self.port = port
+        self._password = password
+        self.events = list(events or [])
+        self.on_reconnect = on_reconnect
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.connect_timeout = connect_timeout
+        self.conn: Connection | None = None
+        self.connects = 0
+        self._callbacks: list[EventCallback] = []
+        self._runner: gevent.Greenlet | None = None
+        self._stopping = False
+        self._connected = gevent.event.Event()
+        self._log = log.bind(host=host, port=port)
+
+    def __repr__(self) -> str:  # never show the password
+        return f"InboundClient({self.host!r}, {self.port})"
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None and not self.conn.closed
+
+    def connect(self, timeout: float | None = None) -> None:
+        """Open, authenticate and subscribe; raises AuthError, ESLTimeout, ConnectionClosed."""
+        timeout = self.connect_timeout if timeout is None else timeout
+        if self.conn is not None:
+            self.conn.close("replaced by a new connection")
+        try:
+            sock = gevent.socket.create_connection((self.host, self.port), timeout=timeout)
+        except OSError as exc:
+            raise ConnectionClosed(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        sock.settimeout(None)  # the reader blocks; every wait has its own timeout
+        conn = Connection(sock, name=f"inbound {self.host}:{self.port}")
+        for callback in self._callbacks:
+            conn.on_event(callback)
+        conn.start()
+        try:
+            self._login(conn, timeout)
+        except BaseException:
+            conn.close("login failed")
+            raise
+        self.conn = conn
+        self.connects += 1
+        self._connected.set()
+        self._log.info("esl.inbound.connected", connects=self.connects)
+
+    def _login(self, conn: Connection, timeout: float | None) -> None:
+        conn.wait_auth_request(timeout)
+        reply = conn.send(f"auth {self._password}", timeout=timeout)
+        if not reply.reply_text.startswith("+OK"):
+            # Reply-Text is the switch's own text ("-ERR invalid"); it never echoes the password.
+            raise AuthError(f"{self.host}:{self.port} refused the password: {reply.reply_text}")
+        if self.events:
+            conn.events(self.events, timeout)
+
+    def _live(self) -> Connection:
+        conn = self.conn
+        if conn is None or conn.closed:
+            raise NotConnected(f"not connected to {self.host}:{self.port}")
+        return conn
+
+    def api(self, cmd: str, timeout: float | None = 10.0) -> str:
+        return self._live().api(cmd, timeout)
+
+    def bgapi(self, cmd: str, job_uuid: str | None = None, timeout: float | None = 10.0) -> Job:
+        """Start a background job; subscribe to BACKGROUND_JOB to receive its result."""
+        return self._live().bgapi(cmd, job_uuid, timeout)
+
+    def execute(
+        self, uuid: str, app: str, arg: str | None = None, timeout: float | None = 10.0
+    ) -> Execution:
+        """``sendmsg <uuid>`` execute; needs CHANNEL_EXECUTE_COMPLETE in the subscription."""
+        return self._live().execute(app, arg, uuid=uuid, timeout=timeout)
+
+    def subscribe(self, events: list[str], timeout: float | None = 10.0) -> None:
+        """Add event names; they are subscribed now (if connected) and after reconnects."""
+        for name in events:
+            if name not in self.events:
+                self.events.append(name)
+        if self.connected:
+            self._live().events(self.events, timeout)
+
+    def on_event(self, callback: EventCallback) -> None:
+        """``callback(event)`` for every event, on this and every later connection."""
+        self._callbacks.append(callback)
+        if self.conn is not None and not self.conn.closed:
+            self.conn.on_event(callback)
+
+    def close(self) -> None:
+        """Stop reconnecting and close the connection."""
+        self._stopping = True
+        if self.conn is not None:
+            self.conn.close("client closed")
+        runner = self._runner
+        if runner is not None and runner is not gevent.getcurrent():
+            runner.kill(block=True, timeout=5)
+
+    def start(self) -> None:
+        """Run ``run_forever`` in a background greenlet."""
+        self._stopping = False
+        self._runner = gevent.spawn(self.run_forever)
+
+    def wait_connected(self, timeout: float | None) -> bool:
+        return self._connected.wait(timeout)
+
+    def run_forever(self) -> None:
+        """Keep a connection up until ``close()``; back off between failed attempts."""
+        failures = 0
+        while not self._stopping:
+            try:
+                self.connect()
+            except ESLError as exc:
+                failures += 1
+                self._log.warning("esl.inbound.connect_failed", error=str(exc), failures=failures)
+                gevent.sleep(self.backoff_delay(failures))
+                continue
+            failures = 0
+            self._after_connect()
+            assert self.conn is not None
+            self.conn.wait_closed(None)
+            self._connected.clear()
+            if not self._stopping:
+                self._log.warning("esl.inbound.lost", reason=self.conn.close_reason)
+                # Even after a clean session, never hammer the switch faster than the base rate.
+                gevent.sleep(self.backoff_delay(1))
+
+    def _after_connect(self) -> None:
+        if self.on_reconnect is None:
+            return
+        try:
+            self.on_reconnect(self)
+        except Exception:
+            self._log.exception("esl.inbound.on_reconnect_failed")
+
+    def backoff_delay(self, failures: int) -> float:
+        """Exponential backoff with jitter, never below ``backoff_initial`` nor above the cap."""
+        base = self.backoff_initial * (2 ** min(max(failures - 1, 0), 30))
+        jittered = base * random.uniform(1.0, 1.5)
+        return min(self.backoff_max, max(self.backoff_initial, jittered))

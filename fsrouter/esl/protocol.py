@@ -1,0 +1,382 @@
+"""The ESL wire format and nothing else: no sockets, no greenlets.
+
+FreeSWITCH's event socket speaks in frames: ``Name: value`` header lines, a blank line, and
+``Content-Length`` bytes of body when that header is present. :class:`FrameParser` reads the
+frames the switch sends (any chunking, several frames per read); :class:`CommandParser` reads
+the commands an application sends (used by the simulator and by test peers); and
+:func:`encode_command` writes a command, refusing anything that could smuggle in a second one.
+
+Example::
+
+    parser = FrameParser()
+    for frame in parser.feed(sock.recv(65536)):
+        if frame.content_type == "text/event-plain":
+            event = parse_event(frame)
+            print(event.name, event.uuid)
+
+URL-decoding follows what the switch encodes (``switch_event_serialize`` percent-encodes each
+header value; hand-written frames such as ``Reply-Text`` are sent raw). So event bodies are
+split into lines first and each value is decoded on its own, and an outer frame is decoded
+only when it is a serialized event itself (the ``connect`` reply, which carries
+``Event-Name``). Decoding a raw frame would corrupt text that happens to contain ``%2B``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import unquote
+
+T = TypeVar("T")
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+# Content types the switch sends (mod_event_socket.c).
+AUTH_REQUEST = "auth/request"
+COMMAND_REPLY = "command/reply"
+API_RESPONSE = "api/response"
+EVENT_PLAIN = "text/event-plain"
+EVENT_JSON = "text/event-json"
+DISCONNECT_NOTICE = "text/disconnect-notice"
+LOG_DATA = "log/data"
+RUDE_REJECTION = "text/rude-rejection"
+
+
+class ProtocolError(Exception):
+    """The bytes on the wire are not a valid ESL frame (or a frame we refuse to buffer)."""
+
+
+class UnsafeCommand(ProtocolError, ValueError):
+    """A command would carry a newline or other byte that could inject a second command."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame as the switch sent it: outer headers and the body as text."""
+
+    headers: dict[str, str]
+    body: str = ""
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+    @property
+    def reply_text(self) -> str:
+        return self.headers.get("Reply-Text", "")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command as an application sent it: ``line``, headers, optional body."""
+
+    line: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.line.split(" ", 1)[0]
+
+    @property
+    def args(self) -> str:
+        parts = self.line.split(" ", 1)
+        return parts[1] if len(parts) > 1 else ""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A switch event: decoded headers plus its own body (e.g. a BACKGROUND_JOB result)."""
+
+    headers: dict[str, str]
+    body: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.headers.get("Event-Name", "")
+
+    @property
+    def subclass(self) -> str:
+        return self.headers.get("Event-Subclass", "")
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name, default)
+
+    @property
+    def uuid(self) -> str | None:
+        return self.headers.get("Unique-ID")
+
+    @property
+    def app_uuid(self) -> str | None:
+        return self.headers.get("Application-UUID")
+
+    @property
+    def job_uuid(self) -> str | None:
+        return self.headers.get("Job-UUID")
+
+
+def url_decode(value: str) -> str:
+    """Decode ``%XX`` escapes the way switch_url_decode does ('+' stays '+')."""
+    if "%" not in value:
+        return value
+    try:
+        return unquote(value, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        reason = f"header value is not UTF-8 after URL-decoding: {value[:80]!r}"
+        raise ProtocolError(reason) from exc
+
+
+def _decode_text(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{what} is not valid UTF-8 (byte {exc.start})") from exc
+
+
+def _split_header_line(line: str) -> tuple[str, str]:
+    name, sep, value = line.partition(":")
+    if not sep or not name.strip():
+        raise ProtocolError(f"header line without 'Name:': {line[:80]!r}")
+    return name.strip(), value[1:] if value.startswith(" ") else value
+
+
+def parse_header_lines(text: str, decode: bool) -> dict[str, str]:
+    """Split ``Name: value`` lines; decode each value on its own when ``decode``."""
+    headers: dict[str, str] = {}
+    for line in text.split("\n"):
+        if not line:
+            continue
+        name, value = _split_header_line(line)
+        headers[name] = url_decode(value) if decode else value
+    return headers
+
+
+def _parse_length(raw: str | None, limit: int) -> int:
+    if raw is None:
+        return 0
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        raise ProtocolError(f"bad Content-Length {raw[:40]!r}")
+    length = int(text)
+    if length > limit:
+        raise ProtocolError(f"Content-Length {length} exceeds the limit of {limit} bytes")
+    return length
+
+
+class _BlockParser:
+    """Shared incremental splitter: header block, blank line, Content-Length body."""
+
+    def __init__(self, max_header_bytes: int, max_body_bytes: int) -> None:
+        self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
+        self._buf = bytearray()
+        self._scan_from = 0
+        self._pending: tuple[str, int] | None = None  # header text, body length
+        self._failed: ProtocolError | None = None
+
+    def _blocks(self, data: bytes, build: Callable[[str, str], T]) -> list[T]:
+        """Split off every complete block and ``build`` it; any error fails the parser."""
+        if self._failed is not None:
+            raise ProtocolError(f"parser already failed: {self._failed}")
+        self._buf += data
+        items: list[T] = []
+        try:
+            while (block := self._next_block()) is not None:
+                items.append(build(*block))
+        except ProtocolError as exc:
+            self._failed = exc
+            self._buf.clear()
+            raise
+        return items
+
+    def _next_block(self) -> tuple[str, str] | None:
+        if self._pending is None and not self._take_header():
+            return None
+        assert self._pending is not None
+        head, length = self._pending
+        if len(self._buf) < length:
+            return None
+        body = _decode_text(bytes(self._buf[:length]), "frame body")
+        del self._buf[:length]
+        self._pending = None
+        return head, body
+
+    def _take_header(self) -> bool:
+        # Blank lines between frames carry nothing; the switch's own client skips them too.
+        while self._buf[:1] == b"\n":
+            del self._buf[:1]
+        end = self._buf.find(b"\n\n", max(0, self._scan_from - 1))
+        if end < 0:
+            self._scan_from = len(self._buf)
+            if len(self._buf) > self.max_header_bytes:
+                raise ProtocolError(f"header block exceeds {self.max_header_bytes} bytes")
+            return False
+        if end > self.max_header_bytes:
+            raise ProtocolError(f"header block exceeds {self.max_header_bytes} bytes")
+        head = _decode_text(bytes(self._buf[:end]), "header block")
+        del self._buf[: end + 2]
+        self._scan_from = 0
+        self._pending = (head, self._length_of(head))
+        return True
+
+    def _length_of(self, head: str) -> int:
+        raw = None
+        for line in head.split("\n"):
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                raw = value
+        return _parse_length(raw, self.max_body_bytes)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back waiting for the rest of a frame (bounded by the caps)."""
+        return len(self._buf)
+
+
+class FrameParser(_BlockParser):
+    """Incremental parser for what the switch sends (the client side of the socket).
+
+    ``feed`` returns every frame completed by ``data``; partial frames wait for more bytes.
+    A malformed or oversized frame raises :class:`ProtocolError` and the parser stays failed:
+    the stream position is lost, so the connection must be dropped.
+    """
+
+    def __init__(
+        self, max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES
+    ) -> None:
+        super().__init__(max_header_bytes, max_body_bytes)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        return self._blocks(data, _make_frame)
+
+
+def _make_frame(head: str, body: str) -> Frame:
+    raw = parse_header_lines(head, decode=False)
+    if "Event-Name" in raw:
+        # A serialized event as the outer frame (the connect reply): values are URL-encoded.
+        return Frame(parse_header_lines(head, decode=True), body)
+    return Frame(raw, body)
+
+
+class CommandParser(_BlockParser):
+    """Incremental parser for what an application sends (the switch side of the socket)."""
+
+    def __init__(
+        self, max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES
+    ) -> None:
+        super().__init__(max_header_bytes, max_body_bytes)
+
+    def feed(self, data: bytes) -> list[Command]:
+        return self._blocks(data, _make_command)
+
+
+def _make_command(head: str, body: str) -> Command:
+    line, _, rest = head.partition("\n")
+    if not line.strip():
+        raise ProtocolError("empty command line")
+    return Command(line, parse_header_lines(rest, decode=False), body)
+
+
+def parse_event(frame: Frame) -> Event:
+    """Turn a ``text/event-plain`` (or ``text/event-json``) frame into an :class:`Event`."""
+    if frame.content_type == EVENT_JSON:
+        return _parse_json_event(frame.body)
+    if frame.content_type != EVENT_PLAIN:
+        raise ProtocolError(f"not an event frame: Content-Type {frame.content_type!r}")
+    head, sep, rest = frame.body.partition("\n\n")
+    headers = parse_header_lines(head, decode=True)
+    length = headers.pop("Content-Length", None)
+    if length is None:
+        return Event(headers, "")
+    size = _parse_length(length, MAX_BODY_BYTES)
+    data = rest.encode("utf-8")
+    if not sep or len(data) < size:
+        raise ProtocolError(f"event body shorter than its Content-Length {size}")
+    return Event(headers, _decode_text(data[:size], "event body"))
+
+
+def _parse_json_event(text: str) -> Event:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError(f"event-json body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("event-json body is not an object")
+    body = data.pop("_body", "")
+    headers = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+    headers.pop("Content-Length", None)
+    return Event(headers, body if isinstance(body, str) else json.dumps(body))
+
+
+_FORBIDDEN = ("\n", "\r", "\x00")
+
+
+def _check_safe(text: str, what: str) -> None:
+    for char in _FORBIDDEN:
+        if char in text:
+            raise UnsafeCommand(f"{what} contains {char!r}; it would end the ESL command")
+
+
+def encode_command(
+    line: str, headers: dict[str, str] | None = None, body: str | None = None
+) -> bytes:
+    """Encode one command; newlines only ever travel inside a Content-Length body.
+
+    >>> encode_command("api status")
+    b'api status\\n\\n'
+    """
+    _check_safe(line, "command line")
+    if not line.strip():
+        raise UnsafeCommand("empty command line")
+    out = [line]
+    for name, value in (headers or {}).items():
+        _check_safe(name, "header name")
+        _check_safe(value, f"header {name!r}")
+        if not name.strip() or ":" in name:
+            raise UnsafeCommand(f"bad header name {name!r}")
+        if name.strip().lower() == "content-length":
+            raise UnsafeCommand("Content-Length is set from the body, not by the caller")
+        out.append(f"{name}: {value}")
+    payload = b""
+    if body is not None:
+        payload = body.encode("utf-8")
+        out.append(f"Content-Length: {len(payload)}")
+    return ("\n".join(out) + "\n\n").encode("utf-8") + payload
+
+
+def encode_frame(headers: dict[str, str], body: str = "") -> bytes:
+    """Encode a frame the way the switch does (for simulators and test peers)."""
+    payload = body.encode("utf-8")
+    lines = [f"{name}: {value}" for name, value in headers.items() if name != "Content-Length"]
+    if payload:
+        lines.insert(0, f"Content-Length: {len(payload)}")
+    return ("\n".join(lines) + "\n\n").encode("utf-8") + payload
+
+
+# switch_url_encode's unsafe set (src/switch_utils.c); control and non-ASCII bytes too.
+_URL_UNSAFE = frozenset(b'\r\n "#%&+:;<=>?@[\\]^`{|}')
+
+
+def url_encode(value: str) -> str:
+    """Encode a header value the way switch_url_encode does."""
+    out = []
+    for byte in value.encode("utf-8"):
+        if byte in _URL_UNSAFE or byte < 32 or byte > 126:
+            out.append(f"%{byte:02X}")
+        else:
+            out.append(chr(byte))
+    return "".join(out)
+
+
+def encode_event(headers: dict[str, str], body: str = "") -> bytes:
+    """Encode a ``text/event-plain`` frame as the switch serializes one (for peers/simulators)."""
+    lines = [f"{name}: {url_encode(value)}" for name, value in headers.items()]
+    inner = "\n".join(lines) + "\n"
+    if body:
+        inner += f"Content-Length: {len(body.encode('utf-8'))}\n\n{body}"
+    else:
+        inner += "\n"
+    return encode_frame({"Content-Type": EVENT_PLAIN}, inner)
