@@ -1,0 +1,647 @@
+"""The configuration schema (pydantic v2): what an operator may write in the YAML file.
+
+Models forbid unknown keys and are frozen; lists are tuples. Phone numbers are normalised to
+E.164 with the ``region`` passed in the validation context (``defaults.country``). Cross-checks
+between sections (unknown ids, duplicate numbers) live in :mod:`fsrouter.config.crosscheck`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+from ipaddress import ip_network
+from typing import Annotated, Any, Literal
+
+import holidays
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from fsrouter.config.errors import ConfigError, ConfigIssue
+from fsrouter.config.fields import (
+    Clock,
+    DialString,
+    Digits,
+    Duration,
+    Email,
+    Id,
+    IPAddress,
+    Key,
+    Language,
+    Name,
+    Network,
+    QueueName,
+    Region,
+    SafePath,
+    Sound,
+    SpokenText,
+    TimeZone,
+    ToneString,
+    Word,
+    check_id,
+    check_sound,
+    check_timezone,
+    non_empty,
+    ranged,
+)
+from fsrouter.config.numbers import normalise_number
+
+DEFAULT_TONES = {
+    # German busy tone: 425 Hz, 480 ms on / 480 ms off (freeswitch-facts.md §5).
+    "busy": "tone_stream://%(480,480,425);loops=-1",
+    # Special information tone, the "number not in service" triple (vars.xml).
+    "sit": "tone_stream://%(274,0,913.8);%(274,0,1370.6);%(380,0,1776.7)",
+    # German ringback: 425 Hz, 1 s on / 4 s off.
+    "ringback": "tone_stream://%(1000,4000,425);loops=-1",
+}
+PUBLIC_DEFAULT_PASSWORD = "ClueCon"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+GERMAN_STATES = tuple(s for s in holidays.DE.subdivisions if len(s) == 2)
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+_HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")
+_EVENT = re.compile(r"\*|[a-z_]+(\.[a-z_*]+)*")
+_URL = re.compile(r"https?://[A-Za-z0-9.\-:\[\]]+(/[A-Za-z0-9._~/%?&=+-]*)?")
+_ON_NO_KEY = re.compile(r"repeat|goodbye|default:[1-9]")
+
+
+class Strict(BaseModel):
+    """Base of every section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+def _region(info: ValidationInfo) -> str:
+    context = info.context if isinstance(info.context, dict) else {}
+    return str(context.get("region", "DE"))
+
+
+def _e164(value: str, info: ValidationInfo) -> str:
+    return normalise_number(value, _region(info))
+
+
+E164 = Annotated[str, AfterValidator(_e164)]
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(f"must be an environment variable name like FSROUTER_ESL_PASSWORD, "
+                         f"got {value[:40]!r}")
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+Port = Annotated[int, ranged(1, 65535)]
+
+
+def _host(value: str) -> str:
+    if not _HOST.fullmatch(value):
+        raise ValueError(f"must be a host name or IP address, got {value[:40]!r}")
+    return value
+
+
+Host = Annotated[str, AfterValidator(_host)]
+
+
+# --- listener, switch, database, defaults -------------------------------------------------
+
+
+class Listener(Strict):
+    """The outbound-socket server FreeSWITCH connects to (dialplan ``socket`` app)."""
+
+    bind: IPAddress = "127.0.0.1"
+    port: Port = 8084
+    max_calls: Annotated[int, ranged(1, 100_000)] = 500
+    allow: tuple[Network, ...] = (ip_network("127.0.0.1/32"), ip_network("::1/128"))
+
+    @field_validator("allow", mode="after")
+    @classmethod
+    def _allow_not_empty(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not value:
+            raise ValueError("must list at least one address, or nobody can connect")
+        return value
+
+
+class SecretSource(Strict):
+    """A password given inline, by environment variable or by file, read only when needed."""
+
+    password: SecretStr | None = None
+    password_env: EnvName | None = None
+    password_file: SafePath | None = None
+    # (file, line, column, path) of this section, so a missing secret names where it is set.
+    _origin: tuple[str, int, int, str] = PrivateAttr(default=("<config>", 1, 1, "?"))
+
+    def _sources(self) -> list[str]:
+        names = ("password", "password_env", "password_file")
+        return [name for name in names if getattr(self, name) is not None]
+
+    def _resolve(self) -> str | None:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env, "")
+            if not value:
+                self._fail("password_env",
+                           f"environment variable {self.password_env} is not set or empty")
+            return value
+        if self.password_file is not None:
+            return self._read_file(self.password_file)
+        return None
+
+    def _read_file(self, path: str) -> str:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                value = handle.read(4096).strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            self._fail("password_file", f"cannot read password file {path}: {exc}")
+        if not value:
+            self._fail("password_file", f"password file {path} is empty")
+        return value
+
+    def _fail(self, key: str, message: str) -> None:
+        file, line, column, path = self._origin
+        raise ConfigError([ConfigIssue(file, line, column, f"{path}.{key}", message)])
+
+
+def _refuse_public_default(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and value.get_secret_value().casefold() == "cluecon":
+        raise ValueError("the public default password 'ClueCon' is refused (exploits log in "
+                         "with it); set a strong one via password_env or password_file")
+    return value
+
+
+class Switch(SecretSource):
+    """The inbound Event Socket connection to FreeSWITCH (``api``/``bgapi`` commands)."""
+
+    host: Host = "127.0.0.1"
+    port: Port = 8021
+
+    _check_password = field_validator("password")(_refuse_public_default)
+
+    @model_validator(mode="after")
+    def _exactly_one_password(self) -> Switch:
+        if len(self._sources()) != 1:
+            raise ValueError("give exactly one of password, password_env or password_file")
+        return self
+
+    def resolve_password(self) -> str:
+        """The ESL password, read from env/file now; raises :class:`ConfigError` if missing."""
+        value = self._resolve() or ""
+        if value.casefold() == PUBLIC_DEFAULT_PASSWORD.casefold():
+            self._fail(self._sources()[0], "the public default password 'ClueCon' is refused")
+        return value
+
+
+def _database_url(value: str) -> str:
+    if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ValueError("must start with sqlite:/// or postgresql://")
+    if any(ord(ch) < 32 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+class Database(Strict):
+    """Where incidents, call records and run-time assignments live."""
+
+    # repr=False: a postgresql:// URL may carry a password.
+    url: Annotated[str, AfterValidator(_database_url)] = Field(
+        default="sqlite:////var/lib/fsrouter/fsrouter.db", repr=False)
+
+    @property
+    def redacted_url(self) -> str:
+        """The URL with any password replaced by ``***``, safe for logs."""
+        return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", self.url)
+
+
+class Defaults(Strict):
+    country: Region = "DE"
+    timezone: TimeZone = "Europe/Berlin"
+
+
+# --- users ------------------------------------------------------------------------------------
+
+
+class Phone(Strict):
+    """A phone a person is called on: ``mobile``/``landline`` by number, ``sip`` by dial string."""
+
+    type: Literal["mobile", "landline", "sip"]
+    number: E164 | None = None
+    dial_string: DialString | None = None
+
+    @model_validator(mode="after")
+    def _number_or_dial(self) -> Phone:
+        if self.type == "sip" and (self.dial_string is None or self.number is not None):
+            raise ValueError("a sip phone needs dial_string (e.g. user/1001), not number")
+        if self.type != "sip" and (self.number is None or self.dial_string is not None):
+            raise ValueError(f"a {self.type} phone needs number, not dial_string")
+        return self
+
+
+class Voicemail(Strict):
+    enabled: bool = True
+    greeting: SafePath | None = None
+
+
+class User(Strict):
+    name: Name
+    phones: tuple[Phone, ...] = ()
+    email: Email | None = None
+    voicemail: Voicemail = Voicemail()
+    extension: Digits | None = None
+    language: Language = "de"
+
+    @property
+    def callable_phones(self) -> tuple[Phone, ...]:
+        """Mobile and landline phones: on-call staff are always called on these."""
+        return tuple(phone for phone in self.phones if phone.type != "sip")
+
+
+# --- schedules -----------------------------------------------------------------------------
+
+
+def _expand_days(value: object) -> object:
+    """Accept ``mon-fri`` and ``[mon-wed, sat]`` as well as plain lists of days."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        return value
+    days: list[object] = []
+    for item in items:
+        if isinstance(item, str) and "-" in item:
+            first, _, last = item.partition("-")
+            if first in DAYS and last in DAYS and DAYS.index(first) <= DAYS.index(last):
+                days.extend(DAYS[DAYS.index(first): DAYS.index(last) + 1])
+                continue
+        days.append(item)
+    return days
+
+
+class Window(Strict):
+    """A weekly window, e.g. business hours ``{days: mon-fri, from: "08:00", to: "18:00"}``."""
+
+    days: Annotated[tuple[Day, ...], BeforeValidator(_expand_days)]
+    from_: Clock = Field(alias="from")
+    to: Clock
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Window:
+        if self.from_ == self.to:
+            raise ValueError("from and to are equal: the window is empty")
+        if not self.days:
+            raise ValueError("days must list at least one day")
+        return self
+
+
+class Handoff(Strict):
+    day: Day
+    time: Clock
+
+
+class Rotation(Strict):
+    """People taking turns; ``start`` is read in the schedule's time zone if it has none."""
+
+    users: Annotated[tuple[Id, ...], non_empty("user")]
+    start: datetime
+    length: Duration | None = None
+    handoff: Handoff | None = None
+    restrictions: tuple[Window, ...] = ()
+
+    @model_validator(mode="after")
+    def _length_or_handoff(self) -> Rotation:
+        if (self.length is None) == (self.handoff is None):
+            raise ValueError("give exactly one of length (e.g. 1w) or handoff (day and time)")
+        return self
+
+
+class Override(Strict):
+    user: Id
+    from_: datetime = Field(alias="from")
+    to: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Override:
+        if (self.from_.tzinfo is None) != (self.to.tzinfo is None):
+            raise ValueError("from and to must both have a UTC offset or both have none")
+        if self.to <= self.from_:
+            raise ValueError("to must be after from")
+        return self
+
+
+def _german_state(value: str) -> str:
+    if value.upper() not in GERMAN_STATES:
+        raise ValueError(f"must be a German state code ({', '.join(GERMAN_STATES)}), "
+                         f"got {value[:20]!r}")
+    return value.upper()
+
+
+class Schedule(Strict):
+    timezone: TimeZone = "Europe/Berlin"
+    rotations: tuple[Rotation, ...] = ()
+    overrides: tuple[Override, ...] = ()
+    holidays: Annotated[str, AfterValidator(_german_state)] | None = None
+
+
+# --- escalation policies --------------------------------------------------------------------
+
+
+class Target(Strict):
+    user: Id | None = None
+    schedule: Id | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Target:
+        if (self.user is None) == (self.schedule is None):
+            raise ValueError("give exactly one of user or schedule")
+        return self
+
+
+class Level(Strict):
+    targets: Annotated[tuple[Target, ...], non_empty("target")]
+    strategy: Literal["in_order", "all_at_once", "round_robin"] = "in_order"
+    ring_timeout: Annotated[int, ranged(5, 120)] = 20
+
+
+class Policy(Strict):
+    levels: Annotated[tuple[Level, ...], non_empty("level")]
+    repeat: Annotated[int, ranged(0, 9)] = 0
+    press_to_accept: bool = True
+    accept_digit: Key = "1"
+    accept_timeout: Annotated[int, ranged(1, 60)] = 10
+
+
+# --- fallbacks and queues -------------------------------------------------------------------
+
+
+class Fallback(Strict):
+    """What happens when nobody answers: ``voicemail:<user>``, ``message:<file>``, ``hangup``."""
+
+    kind: Literal["voicemail", "message", "hangup"]
+    target: str | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.target is None else f"{self.kind}:{self.target}"
+
+
+def _parse_fallback(value: object) -> object:
+    if isinstance(value, Fallback):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be voicemail:<user>, message:<file> or hangup")
+    kind, sep, target = value.partition(":")
+    if value == "hangup":
+        return Fallback(kind="hangup")
+    if sep and kind == "voicemail":
+        return Fallback(kind="voicemail", target=check_id(target))
+    if sep and kind == "message":
+        return Fallback(kind="message", target=check_sound(target))
+    raise ValueError(f"must be voicemail:<user>, message:<file> or hangup, got {value[:40]!r}")
+
+
+FallbackSpec = Annotated[Fallback, BeforeValidator(_parse_fallback)]
+HANGUP = Fallback(kind="hangup")
+Seconds = Annotated[int, ranged(10, 86400)]
+
+
+class Queue(Strict):
+    """A mod_fifo queue served by agents (contact center) on their SIP extensions."""
+
+    hold_music: Sound = "local_stream://moh"
+    max_wait: Seconds = 300
+    exit_key: Key | None = None
+    announce_every: Annotated[int, ranged(10, 3600)] | None = None
+    announcement: Sound | None = None
+    strategy: Literal["longest_idle", "round_robin", "ring_all"] = "longest_idle"
+    agents: tuple[Id, ...] = ()
+    fallback: FallbackSpec = HANGUP
+
+
+# --- tones, tts, smtp, metrics, webhooks ----------------------------------------------------
+
+
+class Tts(Strict):
+    engine: Word = "flite"
+    voice: Word | None = None
+
+
+class Smtp(SecretSource):
+    host: Host = "localhost"
+    port: Port = 25
+    from_: Email = Field(default="fsrouter@localhost", alias="from")
+    starttls: bool = False
+    username: Name | None = None
+
+    @model_validator(mode="after")
+    def _at_most_one_password(self) -> Smtp:
+        if len(self._sources()) > 1:
+            raise ValueError("give at most one of password, password_env or password_file")
+        return self
+
+    def resolve_password(self) -> str | None:
+        """The SMTP password read now (None when none is configured)."""
+        return self._resolve()
+
+
+class Metrics(Strict):
+    enabled: bool = True
+    bind: IPAddress = "127.0.0.1"
+    port: Port = 9464
+
+
+def _url(value: str) -> str:
+    if not _URL.fullmatch(value):
+        raise ValueError(f"must be an http:// or https:// URL, got {value[:60]!r}")
+    return value
+
+
+def _event(value: str) -> str:
+    if not _EVENT.fullmatch(value):
+        raise ValueError(f"must be an event name like incident.created or *, got {value[:40]!r}")
+    return value
+
+
+class Webhook(Strict):
+    url: Annotated[str, AfterValidator(_url)]
+    events: tuple[Annotated[str, AfterValidator(_event)], ...] = ("*",)
+    secret_env: EnvName | None = None
+
+
+# --- numbers --------------------------------------------------------------------------------
+
+
+def _on_no_key(value: str) -> str:
+    if not _ON_NO_KEY.fullmatch(value):
+        raise ValueError(f"must be repeat, goodbye or default:<digit 1-9>, got {value[:40]!r}")
+    return value
+
+
+class Menu(Strict):
+    tries: Annotated[int, ranged(1, 9)] = 3
+    timeout_s: Annotated[int, ranged(1, 60)] = 5
+    invalid_prompt: Sound | None = None
+    on_no_key: Annotated[str, AfterValidator(_on_no_key)] = "repeat"
+
+
+class Option(Strict):
+    """One key of a call-routing menu: which policy is called, how the caller waits."""
+
+    digit: Annotated[int, ranged(1, 9)]
+    label: SpokenText
+    prompt: Sound | None = None
+    prompt_text: SpokenText | None = None
+    policy: Id
+    queue: QueueName | None = None
+    hold_music: Sound | None = None
+    max_wait: Seconds | None = None
+    fallback: FallbackSpec = HANGUP
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> Option:
+        if self.prompt is not None and self.prompt_text is not None:
+            raise ValueError("give prompt (a file) or prompt_text (spoken by TTS), not both")
+        return self
+
+
+def _option_count(value: tuple[Option, ...]) -> tuple[Option, ...]:
+    if not 1 <= len(value) <= 9:
+        raise ValueError(f"must have 1-9 options, got {len(value)}")
+    return value
+
+
+class NumberBase(Strict):
+    number: E164
+    name: Name | None = None
+
+
+class CallRoutingNumber(NumberBase):
+    type: Literal["call_routing"]
+    greeting: Sound | None = None
+    options: Annotated[tuple[Option, ...], AfterValidator(_option_count)]
+    skip_menu_if_single: bool = True
+    menu: Menu = Menu()
+
+
+class AgentNumber(NumberBase):
+    type: Literal["agent"]
+    agent: Id
+    when_busy: Literal["busy_tone", "voicemail", "hangup"] = "busy_tone"
+    when_logged_out: Literal["voicemail", "busy_tone", "hangup"] = "voicemail"
+
+
+class QueueNumber(NumberBase):
+    type: Literal["queue"]
+    queue: QueueName
+
+
+class UnassignedNumber(NumberBase):
+    type: Literal["unassigned"]
+    behaviour: Literal["sit", "404"] = "sit"
+
+
+class CustomNumber(NumberBase):
+    type: Literal["custom"]
+    dial_string: DialString | None = None
+    extension: Word | None = None
+    context: Word = "default"
+
+    @model_validator(mode="after")
+    def _dial_or_extension(self) -> CustomNumber:
+        if (self.dial_string is None) == (self.extension is None):
+            raise ValueError("give exactly one of dial_string or extension")
+        return self
+
+
+NUMBER_TYPES = ("call_routing", "agent", "queue", "unassigned", "custom")
+TAG_PREFIX = "type="  # union tags show up in error locations; the prefix tells them from keys
+
+
+def _number_tag(value: object) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return f"{TAG_PREFIX}{kind}" if isinstance(kind, str) else None
+
+
+Number = Annotated[
+    Annotated[CallRoutingNumber, Tag("type=call_routing")]
+    | Annotated[AgentNumber, Tag("type=agent")]
+    | Annotated[QueueNumber, Tag("type=queue")]
+    | Annotated[UnassignedNumber, Tag("type=unassigned")]
+    | Annotated[CustomNumber, Tag("type=custom")],
+    Discriminator(_number_tag),
+]
+
+
+# --- root -----------------------------------------------------------------------------------
+
+
+def _is_zone(value: object) -> bool:
+    try:
+        check_timezone(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def _with_default_tones(value: dict[str, str]) -> dict[str, str]:
+    return {**DEFAULT_TONES, **value}
+
+
+class Config(Strict):
+    """The whole configuration. Build it with :func:`fsrouter.config.load_config`."""
+
+    listener: Listener = Listener()
+    switch: Switch
+    database: Database = Database()
+    defaults: Defaults = Defaults()
+    users: dict[Id, User] = {}
+    schedules: dict[Id, Schedule] = {}
+    policies: dict[Id, Policy] = {}
+    queues: dict[QueueName, Queue] = {}
+    tones: Annotated[dict[Word, ToneString], AfterValidator(_with_default_tones)] = Field(
+        default_factory=lambda: dict(DEFAULT_TONES))
+    tts: Tts = Tts()
+    smtp: Smtp = Smtp()
+    metrics: Metrics = Metrics()
+    webhooks: tuple[Webhook, ...] = ()
+    numbers: tuple[Number, ...] = ()
+
+    _by_e164: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_timezones(cls, data: Any) -> Any:
+        """Schedules without a time zone use ``defaults.timezone``."""
+        if not isinstance(data, dict) or not isinstance(data.get("schedules"), dict):
+            return data
+        defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
+        zone = defaults.get("timezone", "Europe/Berlin")
+        if not _is_zone(zone):
+            return data  # defaults.timezone reports its own error; do not repeat it
+        schedules = {
+            key: ({"timezone": zone, **value} if isinstance(value, dict) else value)
+            for key, value in data["schedules"].items()
+        }
+        return {**data, "schedules": schedules}
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_e164 = {}
+        for entry in self.numbers:
+            self._by_e164.setdefault(entry.number, entry)
+
+    def number_by_e164(self, e164: str) -> CallRoutingNumber | AgentNumber | QueueNumber | \
+            UnassignedNumber | CustomNumber | None:
+        """The ``numbers`` entry for an E.164 number, or None."""
+        return self._by_e164.get(e164)
+
+    def tone(self, name: str) -> str:
+        """A tone string by name (``busy``, ``sit``, ``ringback`` or a custom one)."""
+        return self.tones[name]
