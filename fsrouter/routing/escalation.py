@@ -4,6 +4,15 @@ Escalation delays do not apply on the phone: when an attempt fails, the next one
 A plan is a list of *waves*; the phones of one wave ring together (one phone for ``in_order``
 and ``round_robin``, every person's phone for ``all_at_once``), and the next wave starts as soon
 as every leg of the current one has failed.
+
+Rules beyond the docstrings below:
+- Within one pass a person is called at the first level that targets them only (calling them
+  again seconds after they did not answer only delays the caller); ``repeat`` passes call
+  everybody again.
+- Only mobile and landline phones are called (never sip); people without one, schedules with
+  nobody on call, and ids the configuration does not know are reported in ``Plan.gaps``
+  (pass 0 only) instead of failing the call.
+- ``Attempt.level`` and ``Attempt.pass_no`` are 0-based; gap messages name levels 1-based.
 """
 
 from __future__ import annotations
@@ -56,6 +65,9 @@ def level_users(level: Level, schedules: Mapping[str, Schedule], moment: datetim
     for target in level.targets:
         if target.user is not None:
             user_id: str | None = target.user
+        elif target.schedule not in schedules:
+            user_id = None
+            gaps.append(f"schedule {target.schedule}: unknown schedule")
         else:
             assert target.schedule is not None
             user_id = on_call(schedules[target.schedule], moment)
@@ -109,14 +121,26 @@ def plan_escalation(policy: Policy, users: Mapping[str, User],
     waves: list[Wave] = []
     gaps: list[str] = []
     for pass_no in range(policy.repeat + 1):
+        called: set[str] = set()
         for index, level in enumerate(policy.levels):
             user_ids, level_gaps = level_users(level, schedules, moment)
+            level_gaps += _uncallable(user_ids, users)
             if pass_no == 0:
                 gaps.extend(f"level {index + 1}: {gap}" for gap in level_gaps)
             if level.strategy == "round_robin":
                 user_ids = _rotate(user_ids, round_robin_offset)
-            for user_id in user_ids:
-                if not users[user_id].callable_phones and pass_no == 0:
-                    gaps.append(f"level {index + 1}: {user_id} has no mobile or landline phone")
+            user_ids = [uid for uid in user_ids if uid in users and uid not in called]
+            called.update(user_ids)
             waves.extend(_level_waves(level, index, pass_no, user_ids, users))
     return Plan(waves=tuple(waves), gaps=tuple(gaps))
+
+
+def _uncallable(user_ids: list[str], users: Mapping[str, User]) -> list[str]:
+    """Why some of ``user_ids`` cannot be called (unknown id, no mobile or landline)."""
+    problems = []
+    for user_id in user_ids:
+        if user_id not in users:
+            problems.append(f"{user_id}: unknown user")
+        elif not users[user_id].callable_phones:
+            problems.append(f"{user_id} has no mobile or landline phone")
+    return problems

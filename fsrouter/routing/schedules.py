@@ -8,12 +8,21 @@ Rules (documented for operators in the README):
   before its ``from`` runs past midnight). With ``holidays`` set, restricted rotations are off on
   the state's public holidays (business-hours cover does not apply on a holiday).
 - Rotations are layers: where several cover the same moment, the one listed last wins.
-- Overrides beat every rotation; the override listed last wins.
+- Overrides beat every rotation; the override listed last wins. Override times with a UTC offset
+  are exact instants; times without one are wall-clock times in the schedule's zone.
+- A weekly ``handoff`` that falls exactly on ``start`` is not a hand-over: the first user keeps
+  the whole first week.
+
+Wall-clock edge cases (a hand-over or override time that does not exist or exists twice): a
+change at wall time W happens at the first instant the clock reads W or later. On the spring
+change a hand-over at 02:30 happens at 03:00; on the autumn change it happens at the first 02:30
+(summer time), and the repeated hour does not hand back. So the shift index never goes backwards.
+Moments whose local time cannot be represented (around year 1 or 9999) have nobody on call.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -34,6 +43,40 @@ def _local(moment: datetime, zone: str) -> datetime:
 def _wall(value: datetime, zone: str) -> datetime:
     """A configured datetime as naive wall-clock time in ``zone`` (naive values are already)."""
     return value if value.tzinfo is None else _local(value, zone)
+
+
+def _instant_of_local(local: datetime, zone: str) -> datetime:
+    """The instant (UTC) of naive wall time ``local``; its ``fold`` picks the repeated hour."""
+    return local.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def _instant(wall: datetime, zone: str) -> datetime:
+    """The first instant (UTC) at which the clock in ``zone`` reads ``wall`` or later."""
+    tz = ZoneInfo(zone)
+    earlier = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    later = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    if earlier.astimezone(tz).replace(tzinfo=None) == wall.replace(fold=0):
+        return min(earlier, later)  # exists (once, or twice on the autumn change)
+    # In the spring gap: the clock jumps over ``wall`` at the transition, between the two.
+    return _transition(min(earlier, later), max(earlier, later), tz)
+
+
+def _transition(low: datetime, high: datetime, tz: ZoneInfo) -> datetime:
+    """The first whole second in (low, high] that has ``high``'s UTC offset."""
+    after = high.astimezone(tz).utcoffset()
+    lo, hi = int(low.timestamp()), int(high.timestamp())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, tz).utcoffset() == after:
+            hi = mid
+        else:
+            lo = mid
+    return datetime.fromtimestamp(hi, UTC)
+
+
+def _configured_instant(value: datetime, zone: str) -> datetime:
+    """A configured datetime as an instant: exact if it has an offset, else wall time."""
+    return value.astimezone(UTC) if value.tzinfo is not None else _instant(value, zone)
 
 
 def _in_window(window: Window, local: datetime) -> bool:
@@ -70,18 +113,35 @@ def _first_handoff(rotation: Rotation, start: datetime) -> datetime:
     assert rotation.handoff is not None
     days_ahead = (DAYS.index(rotation.handoff.day) - start.weekday()) % 7
     first = datetime.combine(start.date() + timedelta(days=days_ahead), rotation.handoff.time)
-    return first if first >= start else first + WEEK
+    # A hand-over exactly at the start is no hand-over: the first user keeps the first week.
+    return first if first > start else first + WEEK
+
+
+def _handover_walls(rotation: Rotation, base: datetime) -> tuple[datetime, timedelta]:
+    """Wall time of hand-over 1 and the wall-clock step between hand-overs."""
+    if rotation.length is not None:
+        return base + rotation.length, rotation.length
+    return _first_handoff(rotation, base), WEEK
 
 
 def shift_index(rotation: Rotation, local: datetime, zone: str) -> int | None:
-    """How many hand-overs have happened by ``local``; None before the rotation starts."""
-    start = _wall(rotation.start, zone)
-    if local < start:
+    """How many hand-overs have happened by ``local``; None before the rotation starts.
+
+    ``local`` is naive wall time in ``zone``; its ``fold`` (set by ``astimezone``) tells the
+    two passes of the repeated autumn hour apart.
+    """
+    moment = _instant_of_local(local, zone)
+    if moment < _configured_instant(rotation.start, zone):
         return None
-    if rotation.length is not None:
-        return int((local - start) // rotation.length)
-    first = _first_handoff(rotation, start)
-    return 0 if local < first else 1 + int((local - first) // WEEK)
+    first, step = _handover_walls(rotation, _wall(rotation.start, zone).replace(fold=0))
+    # Wall-clock arithmetic gives the answer but for the hours around a DST change; the
+    # instants of the neighbouring hand-overs settle those.
+    count = max(0, int((local.replace(fold=0) - first) // step) + 1)
+    while count > 0 and _instant(first + (count - 1) * step, zone) > moment:
+        count -= 1
+    while _instant(first + count * step, zone) <= moment:
+        count += 1
+    return count
 
 
 def rotation_user(rotation: Rotation, local: datetime, zone: str) -> str | None:
@@ -92,19 +152,29 @@ def rotation_user(rotation: Rotation, local: datetime, zone: str) -> str | None:
     return rotation.users[index % len(rotation.users)]
 
 
-def _override_user(overrides: tuple[Override, ...], local: datetime, zone: str) -> str | None:
+def _override_user(overrides: tuple[Override, ...], moment: datetime, zone: str) -> str | None:
     chosen = None
     for override in overrides:
-        if _wall(override.from_, zone) <= local < _wall(override.to, zone):
+        start = _configured_instant(override.from_, zone)
+        if start <= moment < _configured_instant(override.to, zone):
             chosen = override.user
     return chosen
 
 
 def on_call(schedule: Schedule, moment: datetime) -> str | None:
     """The user id on call for ``schedule`` at ``moment`` (aware), or None for a gap."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("moment must be timezone-aware")
+    try:
+        return _on_call(schedule, moment)
+    except OverflowError:
+        return None  # local time out of datetime's range (years 1 and 9999): nobody
+
+
+def _on_call(schedule: Schedule, moment: datetime) -> str | None:
     zone = schedule.timezone
     local = _local(moment, zone)
-    override = _override_user(schedule.overrides, local, zone)
+    override = _override_user(schedule.overrides, moment.astimezone(UTC), zone)
     if override is not None:
         return override
     chosen = None
