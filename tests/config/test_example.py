@@ -34,7 +34,7 @@ def test_example_loads_with_expected_content(example):
 
 def test_example_schedules_and_policies(example):
     database = example.schedules["database"]
-    window = database.rotations[0].restrictions[0]
+    window = database.rotations[1].restrictions[0]
     assert window.days == ("mon", "tue", "wed", "thu", "fri")
     assert (window.from_, window.to) == (clock(8, 0), clock(18, 0))
     assert example.schedules["it_infra"].rotations[0].length == timedelta(weeks=1)
