@@ -66,7 +66,9 @@ DEFAULT_TONES = {
     # German ringback: 425 Hz, 1 s on / 4 s off.
     "ringback": "tone_stream://%(1000,4000,425);loops=-1",
 }
-PUBLIC_DEFAULT_PASSWORD = "ClueCon"
+# The public default and the placeholder shipped in freeswitch_conf/event_socket.conf.xml.
+REFUSED_PASSWORDS = {"cluecon": "the public default password 'ClueCon'",
+                     "change-me": "the placeholder password 'CHANGE-ME'"}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 GERMAN_STATES = tuple(s for s in holidays.DE.subdivisions if len(s) == 2)
@@ -176,9 +178,10 @@ class SecretSource(Strict):
 
 
 def _refuse_public_default(value: SecretStr | None) -> SecretStr | None:
-    if value is not None and value.get_secret_value().casefold() == "cluecon":
-        raise ValueError("the public default password 'ClueCon' is refused (exploits log in "
-                         "with it); set a strong one via password_env or password_file")
+    refused = value is not None and REFUSED_PASSWORDS.get(value.get_secret_value().casefold())
+    if refused:
+        raise ValueError(f"{refused} is refused (exploits log in with published passwords); "
+                         "set a strong one via password_env or password_file")
     return value
 
 
@@ -199,8 +202,9 @@ class Switch(SecretSource):
     def resolve_password(self) -> str:
         """The ESL password, read from env/file now; raises :class:`ConfigError` if missing."""
         value = self._resolve() or ""
-        if value.casefold() == PUBLIC_DEFAULT_PASSWORD.casefold():
-            self._fail(self._sources()[0], "the public default password 'ClueCon' is refused")
+        refused = REFUSED_PASSWORDS.get(value.casefold())
+        if refused:
+            self._fail(self._sources()[0], f"{refused} is refused")
         return value
 
 

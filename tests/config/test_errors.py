@@ -24,7 +24,11 @@ CASES = [
     ("public_default_password",
      "switch:\n  password: ClueCon\n",
      ["{f}:2:3: switch.password: the public default password 'ClueCon' is refused (exploits "
-      "log in with it); set a strong one via password_env or password_file"]),
+      "log in with published passwords); set a strong one via password_env or password_file"]),
+    ("shipped_placeholder_password",
+     "switch:\n  password: CHANGE-ME\n",
+     ["{f}:2:3: switch.password: the placeholder password 'CHANGE-ME' is refused (exploits "
+      "log in with published passwords); set a strong one via password_env or password_file"]),
     ("two_password_sources",
      "switch:\n  password: x\n  password_env: ESL\n",
      ["{f}:1:1: switch: give exactly one of password, password_env or password_file"]),

@@ -1,0 +1,6 @@
+"""Test support shipped with fsrouter, importable by the project's tests and benchmarks.
+
+``fsrouter.testing.realswitch`` runs a real FreeSWITCH configured from ``freeswitch_conf/``;
+``fsrouter.testing.pytest_plugin`` offers it as pytest fixtures (``real_switch``, ``fresh_id``).
+Nothing here is imported by the daemon itself.
+"""
