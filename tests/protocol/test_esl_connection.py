@@ -6,7 +6,7 @@ import time
 
 import gevent
 import pytest
-from esl_peer import CALLER_UUID, socket_pair
+from tests.protocol.esl_peer import CALLER_UUID, socket_pair
 
 from fsrouter.esl import (
     CommandError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gevent
 import gevent.socket
 import pytest
-from esl_peer import FakeInboundSwitch, answer_basic
+from tests.protocol.esl_peer import FakeInboundSwitch, answer_basic
 
 from fsrouter.esl import AuthError, ConnectionClosed, InboundClient, NotConnected
 

@@ -9,7 +9,7 @@ import gevent
 import gevent.event
 import gevent.socket
 import pytest
-from esl_peer import CALLER_UUID, Peer, recorded_connect_reply
+from tests.protocol.esl_peer import CALLER_UUID, Peer, recorded_connect_reply
 
 from fsrouter.esl import OutboundServer, OutboundSession
 

@@ -1,0 +1,95 @@
+"""Schema migrations: an ordered list, each applied once in its own transaction.
+
+Two processes may start at once (daemon and CLI, or two fsrouter instances on one
+PostgreSQL). Each migration therefore runs under a lock taken before the version is read:
+``BEGIN IMMEDIATE`` on SQLite (the write lock; the other process waits ``busy_timeout``), a
+transaction-scoped advisory lock on PostgreSQL. The second process then sees the version
+recorded and skips it.
+
+Adding a migration: append ``(n, function)`` to :data:`MIGRATIONS`. Migration 1 builds the
+tables from the models; when a model changes, the change needs migration n+1 AND migration 1
+must keep producing the old shape (freeze the old column list there), or a fresh database
+gets the column twice. The tests upgrade a fresh database on both engines, which catches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import peewee
+import structlog
+
+from fsrouter.store.db import session
+from fsrouter.store.models import ALL_MODELS, SchemaVersion
+
+log = structlog.get_logger(__name__)
+
+# Any 64-bit constant unique to fsrouter; PostgreSQL advisory locks are per database.
+_PG_LOCK_KEY = 0x0F5_0A7E_0001
+
+
+def _m001_initial(db: peewee.Database) -> None:
+    """All tables and indexes of the first release."""
+    with db.bind_ctx(ALL_MODELS, bind_refs=False, bind_backrefs=False):
+        db.create_tables(ALL_MODELS, safe=True)
+
+
+Migration = Callable[[peewee.Database], None]
+MIGRATIONS: list[tuple[int, Migration]] = [
+    (1, _m001_initial),
+]
+
+
+def latest_version() -> int:
+    """The version a fully upgraded database has."""
+    return MIGRATIONS[-1][0]
+
+
+def current_version(db: Any) -> int:
+    """The highest applied migration, 0 for an empty database."""
+    real = _unwrap(db)
+    with session(real):
+        return _applied_version(real)
+
+
+def upgrade(db: Any) -> list[int]:
+    """Apply the missing migrations in order; return the versions this call applied."""
+    real = _unwrap(db)
+    applied = []
+    for version, migrate in MIGRATIONS:
+        if _apply_one(real, version, migrate):
+            applied.append(version)
+    if applied:
+        log.info("store.migrated", versions=applied, database=getattr(real, "label", "?"))
+    return applied
+
+
+def _apply_one(db: peewee.Database, version: int, migrate: Migration) -> bool:
+    with session(db, immediate=True):
+        _lock(db)
+        with db.bind_ctx([SchemaVersion]):
+            SchemaVersion.create_table(safe=True)
+            if _applied_version(db) >= version:
+                return False
+            migrate(db)
+            SchemaVersion.create(version=version, applied_at=datetime.now(UTC))
+    return True
+
+
+def _lock(db: peewee.Database) -> None:
+    # SQLite already holds the write lock from BEGIN IMMEDIATE.
+    if isinstance(db, peewee.PostgresqlDatabase):
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
+
+
+def _applied_version(db: peewee.Database) -> int:
+    if not db.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    row = db.execute_sql(f"SELECT MAX(version) FROM {SchemaVersion._meta.table_name}").fetchone()
+    return int(row[0] or 0)
+
+
+def _unwrap(db: Any) -> peewee.Database:
+    return db.obj if isinstance(db, peewee.DatabaseProxy) else db

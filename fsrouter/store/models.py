@@ -1,0 +1,209 @@
+"""The tables fsrouter keeps: incidents, call records, dial attempts, presence, 2-way mappings,
+run-time number assignments, voicemails and the schema version.
+
+Timestamps: every ``*_at`` column is a :class:`UTCDateTimeField`. Python code hands it aware
+datetimes (any zone) and gets aware UTC datetimes back; the database holds naive UTC as the
+fixed-width text ``YYYY-MM-DD HH:MM:SS.ffffff`` (SQLite, so text order is time order) or a
+``TIMESTAMP`` without time zone (PostgreSQL). Naive datetimes are refused: a naive value is a
+bug waiting to shift by the server's offset.
+
+Schema changes go through :mod:`fsrouter.store.migrations`, never ``create_tables`` here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import peewee
+
+from fsrouter.store.db import database_proxy
+
+INCIDENT_STATES = ("open", "accepted", "resolved", "abandoned", "unanswered")
+ATTEMPT_RESULTS = (
+    "answered",
+    "accepted",
+    "no_answer",
+    "busy",
+    "rejected",
+    "unreachable",
+    "failed",
+    "cancelled",
+    "not_accepted",
+)
+PRESENCE_STATES = ("logged_in", "logged_out")
+ROUTE_TYPES = ("agent", "queue", "unassigned", "custom")
+# Known call outcomes; the store accepts any short snake_case word so the call layer can add one.
+CALL_OUTCOMES = (
+    "bridged",
+    "hangup_in_menu",
+    "hangup_in_queue",
+    "busy_tone",
+    "voicemail",
+    "unassigned",
+    "no_answer_fallback",
+    "failed",
+)
+
+_DB_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class UTCDateTimeField(peewee.DateTimeField):
+    """Aware datetime in Python, naive UTC in the database (see the module docstring)."""
+
+    def db_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"{self.name}: expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"{self.name}: naive datetime {value!r}; pass an aware datetime")
+        return value.astimezone(UTC).strftime(_DB_FORMAT)
+
+    def python_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    version = peewee.IntegerField(primary_key=True)
+    applied_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "schema_version"
+
+
+class Incident(BaseModel):
+    id = peewee.AutoField()
+    number = peewee.CharField(max_length=16)  # E.164 routing number
+    option_digit = peewee.CharField(max_length=1, null=True)
+    option_label = peewee.TextField(null=True)
+    caller_number = peewee.TextField(null=True)  # caller-controlled: stored sanitised
+    caller_name = peewee.TextField(null=True)  # caller-controlled: stored sanitised
+    call_uuid = peewee.CharField(max_length=64, null=True, index=True)
+    state = peewee.CharField(max_length=16, default="open")
+    created_at = UTCDateTimeField()
+    accepted_at = UTCDateTimeField(null=True)
+    accepted_by = peewee.CharField(max_length=128, null=True)
+    resolved_at = UTCDateTimeField(null=True)
+    outcome_reason = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "incidents"
+        indexes = ((("state", "created_at"), False),)
+
+
+class CallRecord(BaseModel):
+    id = peewee.AutoField()
+    call_uuid = peewee.CharField(max_length=64, unique=True)
+    number = peewee.CharField(max_length=16)
+    route_type = peewee.CharField(max_length=40)
+    caller_number = peewee.TextField(null=True)
+    caller_name = peewee.TextField(null=True)
+    started_at = UTCDateTimeField()
+    answered_at = UTCDateTimeField(null=True)
+    ended_at = UTCDateTimeField(null=True, index=True)  # NULL = still open (reconciliation)
+    hangup_cause = peewee.CharField(max_length=64, null=True)
+    outcome = peewee.CharField(max_length=40, null=True)
+    incident = peewee.ForeignKeyField(Incident, null=True, on_delete="SET NULL")
+    bridged_to_user = peewee.CharField(max_length=128, null=True)
+    host = peewee.CharField(max_length=255, null=True)
+
+    class Meta:
+        table_name = "call_records"
+        indexes = ((("number", "started_at"), False),)
+
+
+class Attempt(BaseModel):
+    id = peewee.AutoField()
+    call = peewee.ForeignKeyField(CallRecord, on_delete="CASCADE")  # indexed: attempts by call
+    incident = peewee.ForeignKeyField(Incident, null=True, on_delete="SET NULL")
+    seq = peewee.IntegerField()
+    user_id = peewee.CharField(max_length=128)
+    phone = peewee.CharField(max_length=64)
+    phone_type = peewee.CharField(max_length=16, null=True)
+    leg_uuid = peewee.CharField(max_length=64, null=True, index=True)
+    job_uuid = peewee.CharField(max_length=64, null=True, index=True)
+    started_at = UTCDateTimeField()
+    ended_at = UTCDateTimeField(null=True)
+    result = peewee.CharField(max_length=16, null=True)
+    cause = peewee.CharField(max_length=64, null=True)
+
+    class Meta:
+        table_name = "attempts"
+
+
+class AgentPresence(BaseModel):
+    id = peewee.AutoField()
+    user_id = peewee.CharField(max_length=128, unique=True)
+    state = peewee.CharField(max_length=16, default="logged_out")
+    busy = peewee.BooleanField(default=False)
+    since = UTCDateTimeField()  # when `state` last changed
+    busy_call_uuid = peewee.CharField(max_length=64, null=True)
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "agent_presence"
+
+
+class TwoWayMapping(BaseModel):
+    id = peewee.AutoField()
+    customer_number = peewee.CharField(max_length=16, unique=True)  # E.164
+    user_id = peewee.CharField(max_length=128)
+    our_number = peewee.CharField(max_length=16)  # the caller ID the agent used
+    last_call_at = UTCDateTimeField()
+    expires_at = UTCDateTimeField(index=True)
+
+    class Meta:
+        table_name = "two_way_mappings"
+
+
+class NumberAssignment(BaseModel):
+    id = peewee.AutoField()
+    number = peewee.CharField(max_length=16, unique=True)  # E.164
+    route_type = peewee.CharField(max_length=16)
+    target = peewee.TextField(null=True)
+    changed_at = UTCDateTimeField()
+    changed_by = peewee.CharField(max_length=128)
+
+    class Meta:
+        table_name = "number_assignments"
+
+
+class Voicemail(BaseModel):
+    id = peewee.AutoField()
+    user_id = peewee.CharField(max_length=128, index=True)
+    call_uuid = peewee.CharField(max_length=64, null=True)
+    caller_number = peewee.TextField(null=True)
+    caller_name = peewee.TextField(null=True)
+    path = peewee.TextField()
+    duration_s = peewee.FloatField(null=True)
+    created_at = UTCDateTimeField()
+    emailed_at = UTCDateTimeField(null=True)
+    email_error = peewee.TextField(null=True)
+    incident = peewee.ForeignKeyField(Incident, null=True, on_delete="SET NULL")
+
+    class Meta:
+        table_name = "voicemails"
+
+
+# Creation order respects foreign keys.
+ALL_MODELS: tuple[type[BaseModel], ...] = (
+    SchemaVersion,
+    Incident,
+    CallRecord,
+    Attempt,
+    AgentPresence,
+    TwoWayMapping,
+    NumberAssignment,
+    Voicemail,
+)

@@ -1,0 +1,504 @@
+"""The store operations the call layer, the CLI and reconciliation use.
+
+Each function is one short transaction on the bound database (see
+:func:`fsrouter.store.db.session`). Times are passed in (``now``) because the caller already
+has the moment it is recording, and tests can then say exactly when things happened.
+
+Caller-controlled text (caller ID name and number) is stored sanitised, never rejected: a
+hostile caller name must not cost us the call record. NUL and other control characters and
+unpaired surrogates are replaced and the text is cut to :data:`MAX_CALLER_TEXT`.
+Values we produce ourselves (states, results, E.164 numbers) are checked strictly and raise
+:class:`StoreInputError` before anything is written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from fsrouter.store.db import session
+from fsrouter.store.errors import NotFound, StoreInputError
+from fsrouter.store.models import (
+    ATTEMPT_RESULTS,
+    PRESENCE_STATES,
+    ROUTE_TYPES,
+    AgentPresence,
+    Attempt,
+    CallRecord,
+    Incident,
+    NumberAssignment,
+    TwoWayMapping,
+    Voicemail,
+)
+
+MAX_CALLER_TEXT = 128
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+_WORD = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CLOSED_INCIDENT_STATES = ("resolved", "abandoned", "unanswered")
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+def clean_caller_text(value: str | None) -> str | None:
+    """Make caller-controlled text safe to store; never raises."""
+    if value is None:
+        return None
+    text = str(value).encode("utf-8", "replace").decode("utf-8")
+    return _CONTROL.sub("\ufffd", text)[:MAX_CALLER_TEXT]
+
+
+def _e164(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _E164.fullmatch(value):
+        raise StoreInputError(f"{what} must be an E.164 number like +4930123456, got {value!r}")
+    return value
+
+
+def _one_of(value: str, allowed: Sequence[str], what: str) -> str:
+    if value not in allowed:
+        raise StoreInputError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _word(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _WORD.fullmatch(value):
+        raise StoreInputError(f"{what} must be a short snake_case word, got {value!r}")
+    return value
+
+
+def _text(value: str, what: str, limit: int = 128, required: bool = True) -> str:
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise StoreInputError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > limit or _CONTROL.search(value):
+        raise StoreInputError(f"{what} must be at most {limit} printable characters")
+    return value
+
+
+def _optional_text(value: str | None, what: str, limit: int = 64) -> str | None:
+    return None if value is None else _text(value, what, limit)
+
+
+# ---------------------------------------------------------------- call records
+
+
+def create_call_record(
+    call_uuid: str,
+    number: str,
+    route_type: str,
+    caller_number: str | None,
+    caller_name: str | None,
+    started_at: datetime,
+    host: str | None = None,
+) -> CallRecord:
+    """Record a new inbound call; :class:`StoreInputError` if the uuid is already recorded."""
+    _text(call_uuid, "call_uuid", 64)
+    _e164(number, "number")
+    _word(route_type, "route_type")
+    with session():
+        return CallRecord.create(
+            call_uuid=call_uuid,
+            number=number,
+            route_type=route_type,
+            caller_number=clean_caller_text(caller_number),
+            caller_name=clean_caller_text(caller_name),
+            started_at=started_at,
+            host=_optional_text(host, "host", 255),
+        )
+
+
+def get_call(call_uuid: str) -> CallRecord:
+    with session():
+        record = CallRecord.get_or_none(CallRecord.call_uuid == call_uuid)
+    if record is None:
+        raise NotFound(f"no call record for call {call_uuid!r}")
+    return record
+
+
+def mark_answered(call_uuid: str, answered_at: datetime) -> None:
+    """The caller's leg was answered (menu or queue started)."""
+    _update_call(call_uuid, answered_at=answered_at)
+
+
+def link_call(
+    call_uuid: str, incident_id: int | None = None, bridged_to_user: str | None = None
+) -> None:
+    """Attach the incident and/or the person the call was bridged to."""
+    values: dict[str, object] = {}
+    if incident_id is not None:
+        values["incident"] = incident_id
+    if bridged_to_user is not None:
+        values["bridged_to_user"] = _text(bridged_to_user, "bridged_to_user")
+    if values:
+        _update_call(call_uuid, **values)
+
+
+def finish_call(call_uuid: str, outcome: str, cause: str | None, ended_at: datetime) -> CallRecord:
+    """Close the call record. A second finish for the same call keeps the first outcome."""
+    _word(outcome, "outcome")
+    _optional_text(cause, "cause")
+    with session():
+        CallRecord.update(outcome=outcome, hangup_cause=cause, ended_at=ended_at).where(
+            (CallRecord.call_uuid == call_uuid) & CallRecord.ended_at.is_null()
+        ).execute()
+    return get_call(call_uuid)
+
+
+def _update_call(call_uuid: str, **values: object) -> None:
+    with session():
+        changed = CallRecord.update(**values).where(CallRecord.call_uuid == call_uuid).execute()
+    if not changed:
+        raise NotFound(f"no call record for call {call_uuid!r}")
+
+
+def open_calls() -> list[CallRecord]:
+    """Calls without an end, oldest first: what reconciliation checks against the switch."""
+    with session():
+        query = CallRecord.select().where(CallRecord.ended_at.is_null())
+        return list(query.order_by(CallRecord.started_at, CallRecord.id))
+
+
+# ---------------------------------------------------------------- incidents
+
+
+def create_incident(
+    number: str,
+    option_digit: str | None,
+    option_label: str | None,
+    caller_number: str | None,
+    caller_name: str | None,
+    call_uuid: str | None,
+    now: datetime,
+) -> Incident:
+    """Open an incident and attach it to its call record (when there is one)."""
+    _e164(number, "number")
+    if option_digit is not None and not (len(option_digit) == 1 and option_digit in "0123456789"):
+        raise StoreInputError(f"option_digit must be one digit, got {option_digit!r}")
+    with session():
+        incident = Incident.create(
+            number=number,
+            option_digit=option_digit,
+            option_label=_optional_text(option_label, "option_label", 200),
+            caller_number=clean_caller_text(caller_number),
+            caller_name=clean_caller_text(caller_name),
+            call_uuid=_optional_text(call_uuid, "call_uuid"),
+            state="open",
+            created_at=now,
+        )
+        if call_uuid is not None:
+            CallRecord.update(incident=incident.id).where(
+                CallRecord.call_uuid == call_uuid
+            ).execute()
+        return incident
+
+
+def get_incident(incident_id: int) -> Incident:
+    with session():
+        incident = Incident.get_or_none(Incident.id == incident_id)
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    return incident
+
+
+def accept_incident(incident_id: int, user_id: str, now: datetime) -> bool:
+    """Mark an open incident accepted by ``user_id``; False if it was no longer open.
+
+    The state check is in the UPDATE itself, so two people answering at once cannot both win.
+    """
+    _text(user_id, "user_id")
+    with session():
+        changed = (
+            Incident.update(state="accepted", accepted_by=user_id, accepted_at=now)
+            .where((Incident.id == incident_id) & (Incident.state == "open"))
+            .execute()
+        )
+    if not changed:
+        get_incident(incident_id)  # NotFound for a wrong id, else it was just not open
+    return bool(changed)
+
+
+def resolve_incident(
+    incident_id: int, now: datetime, state: str = "resolved", reason: str | None = None
+) -> bool:
+    """Close an incident (resolved, abandoned or unanswered); False if it was already closed."""
+    _one_of(state, _CLOSED_INCIDENT_STATES, "closing state")
+    with session():
+        changed = (
+            Incident.update(state=state, resolved_at=now, outcome_reason=reason)
+            .where((Incident.id == incident_id) & Incident.state.in_(("open", "accepted")))
+            .execute()
+        )
+    if not changed:
+        get_incident(incident_id)
+    return bool(changed)
+
+
+def open_incidents() -> list[Incident]:
+    """Incidents not yet closed (open or accepted), oldest first."""
+    with session():
+        query = Incident.select().where(Incident.state.in_(("open", "accepted")))
+        return list(query.order_by(Incident.created_at, Incident.id))
+
+
+# ---------------------------------------------------------------- dial attempts
+
+
+def record_attempt(
+    call_uuid: str,
+    seq: int,
+    user_id: str,
+    phone: str,
+    started_at: datetime,
+    phone_type: str | None = None,
+    incident_id: int | None = None,
+    leg_uuid: str | None = None,
+    job_uuid: str | None = None,
+) -> Attempt:
+    """One person being rung for a call (one ``bgapi originate``)."""
+    if not isinstance(seq, int) or seq < 0:
+        raise StoreInputError(f"seq must be a non-negative integer, got {seq!r}")
+    _text(user_id, "user_id")
+    _text(phone, "phone", 64)
+    with session():
+        call = CallRecord.get_or_none(CallRecord.call_uuid == call_uuid)
+        if call is None:
+            raise NotFound(f"no call record for call {call_uuid!r}")
+        return Attempt.create(
+            call=call.id,
+            incident=incident_id,
+            seq=seq,
+            user_id=user_id,
+            phone=phone,
+            phone_type=_optional_text(phone_type, "phone_type", 16),
+            leg_uuid=_optional_text(leg_uuid, "leg_uuid"),
+            job_uuid=_optional_text(job_uuid, "job_uuid"),
+            started_at=started_at,
+        )
+
+
+def finish_attempt(
+    attempt_id: int, result: str, cause: str | None, now: datetime, leg_uuid: str | None = None
+) -> Attempt:
+    """Record how an attempt ended; the first recorded result stands."""
+    _one_of(result, ATTEMPT_RESULTS, "result")
+    _optional_text(cause, "cause")
+    values: dict[str, object] = {"result": result, "cause": cause, "ended_at": now}
+    if leg_uuid is not None:
+        values["leg_uuid"] = _text(leg_uuid, "leg_uuid", 64)
+    with session():
+        Attempt.update(**values).where(
+            (Attempt.id == attempt_id) & Attempt.ended_at.is_null()
+        ).execute()
+        attempt = Attempt.get_or_none(Attempt.id == attempt_id)
+    if attempt is None:
+        raise NotFound(f"no attempt {attempt_id}")
+    return attempt
+
+
+def attempts_for_call(call_uuid: str) -> list[Attempt]:
+    with session():
+        query = Attempt.select().join(CallRecord).where(CallRecord.call_uuid == call_uuid)
+        return list(query.order_by(Attempt.seq, Attempt.id))
+
+
+# ---------------------------------------------------------------- agent presence
+
+
+def set_presence(
+    user_id: str,
+    now: datetime,
+    state: str | None = None,
+    busy: bool | None = None,
+    busy_call_uuid: str | None = None,
+) -> AgentPresence:
+    """Update an agent's login state and/or busy flag (only what is given changes).
+
+    ``since`` moves only when the login state really changes. ``busy=False`` clears the
+    busy call uuid.
+    """
+    _text(user_id, "user_id")
+    if state is not None:
+        _one_of(state, PRESENCE_STATES, "presence state")
+    with session(immediate=True) as db:
+        # Insert-if-missing then lock the row: two processes updating one agent serialise.
+        AgentPresence.insert(
+            user_id=user_id, state="logged_out", busy=False, since=now, updated_at=now
+        ).on_conflict_ignore().execute()
+        query = AgentPresence.select().where(AgentPresence.user_id == user_id)
+        row = (query.for_update() if db.for_update else query).get()
+        if state is not None and state != row.state:
+            row.state, row.since = state, now
+        if busy is not None:
+            row.busy = busy
+            row.busy_call_uuid = _optional_text(busy_call_uuid, "busy_call_uuid") if busy else None
+        row.updated_at = now
+        row.save()
+        return row
+
+
+def get_presence(user_id: str) -> AgentPresence | None:
+    with session():
+        return AgentPresence.get_or_none(AgentPresence.user_id == user_id)
+
+
+# ---------------------------------------------------------------- 2-way VoIP
+
+
+def remember_two_way(
+    customer_number: str, user_id: str, our_number: str, now: datetime, ttl: timedelta
+) -> TwoWayMapping:
+    """The agent ``user_id`` called ``customer_number`` showing ``our_number``; latest wins."""
+    _e164(customer_number, "customer_number")
+    _e164(our_number, "our_number")
+    _text(user_id, "user_id")
+    if ttl <= timedelta(0):
+        raise StoreInputError(f"ttl must be positive, got {ttl}")
+    values = {
+        TwoWayMapping.user_id: user_id,
+        TwoWayMapping.our_number: our_number,
+        TwoWayMapping.last_call_at: now,
+        TwoWayMapping.expires_at: now + ttl,
+    }
+    with session():
+        TwoWayMapping.insert(
+            {TwoWayMapping.customer_number: customer_number, **values}
+        ).on_conflict(conflict_target=[TwoWayMapping.customer_number], update=values).execute()
+        return TwoWayMapping.get(TwoWayMapping.customer_number == customer_number)
+
+
+def lookup_two_way(customer_number: str, now: datetime) -> TwoWayMapping | None:
+    """The live mapping for a caller, or None (also for a malformed number: caller-controlled)."""
+    if not isinstance(customer_number, str) or not _E164.fullmatch(customer_number):
+        return None
+    with session():
+        return TwoWayMapping.get_or_none(
+            (TwoWayMapping.customer_number == customer_number) & (TwoWayMapping.expires_at > now)
+        )
+
+
+def purge_two_way(now: datetime) -> int:
+    """Delete expired mappings; returns how many."""
+    with session():
+        return TwoWayMapping.delete().where(TwoWayMapping.expires_at <= now).execute()
+
+
+# ---------------------------------------------------------------- number assignments
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where one number goes (overrides the YAML until reset)."""
+
+    number: str
+    route_type: str
+    target: str | None = None
+
+
+def validate_assignment(item: Assignment) -> Assignment:
+    _e164(item.number, "number")
+    _one_of(item.route_type, ROUTE_TYPES, f"route_type of {item.number}")
+    if item.route_type == "unassigned":
+        if item.target not in (None, ""):
+            raise StoreInputError(f"{item.number}: an unassigned number takes no target")
+        return Assignment(item.number, "unassigned", None)
+    if item.target is None:
+        raise StoreInputError(f"{item.number}: route_type {item.route_type} needs a target")
+    _text(item.target, f"target of {item.number}", 200)
+    return item
+
+
+def set_assignments(
+    assignments: Iterable[Assignment], changed_by: str, now: datetime
+) -> list[NumberAssignment]:
+    """Set many numbers at once: all rows are written or, on any bad row, none."""
+    _text(changed_by, "changed_by")
+    items = [validate_assignment(item) for item in assignments]
+    numbers = [item.number for item in items]
+    duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
+    if duplicates:
+        raise StoreInputError(f"numbers given more than once: {', '.join(duplicates)}")
+    with session(immediate=True):
+        for item in items:
+            _upsert_assignment(item, changed_by, now)
+        query = NumberAssignment.select().where(NumberAssignment.number.in_(numbers))
+        return list(query.order_by(NumberAssignment.number))
+
+
+def _upsert_assignment(item: Assignment, changed_by: str, now: datetime) -> None:
+    values = {
+        NumberAssignment.route_type: item.route_type,
+        NumberAssignment.target: item.target,
+        NumberAssignment.changed_at: now,
+        NumberAssignment.changed_by: changed_by,
+    }
+    NumberAssignment.insert({NumberAssignment.number: item.number, **values}).on_conflict(
+        conflict_target=[NumberAssignment.number], update=values
+    ).execute()
+
+
+def reset_assignments(numbers: Iterable[str]) -> int:
+    """Drop run-time overrides so the YAML applies again; returns how many were dropped."""
+    wanted = [_e164(n, "number") for n in numbers]
+    if not wanted:
+        return 0
+    with session():
+        return NumberAssignment.delete().where(NumberAssignment.number.in_(wanted)).execute()
+
+
+def list_assignments() -> list[NumberAssignment]:
+    with session():
+        return list(NumberAssignment.select().order_by(NumberAssignment.number))
+
+
+def get_assignment(number: str) -> NumberAssignment | None:
+    with session():
+        return NumberAssignment.get_or_none(NumberAssignment.number == number)
+
+
+# ---------------------------------------------------------------- voicemail
+
+
+def record_voicemail(
+    user_id: str,
+    path: str,
+    now: datetime,
+    call_uuid: str | None = None,
+    caller_number: str | None = None,
+    caller_name: str | None = None,
+    duration_s: float | None = None,
+    incident_id: int | None = None,
+) -> Voicemail:
+    _text(user_id, "user_id")
+    _text(path, "path", 1024)
+    if duration_s is not None and not (isinstance(duration_s, int | float) and duration_s >= 0):
+        raise StoreInputError(f"duration_s must be a non-negative number, got {duration_s!r}")
+    with session():
+        return Voicemail.create(
+            user_id=user_id,
+            path=path,
+            created_at=now,
+            call_uuid=_optional_text(call_uuid, "call_uuid"),
+            caller_number=clean_caller_text(caller_number),
+            caller_name=clean_caller_text(caller_name),
+            duration_s=duration_s,
+            incident=incident_id,
+        )
+
+
+def mark_voicemail_emailed(voicemail_id: int, now: datetime, error: str | None = None) -> None:
+    """Record a successful mail (``error=None``) or the last failure."""
+    values: dict[str, object] = {"email_error": error}
+    if error is None:
+        values["emailed_at"] = now
+    with session():
+        changed = Voicemail.update(**values).where(Voicemail.id == voicemail_id).execute()
+    if not changed:
+        raise NotFound(f"no voicemail {voicemail_id}")
+
+
+def unsent_voicemails() -> list[Voicemail]:
+    with session():
+        query = Voicemail.select().where(Voicemail.emailed_at.is_null())
+        return list(query.order_by(Voicemail.created_at, Voicemail.id))
