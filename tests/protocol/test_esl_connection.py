@@ -6,7 +6,6 @@ import time
 
 import gevent
 import pytest
-from tests.protocol.esl_peer import CALLER_UUID, socket_pair
 
 from fsrouter.esl import (
     CommandError,
@@ -16,6 +15,7 @@ from fsrouter.esl import (
     Event,
     UnsafeCommand,
 )
+from tests.protocol.esl_peer import CALLER_UUID, socket_pair
 
 
 @pytest.fixture

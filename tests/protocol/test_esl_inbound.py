@@ -5,9 +5,9 @@ from __future__ import annotations
 import gevent
 import gevent.socket
 import pytest
-from tests.protocol.esl_peer import FakeInboundSwitch, answer_basic
 
 from fsrouter.esl import AuthError, ConnectionClosed, InboundClient, NotConnected
+from tests.protocol.esl_peer import FakeInboundSwitch, answer_basic
 
 
 @pytest.fixture

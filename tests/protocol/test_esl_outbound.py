@@ -9,9 +9,9 @@ import gevent
 import gevent.event
 import gevent.socket
 import pytest
-from tests.protocol.esl_peer import CALLER_UUID, Peer, recorded_connect_reply
 
 from fsrouter.esl import OutboundServer, OutboundSession
+from tests.protocol.esl_peer import CALLER_UUID, Peer, recorded_connect_reply
 
 
 def dial(server: OutboundServer) -> Peer:
