@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/fsrouter demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check fsrouter tests bench
+	$(BIN)/ruff check .
 
 test: lint
 	$(BIN)/pytest
