@@ -80,6 +80,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_daemon(args.config, database_url=args.database)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fsrouter.demo import run_demo
+
+    if not args.log_level_given:
+        logs.configure("warning", json=False)  # the demo prints its own readable story
+    return run_demo(args.config)
+
+
 def _add_config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c", "--config", type=Path, default=Path(DEFAULT_CONFIG),
@@ -94,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 unexpected error, 2 usage or invalid configuration, "
         "3 database unavailable, 4 listener cannot bind",
     )
-    parser.add_argument("--log-level", default="info", choices=logs.LEVELS)
+    parser.add_argument("--log-level", default=None, choices=logs.LEVELS,
+                        help="default: info (warning for the demo)")
     parser.add_argument(
         "--log-format", default="auto", choices=("auto", "json", "console"),
         help="auto: console on a terminal, JSON lines otherwise",
@@ -117,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--database", help="database URL, overrides the configuration")
     upgrade.set_defaults(func=cmd_db_upgrade)
 
+    demo = sub.add_parser("demo", help="run the daemon against the built-in simulator")
+    demo.add_argument("--config", type=Path, default=None,
+                      help="configuration (default: the shipped config.example.yaml)")
+    demo.set_defaults(func=cmd_demo)
+
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     return parser
@@ -125,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.log_level_given = args.log_level is not None
     json = {"auto": None, "json": True, "console": False}[args.log_format]
-    logs.configure(args.log_level, json=json)
+    logs.configure(args.log_level or "info", json=json)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

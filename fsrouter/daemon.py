@@ -52,9 +52,7 @@ def _open_store(url: str) -> Any:
     from fsrouter.store import migrations, open_database
 
     database = open_database(url)
-    applied = migrations.upgrade(database)
-    if applied:
-        log.info("store.migrated", applied=applied)
+    migrations.upgrade(database)  # logs what it applied
     return database
 
 
@@ -73,9 +71,16 @@ def _start_listener(config: Config) -> Any:
     return server
 
 
-def start_daemon(config_path: Path, database_url: str | None = None) -> Daemon:
-    """Load, open and bind everything; raises on the first part that cannot start."""
+def start_daemon(config_path: Path, database_url: str | None = None,
+                 listen_port: int | None = None) -> Daemon:
+    """Load, open and bind everything; raises on the first part that cannot start.
+
+    ``listen_port`` overrides the configured listener port (0 picks a free one: demo, tests).
+    """
     config = load_config(config_path)
+    if listen_port is not None:
+        listener = config.listener.model_copy(update={"port": listen_port})
+        config = config.model_copy(update={"listener": listener})
     database = _open_store(database_url or config.database.url)
     try:
         server = _start_listener(config)

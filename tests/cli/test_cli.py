@@ -156,3 +156,9 @@ def _wait_for_line(proc: subprocess.Popen, event: str, timeout: float = 20.0) ->
             if record.get("event") == event:
                 return record
     pytest.fail(f"no {event} within {timeout} s")
+
+
+def test_demo_runs_and_exits_zero():
+    result = run("demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "daemon ready" in result.stdout
