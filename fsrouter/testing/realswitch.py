@@ -24,6 +24,12 @@ Scripted phones (destinations in the ``agents`` context; ``<id>`` from :meth:`fr
 ==========================  =================================================================
 
 Dial them as ``loopback/<destination>/agents`` (see :meth:`RealSwitch.phone`).
+
+Voicemail works as on a real installation: box ``1000@fsrouter.test`` (``VOICEMAIL_BOX``,
+``VOICEMAIL_DOMAIN``) takes ``voicemail default fsrouter.test 1000``; the phrase macros come
+from the switch's ``conf/lang`` and short generated prompt WAVs (:func:`install_prompts`).
+Messages land in :meth:`RealSwitch.voicemail_messages`; the mail to the agent is kept in
+:attr:`RealSwitch.mail_dir` (:meth:`RealSwitch.mails`), never sent.
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import math
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -41,6 +49,7 @@ import subprocess
 import tempfile
 import time
 import uuid as uuidlib
+import wave
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -58,6 +67,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONF = REPO_ROOT / "freeswitch_conf"
 # Fresh TLS certificates cost ~3 s per start; one copy is reused by every run on this host.
 CERT_CACHE = Path(tempfile.gettempdir()) / "fsrouter-freeswitch-certs"
+# Prompt WAVs for the voicemail phrase macros (none ship with the switch), made once per host.
+# Bump the version when the sounds or the list change, so a stale cache is not reused.
+SOUND_CACHE = Path(tempfile.gettempdir()) / "fsrouter-freeswitch-sounds-v1"
+PROMPT_SECONDS = 0.4
 # Until a test calls route_to(), public calls go to a loopback port nobody listens on, so they
 # take the dialplan's dead-daemon fallback instead of reaching a developer's daemon on 8084.
 UNROUTED_TARGET = "127.0.0.1:1"
@@ -291,16 +304,50 @@ _PHONES = r"""
 """
 
 
-def write_config(conf_dir: Path, ports: Ports, password: str) -> Path:
+# One voicemail box, as an agent who is logged out has: vm-enabled, message by e-mail.
+VOICEMAIL_DOMAIN = "fsrouter.test"
+VOICEMAIL_BOX = "1000"
+_DIRECTORY = f"""
+<section name="directory">
+  <domain name="{VOICEMAIL_DOMAIN}">
+    <user id="{VOICEMAIL_BOX}">
+      <params>
+        <param name="vm-enabled" value="true"/>
+        <param name="vm-mailto" value="agent@fsrouter.test"/>
+        <param name="vm-email-all-messages" value="true"/>
+        <param name="vm-attach-file" value="true"/>
+      </params>
+    </user>
+  </domain>
+</section>
+"""
+
+
+def write_config(
+    conf_dir: Path,
+    ports: Ports,
+    password: str,
+    lang_dir: Path | None = None,
+    mailer: Path | None = None,
+) -> Path:
     """Write ``conf_dir/freeswitch.xml`` from the shipped snippets plus the test overlay.
 
     The shipped files are copied unchanged into ``conf_dir/fsrouter/`` and included from
     there; switch.conf and event_socket.conf are the shipped files with test params replaced.
+    ``lang_dir`` (the switch's ``conf/lang``) gives the voicemail its phrase macros;
+    ``mailer`` replaces the shipped ``sendmail`` (see :func:`write_mail_catcher`).
     """
     shipped = conf_dir / "fsrouter"
     if shipped.exists():
         shutil.rmtree(shipped)
     shutil.copytree(SHIPPED_CONF, shipped)
+    languages = ""
+    if lang_dir is not None and lang_dir.is_dir():
+        # The voicemail app speaks through phrase macros; without them it gives up at once.
+        shutil.copytree(lang_dir, conf_dir / "lang", dirs_exist_ok=True)
+        # One tag a line: the pre-processor drops the whole line an X-PRE-PROCESS sits on.
+        languages = ('<section name="languages">\n'
+                     '<X-PRE-PROCESS cmd="include" data="lang/en/en.xml"/>\n</section>')
     configs = shipped / "autoload_configs"
     switch_conf = _param_config(
         configs / "switch.conf.xml",
@@ -311,6 +358,8 @@ def write_config(conf_dir: Path, ports: Ports, password: str) -> Path:
             "rtp-end-port": str(ports.rtp_end),
             "loglevel": "info",
             "colorize-console": "false",
+            # The switch runs `/bin/cat <mail> | <mailer-app> -f <from> <args> <to>` in a shell.
+            **({"mailer-app": shlex.quote(str(mailer)), "mailer-app-args": ""} if mailer else {}),
         },
     )
     event_socket = _param_config(
@@ -336,11 +385,105 @@ def write_config(conf_dir: Path, ports: Ports, password: str) -> Path:
     </context>
     {_PHONES}
   </section>
+  {_DIRECTORY}
+  {languages}
 </document>
 """
     path = conf_dir / "freeswitch.xml"
     path.write_text(document, encoding="utf-8")
     return path
+
+
+# -- prompts ----------------------------------------------------------------------------------
+
+# What `vm-$1.wav` in the voicemail_ack macro can become (mod_voicemail.c passes these words).
+_ACK_WORDS = ("deleted", "saved", "emailed", "marked-urgent")
+_MACRO_FILE = re.compile(r'data="([A-Za-z0-9_/$-]+\.wav)"')
+
+
+def prompt_names(lang_dir: Path | None) -> list[str]:
+    """Sound files (relative to the sound prefix) the English voicemail macros can play.
+
+    Every ``play-file`` named in ``lang/en/vm/sounds.xml`` plus what mod_say_en spells a
+    mailbox id or a key with: ``digits/<0-9>``, ``ascii/<code>`` (letters, ``#``, ``*``).
+    """
+    names = {f"digits/{digit}.wav" for digit in range(10)}
+    names |= {f"ascii/{ord(char)}.wav" for char in "abcdefghijklmnopqrstuvwxyz#*+"}
+    macros = lang_dir / "en" / "vm" / "sounds.xml" if lang_dir else None
+    if macros is not None and macros.is_file():
+        for name in _MACRO_FILE.findall(macros.read_text(encoding="utf-8")):
+            if "$" in name:
+                names |= {re.sub(r"\$[0-9]", word, name) for word in _ACK_WORDS}
+            else:
+                names.add(name)
+    return sorted(names)
+
+
+def write_prompt(path: Path, seconds: float = PROMPT_SECONDS, rate: int = 8000) -> None:
+    """A soft 440 Hz tone, 16-bit mono: audible in a recording, quiet, with no clicks."""
+    count = int(seconds * rate)
+    fade = max(1, min(count // 4, rate // 50))
+    frames = bytearray()
+    for index in range(count):
+        gain = min(1.0, index / fade, (count - 1 - index) / fade)
+        sample = int(3000 * gain * math.sin(2 * math.pi * 440 * index / rate))
+        frames += sample.to_bytes(2, "little", signed=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(frames))
+
+
+def install_prompts(sounds_dir: Path, lang_dir: Path | None, cache: Path = SOUND_CACHE) -> int:
+    """Put the voicemail prompts under ``sounds_dir``; returns how many files it holds.
+
+    The WAVs are made once into ``cache`` (renamed into place, so parallel runs see all of
+    it or nothing) and copied from there: making them costs ~0.2 s, copying a few ms.
+    """
+    names = prompt_names(lang_dir)
+    if not all((cache / name).is_file() for name in names):
+        staging = Path(tempfile.mkdtemp(prefix="fsrouter-sounds-", dir=cache.parent))
+        for name in names:
+            write_prompt(staging / name)
+        shutil.rmtree(cache, ignore_errors=True)
+        try:
+            staging.rename(cache)
+        except OSError:  # a parallel run won the race; its files are the same
+            shutil.rmtree(staging, ignore_errors=True)
+    source = cache if all((cache / name).is_file() for name in names) else None
+    if source is None:
+        raise SwitchError(f"could not prepare the prompt cache {cache}")
+    for name in names:
+        target = sounds_dir / name
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / name, target)
+    return len(names)
+
+
+def write_mail_catcher(script: Path, mail_dir: Path) -> Path:
+    """A ``mailer-app`` that keeps each mail as ``mail_dir/mail-*.eml`` instead of sending it.
+
+    A test switch must never hand voicemail to the host's real MTA (traffic leaves loopback),
+    and a kept file lets a test read what the agent would have received. The switch passes
+    the recipient only on the command line (``-f <from> <to>``), so the script puts its
+    arguments in front of the mail as a first header, ``X-Test-Mailer-Args``.
+    """
+    mail_dir.mkdir(parents=True, exist_ok=True)
+    script.parent.mkdir(parents=True, exist_ok=True)
+    folder = shlex.quote(str(mail_dir))
+    script.write_text(
+        "#!/bin/sh\n"
+        "# fsrouter test switch: keep the mail instead of sending it (written, then renamed).\n"
+        f"part=$(mktemp {folder}/.part-XXXXXXXX) || exit 1\n"
+        "{ printf 'X-Test-Mailer-Args: %s\\n' \"$*\"; cat; } > \"$part\" || exit 1\n"
+        f'mv "$part" {folder}/"mail-${{part##*-}}.eml"\n',
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return script
 
 
 # -- the switch -----------------------------------------------------------------------------
@@ -385,6 +528,28 @@ class RealSwitch:
         return self.workdir / "log" / "freeswitch.log"
 
     @property
+    def mail_dir(self) -> Path:
+        """Where the switch's outgoing mail (voicemail to e-mail) is kept, one ``.eml`` each."""
+        return self.workdir / "mail"
+
+    def voicemail_messages(
+        self, domain: str = VOICEMAIL_DOMAIN, box: str = VOICEMAIL_BOX
+    ) -> list[Path]:
+        """Message files in a box of profile ``default``, where mod_voicemail puts them.
+
+        Its default is ``<storage>/voicemail/<profile>/<domain>/<box>/msg_<uuid>.<ext>``
+        (mod_voicemail.c voicemail_leave_main, no storage-dir params set).
+        """
+        _check(_NUMBER, box, "voicemail box")
+        _check(re.compile(r"^[A-Za-z0-9.-]{1,253}$"), domain, "voicemail domain")
+        folder = self.workdir / "storage" / "voicemail" / "default" / domain / box
+        return sorted(folder.glob("msg_*"))
+
+    def mails(self) -> list[Path]:
+        """The mails kept so far, oldest first."""
+        return sorted(self.mail_dir.glob("*.eml"), key=lambda path: path.stat().st_mtime_ns)
+
+    @property
     def output_path(self) -> Path:
         return self.workdir / "freeswitch.out"
 
@@ -414,6 +579,13 @@ class RealSwitch:
             cmd += [f"-{name}", str(self.workdir / name)]
         return cmd
 
+    def _lang_dir(self) -> Path | None:
+        """The phrase macros that ship with the switch (``conf/lang``), when we can find them."""
+        if self.freeswitch is None:
+            return None
+        folder = self.freeswitch if self.freeswitch.is_dir() else self.freeswitch.parent.parent
+        return folder / "conf" / "lang"
+
     def start(self, timeout: float = 20.0) -> None:
         """Write the config, run the switch, wait until ``api status`` says it is ready."""
         if self.running:
@@ -421,8 +593,10 @@ class RealSwitch:
         began = time.monotonic()
         self.ports = Ports(_free_tcp_port(), _free_sip_port(), *_free_rtp_range())
         (self.workdir / "conf").mkdir(parents=True, exist_ok=True)
-        write_config(self.workdir / "conf", self.ports, self.password)
+        mailer = write_mail_catcher(self.workdir / "bin" / "catch-mail", self.mail_dir)
+        write_config(self.workdir / "conf", self.ports, self.password, self._lang_dir(), mailer)
         self._restore_certs()
+        install_prompts(self.workdir / "sounds", self._lang_dir())
         with contextlib.suppress(FileNotFoundError):
             self.log_path.unlink()  # log_text() is this run's log only
         with open(self.output_path, "ab") as out:
