@@ -66,3 +66,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     switch = item.config.stash.get(_SWITCH_KEY, None)
     if switch is not None:
         report.sections.append(("freeswitch log", switch.log_tail(LOG_TAIL_LINES)))
+
+
+@pytest.fixture(scope="session")
+def sim_switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The simulator behind the same driver as ``real_switch``, in real time (speed 1)."""
+    from fsrouter.sim.driver import SimSwitch
+
+    switch = SimSwitch(tmp_path_factory.mktemp("simswitch"), speed=1.0)
+    switch.start()
+    try:
+        yield switch
+    finally:
+        switch.stop()
