@@ -16,6 +16,8 @@ import gevent.event
 import structlog
 
 from fsrouter import systemd
+from fsrouter.calls import CallHandler
+from fsrouter.calls.services import CallServices
 from fsrouter.config import Config, ConfigError, load_config
 
 log = structlog.get_logger(__name__)
@@ -56,14 +58,13 @@ def _open_store(url: str) -> Any:
     return database
 
 
-def _start_listener(config: Config) -> Any:
-    from fsrouter.calls import handle_call
+def _start_listener(config: Config, services: CallServices) -> Any:
     from fsrouter.esl.outbound import OutboundServer
 
     server = OutboundServer(
         config.listener.bind,
         config.listener.port,
-        handler=handle_call,
+        handler=CallHandler(services),
         max_calls=config.listener.max_calls,
         allow=config.listener.allow,
     )
@@ -82,8 +83,10 @@ def start_daemon(config_path: Path, database_url: str | None = None,
         listener = config.listener.model_copy(update={"port": listen_port})
         config = config.model_copy(update={"listener": listener})
     database = _open_store(database_url or config.database.url)
+    holder = {"config": config}
+    services = CallServices(config_source=lambda: holder["config"])
     try:
-        server = _start_listener(config)
+        server = _start_listener(config, services)
     except OSError:
         database.close()
         raise

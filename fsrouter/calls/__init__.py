@@ -1,6 +1,7 @@
 """The call session layer: one greenlet per call, turning routing decisions into ESL commands.
 
-``handle_call`` is what the outbound listener runs for each call FreeSWITCH hands over.
+:class:`CallHandler` is what the outbound listener runs for each call FreeSWITCH hands over:
+it finds the number's route and runs that flow (``call_routing``, ``inbound``) to the end.
 """
 
 from __future__ import annotations
@@ -9,22 +10,44 @@ from typing import Any
 
 import structlog
 
-from fsrouter.logs import bind_call
+from fsrouter.calls import call_routing
+from fsrouter.calls.call import Call
+from fsrouter.calls.services import CallServices
+from fsrouter.config import normalise_number
+from fsrouter.config.schema import CallRoutingNumber
 
 log = structlog.get_logger(__name__)
 
+SIT = "tone_stream://%(274,0,913.8);%(274,0,1370.6);%(380,0,1776.7)"
 
-def handle_call(session: Any) -> None:
-    """Handle one call on its own greenlet.
 
-    Call routing (menus, queues, escalation, inbound routes) is not wired in yet, so the call is
-    handed back: closing the socket makes the dialplan continue with its fallback actions
-    (``freeswitch_conf/dialplan/fsrouter.xml`` ends with a message and a hang-up), so the caller
-    never waits on silence.
-    """
-    call_log = bind_call(log, call_uuid=session.uuid)
-    call_log.warning(
-        "call.not_routed",
-        reason="call routing is not available in this build; the dialplan fallback runs",
-        destination=session.channel.get("Caller-Destination-Number"),
-    )
+class CallHandler:
+    """Routes each call to its flow; never lets an error leave a caller in silence."""
+
+    def __init__(self, services: CallServices) -> None:
+        self.services = services
+
+    def __call__(self, session: Any) -> None:
+        call = Call(session, self.services)
+        try:
+            self._route(call)
+        except Exception:
+            call.log.exception("call.failed")
+            call.hangup("NORMAL_TEMPORARY_FAILURE")
+
+    def _route(self, call: Call) -> None:
+        config = self.services.config
+        try:
+            number = normalise_number(call.destination, config.defaults.country)
+        except ValueError:
+            number = ""
+        entry = config.number_by_e164(number) if number else None
+        if isinstance(entry, CallRoutingNumber):
+            call_routing.run(call, entry)
+            return
+        call.log.warning("call.unassigned", destination=call.destination[:40],
+                         reason="number not served" if entry is None else
+                         f"route type {entry.type} is not handled by this build")
+        call.run("pre_answer")
+        call.run("playback", config.tone("sit"))
+        call.hangup("UNALLOCATED_NUMBER")

@@ -33,7 +33,9 @@ _DIGITS = re.compile(r"[0-9]{1,10}")
 _LANGUAGE = re.compile(r"[a-z]{2}(-[A-Z]{2})?")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 # Text for TTS goes into `speak engine|voice|text`: no expansion, separators or quotes.
-_TEXT_FORBIDDEN = ("${", "$${", "^^", "|", "{", "}", "[", "]", '"', "\\", "\n", "\r")
+_TEXT_FORBIDDEN = ("${", "$${", "^^", "|", "{", "}", "[", "]", '"', "\\", "\n", "\r",
+                   # a prompt is one single-quoted play_and_get_digits argument, joined by !
+                   "'", "!")
 
 
 def _shown(value: str, limit: int = 40) -> str:
@@ -93,7 +95,7 @@ def _check_path(value: str) -> str:
     return value
 
 
-def _check_dial(value: str) -> str:
+def check_dial(value: str) -> str:
     if not _SAFE_DIAL.fullmatch(value) or "${" in value:
         raise ValueError(f"unsafe character {_first_bad(value, _DIAL_CHAR)} in dial string "
                          f"{_shown(value)} (allowed: letters, digits, @ . _ : + - /)")
@@ -227,7 +229,7 @@ Id = Annotated[str, AfterValidator(check_id)]
 QueueName = Annotated[str, AfterValidator(_check_queue)]
 SafePath = Annotated[str, AfterValidator(_check_path)]
 Sound = Annotated[str, AfterValidator(check_sound)]
-DialString = Annotated[str, AfterValidator(_check_dial)]
+DialString = Annotated[str, AfterValidator(check_dial)]
 ToneString = Annotated[str, AfterValidator(check_sound)]
 Word = Annotated[str, AfterValidator(_check_word)]
 SpokenText = Annotated[str, AfterValidator(_check_text)]

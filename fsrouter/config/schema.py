@@ -50,6 +50,7 @@ from fsrouter.config.fields import (
     TimeZone,
     ToneString,
     Word,
+    check_dial,
     check_id,
     check_sound,
     check_timezone,
@@ -229,9 +230,27 @@ class Database(Strict):
         return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", self.url)
 
 
+def _dial_template(value: str) -> str:
+    if value.count("{number}") != 1:
+        raise ValueError(f"must contain {{number}} exactly once, got {value[:60]!r}")
+    check_dial(value.replace("{number}", "0"))
+    return value
+
+
 class Defaults(Strict):
     country: Region = "DE"
     timezone: TimeZone = "Europe/Berlin"
+    # How a mobile or landline number (E.164) is dialled: the gateway to the phone network.
+    dial_template: Annotated[str, AfterValidator(_dial_template)] = (
+        "sofia/gateway/default/{number}")
+    # The TTS engine speaks generated prompts ("for the database team press 2").
+    language: Language = "de"
+    # The FreeSWITCH directory domain of the voicemail boxes (``voicemail default <domain>``).
+    voicemail_domain: Host = "fsrouter"
+
+    def dial_string(self, number: str) -> str:
+        """The dial string for an E.164 number (already validated: digits and a leading +)."""
+        return self.dial_template.replace("{number}", number)
 
 
 # --- users ------------------------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""Turning prompts into what FreeSWITCH plays, and the menu's ``play_and_get_digits`` argument.
+
+Only configuration text reaches these arguments (validated at load time: file paths, tone
+streams, spoken text without ``${``); caller text never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fsrouter.config.schema import Tts
+from fsrouter.routing.menu import MenuPlan, Prompt
+
+# play_and_get_digits needs a file for the "invalid" slot; this one is silent and instant.
+SILENCE = "silence_stream://250"
+
+
+def playable(prompt: Prompt, tts: Tts) -> str:
+    """A file or stream for ``playback``: files as they are, text through the TTS engine."""
+    if prompt.kind == "file":
+        return prompt.value
+    voice = tts.voice or ""
+    # say:<engine>:<voice>:<text> is FreeSWITCH's TTS file syntax (switch_ivr_play_file).
+    return f"say:{tts.engine}:{voice}:{prompt.value}"
+
+
+def concatenated(prompts: Iterable[Prompt], tts: Tts) -> str:
+    """Several prompts as one ``file_string://a!b`` so a key press interrupts all of them."""
+    files = [playable(prompt, tts) for prompt in prompts]
+    if len(files) == 1:
+        return files[0]
+    return "file_string://" + "!".join(files)
+
+
+def menu_prompts(plan: MenuPlan, first_play: bool) -> list[Prompt]:
+    """The greeting (first play only), then one prompt per option in digit order."""
+    greeting = [plan.greeting] if plan.greeting is not None and first_play else []
+    return [*greeting, *plan.items]
+
+
+def menu_argument(plan: MenuPlan, prompt_file: str, variable: str) -> str:
+    """``play_and_get_digits`` arguments: one digit from the menu's set, ``#`` terminates."""
+    if "'" in prompt_file:
+        raise ValueError("a prompt must not contain a single quote")  # config refuses it too
+    digits = "".join(sorted(plan.valid_digits))
+    timeout_ms = plan.timeout_s * 1000
+    # min max tries timeout terminators 'file' invalid_file var regex digit_timeout;
+    # the file is quoted because spoken text has spaces (the app groups by single quotes).
+    return (f"1 1 1 {timeout_ms} # '{prompt_file}' {SILENCE} {variable} ^[{digits}]$ "
+            f"{timeout_ms}")

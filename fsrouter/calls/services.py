@@ -1,0 +1,33 @@
+"""What a call needs from the rest of the daemon, passed in explicitly (no globals).
+
+The daemon builds one :class:`CallServices`; tests build their own with a fixed clock.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fsrouter.config import Config
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class CallServices:
+    """The configuration in force, the clock, and who we are (for multi-host records)."""
+
+    config_source: Callable[[], Config]
+    now: Callable[[], datetime] = utc_now
+    host: str = field(default_factory=socket.gethostname)
+    # Seconds the calls wait at most for one step of the switch (answer, a prompt, a job).
+    step_timeout: float = 30.0
+
+    @property
+    def config(self) -> Config:
+        """The configuration at this moment (a reload replaces it for new calls only)."""
+        return self.config_source()

@@ -1,0 +1,96 @@
+"""Run ``fsrouter run`` as a real process against a switch, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Daemon:
+    """A ``fsrouter run`` process with its own config file and SQLite database."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any], esl: tuple[str, int, str]) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.db_path = workdir / "fsrouter.db"
+        host, esl_port, password = esl
+        config = {
+            "listener": {"port": self.port},
+            "switch": {"host": host, "port": esl_port, "password_env": "FSROUTER_TEST_ESL"},
+            "database": {"url": f"sqlite:///{self.db_path}"},
+            **config,
+        }
+        self.config_path = workdir / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config, allow_unicode=True), "utf-8")
+        self.env = {**os.environ, "FSROUTER_TEST_ESL": password}
+        self.log_path = workdir / "daemon.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "fsrouter", "--log-format", "json", "--log-level",
+                 "debug", "run", "-c", str(self.config_path)],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(line.get("event") == "daemon.ready" for line in self.log_lines()):
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"fsrouter exited {self.process.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"fsrouter not ready in {timeout} s:\n{self.log()}")
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue
+        return lines
+
+    def rows(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        with sqlite3.connect(self.db_path) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(row) for row in db.execute(sql, args)]
+
+    def wait_for(self, sql: str, *args: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Rows of ``sql`` once it returns any (the daemon writes as the call goes)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self.rows(sql, *args)
+            if rows:
+                return rows
+            time.sleep(0.1)
+        raise AssertionError(f"no rows for {sql} within {timeout} s\n{self.log()[-4000:]}")

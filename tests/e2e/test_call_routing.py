@@ -1,0 +1,186 @@
+"""The on-call hotline end to end: ``fsrouter run`` as a process, on both switches.
+
+Each test places a caller into the switch, which hands the call to the daemon over a real
+outbound socket; the daemon plays the menu, queues the caller in mod_fifo and rings phones.
+The test then checks what the switch saw (events on its own event connection) and what the
+daemon's SQLite database holds.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid as uuidlib
+
+import gevent
+import pytest
+
+from fsrouter.esl import InboundClient
+from fsrouter.testing.phones import TEST_DIAL_TEMPLATE, phone_number
+from tests.e2e.daemon import Daemon
+
+pytestmark = pytest.mark.realswitch
+
+ROUTING = "+493040001000"
+MENU_TONE = "tone_stream://%(300,200,440);loops=2"
+HOLD = "tone_stream://%(1000,0,350);loops=-1"
+
+
+def hotline_config(phones: dict[str, str], ring_timeout: int = 5,
+                   press_to_accept: bool = False) -> dict:
+    users = {
+        uid: {"name": uid.title(), "phones": [{"type": "mobile", "number": number}]}
+        for uid, number in phones.items()
+    }
+    return {
+        "defaults": {"dial_template": TEST_DIAL_TEMPLATE, "language": "en",
+                     "voicemail_domain": "fsrouter.test"},
+        "users": users,
+        "policies": {"db": {"levels": [{"targets": [{"user": u} for u in phones],
+                                        "ring_timeout": ring_timeout}],
+                            "press_to_accept": press_to_accept}},
+        "numbers": [{
+            "number": ROUTING, "type": "call_routing", "skip_menu_if_single": False,
+            "menu": {"tries": 2, "timeout_s": 2, "invalid_prompt": "tone_stream://%(200,0,300)"},
+            "options": [
+                {"digit": 1, "label": "Datenbank", "prompt": MENU_TONE, "policy": "db",
+                 "hold_music": HOLD},
+                {"digit": 2, "label": "Netzwerk", "prompt": MENU_TONE, "policy": "db",
+                 "hold_music": HOLD},
+            ],
+        }],
+    }
+
+
+@pytest.fixture(params=["real", "sim"])
+def switch(request):
+    return request.getfixturevalue("real_switch" if request.param == "real" else "sim_switch")
+
+
+class Watcher:
+    """Every event of the switch, from its own event socket."""
+
+    def __init__(self, switch) -> None:
+        host, port, password = switch.esl_endpoint()
+        self.events = []
+        self.client = InboundClient(host, port, password, events=[
+            "CHANNEL_CREATE", "CHANNEL_EXECUTE", "CHANNEL_BRIDGE", "CHANNEL_HANGUP_COMPLETE",
+            "BACKGROUND_JOB"])
+        self.client.connect()
+        self.client.on_event(self.events.append)
+
+    def first(self, name, **headers):
+        for event in self.events:
+            if event.name == name and all(event.get(k) == v for k, v in headers.items()):
+                return event
+        return None
+
+    def wait(self, name, timeout=20.0, **headers):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            event = self.first(name, **headers)
+            if event is not None:
+                return event
+            gevent.sleep(0.05)
+        raise AssertionError(f"no {name} {headers} within {timeout} s")
+
+    def legs_to(self, number):
+        return [e for e in self.events if e.name == "CHANNEL_CREATE"
+                and (e.get("Channel-Name") or "").startswith(f"loopback/{number}-b")]
+
+
+@pytest.fixture
+def hotline(tmp_path, switch):
+    daemons = []
+    watcher = Watcher(switch)
+
+    def start(config):
+        daemon = Daemon(tmp_path, config, switch.esl_endpoint())
+        daemon.start()
+        daemons.append(daemon)
+        switch.route_to(daemon.port)
+        return daemon
+
+    yield start, switch, watcher
+    watcher.client.close()
+    for daemon in daemons:
+        assert daemon.stop() == 0, daemon.log()[-3000:]
+
+
+def call_in(switch, watcher, digit=None, caller_name="Erika Mustermann"):
+    caller = str(uuidlib.uuid4())
+    switch.place_call(ROUTING, "+4915112345678", caller_name, uuid=caller)
+    b_leg = watcher.wait("CHANNEL_CREATE", variable_other_loopback_leg_uuid=caller).uuid
+    if digit is not None:
+        watcher.wait("CHANNEL_EXECUTE", **{"Unique-ID": b_leg,
+                                           "Application": "play_and_get_digits"})
+        gevent.sleep(0.3)
+        switch.send_dtmf(caller, digit)
+    return caller, b_leg
+
+
+def test_escalation_to_the_third_person(hotline):
+    start, switch, watcher = hotline
+    phones = {"anna": phone_number("noanswer", 0, 1), "bernd": phone_number("busy", 0, 2),
+              "carla": phone_number("hangup", 1500, 3)}
+    daemon = start(hotline_config(phones))
+    caller, b_leg = call_in(switch, watcher, digit="1")
+    watcher.wait("CHANNEL_HANGUP_COMPLETE", timeout=40, **{"Unique-ID": b_leg})
+    call = daemon.wait_for("SELECT * FROM call_records WHERE outcome IS NOT NULL")[0]
+    assert call["outcome"] == "bridged"
+    assert call["bridged_to_user"] == "carla"
+    incident = daemon.rows("SELECT * FROM incidents")[0]
+    assert (incident["state"], incident["accepted_by"], incident["option_digit"]) == (
+        "resolved", "carla", "1")
+    attempts = daemon.rows("SELECT user_id, result, cause FROM attempts ORDER BY seq")
+    assert [(a["user_id"], a["result"]) for a in attempts] == [
+        ("anna", "no_answer"), ("bernd", "busy"), ("carla", "answered")]
+    for number in phones.values():
+        legs = watcher.legs_to(number)
+        assert legs, f"no leg to {number}"
+        assert legs[0].get("Caller-Caller-ID-Number") == ROUTING
+    fifo = watcher.first("CHANNEL_EXECUTE", **{"Unique-ID": b_leg, "Application": "fifo"})
+    assert fifo.get("Application-Data").endswith(f"in undef {HOLD}")
+
+
+def test_hangup_in_menu_writes_a_call_record_and_no_incident(hotline):
+    start, switch, watcher = hotline
+    daemon = start(hotline_config({"anna": phone_number("answer", 200, 1)}))
+    caller, b_leg = call_in(switch, watcher)
+    watcher.wait("CHANNEL_EXECUTE", **{"Unique-ID": b_leg, "Application": "play_and_get_digits"})
+    switch.hangup(caller)
+    call = daemon.wait_for("SELECT * FROM call_records WHERE outcome IS NOT NULL")[0]
+    assert call["outcome"] == "hangup_in_menu"
+    assert call["incident_id"] is None
+    assert daemon.rows("SELECT * FROM incidents") == []
+
+
+def test_caller_hangs_up_while_a_phone_rings(hotline):
+    start, switch, watcher = hotline
+    ringing = phone_number("noanswer", 0, 1)
+    daemon = start(hotline_config({"anna": ringing}, ring_timeout=30))
+    caller, b_leg = call_in(switch, watcher, digit="2")
+    leg = watcher.wait("CHANNEL_CREATE", timeout=20, **{"Channel-Name": f"loopback/{ringing}-a"})
+    switch.hangup(caller)
+    # The ringing leg is killed at once, not after its 30 s ring timeout.
+    watcher.wait("CHANNEL_HANGUP_COMPLETE", timeout=5, **{"Unique-ID": leg.uuid})
+    call = daemon.wait_for("SELECT * FROM call_records WHERE outcome IS NOT NULL")[0]
+    assert call["outcome"] == "abandoned_in_queue"
+    incident = daemon.rows("SELECT * FROM incidents")[0]
+    assert incident["state"] == "abandoned"
+    attempt = daemon.rows("SELECT * FROM attempts")[0]
+    assert attempt["result"] == "cancelled" and attempt["ended_at"] is not None
+
+
+def test_nobody_answers_then_the_fallback_plays(hotline):
+    start, switch, watcher = hotline
+    daemon = start(hotline_config({"anna": phone_number("busy", 0, 1),
+                                   "bernd": phone_number("gone", 0, 2)}))
+    caller, b_leg = call_in(switch, watcher, digit="1")
+    watcher.wait("CHANNEL_HANGUP_COMPLETE", timeout=40, **{"Unique-ID": b_leg})
+    call = daemon.wait_for("SELECT * FROM call_records WHERE outcome IS NOT NULL")[0]
+    assert call["outcome"] == "no_answer_fallback"
+    incident = daemon.rows("SELECT * FROM incidents")[0]
+    assert incident["state"] == "unanswered"
+    results = [a["result"] for a in daemon.rows("SELECT result FROM attempts ORDER BY seq")]
+    assert results == ["busy", "unreachable"]
+    assert watcher.first("CHANNEL_EXECUTE", **{"Unique-ID": b_leg, "Application": "playback"})
