@@ -60,6 +60,7 @@ import gevent
 import structlog
 
 from fsrouter.esl import ESLError, Event, InboundClient, Job
+from fsrouter.testing.phones import dialplan_extensions
 
 log = structlog.get_logger(__name__)
 
@@ -383,7 +384,7 @@ def write_config(
     <context name="public">
       <X-PRE-PROCESS cmd="include" data="fsrouter/dialplan/fsrouter.xml"/>
     </context>
-    {_PHONES}
+    {_PHONES.replace("</context>", dialplan_extensions() + "</context>")}
   </section>
   {_DIRECTORY}
   {languages}
