@@ -157,6 +157,16 @@ def calibration_app(scenario: Scenario, destinations: list[str], queue: str,
         wait(session.execute("hangup", cause), 5)
 
     def run(session: OutboundSession) -> None:
+        # Never return while the caller is up: a closed socket lets the dialplan's fallback
+        # hang the call up (NORMAL_TEMPORARY_FAILURE) and that would race our own hang-up.
+        ended = gevent.event.Event()
+        session.on_event(lambda e: ended.set() if e.name == "CHANNEL_HANGUP" else None)
+        try:
+            flow_of(session)
+        finally:
+            ended.wait(30 / speed + 5)
+
+    def flow_of(session: OutboundSession) -> None:
         flow = scenario.flow
         if flow == "sit":
             wait(session.execute("pre_answer"), 5)
@@ -277,7 +287,10 @@ def _drive_caller(switch: EslSwitch, scenario: Scenario, run: _Run) -> None:
         stage, delay = scenario.hangup
         run.stages[stage].wait()
         gevent.sleep(delay / switch.speed)
-        switch.hangup(run.caller_a)
+        # The leg the switch routed (the b-leg) hangs up, as a SIP caller's BYE would: killing
+        # the loopback a-leg instead races the b-leg's dialplan on the real switch (observed:
+        # the dead-daemon fallback sometimes ran first and ended it NORMAL_TEMPORARY_FAILURE).
+        switch.hangup(run.caller_b or run.caller_a)
     gevent.joinall(jobs)
 
 

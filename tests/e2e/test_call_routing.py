@@ -147,7 +147,7 @@ def test_hangup_in_menu_writes_a_call_record_and_no_incident(hotline):
     daemon = start(hotline_config({"anna": phone_number("answer", 200, 1)}))
     caller, b_leg = call_in(switch, watcher)
     watcher.wait("CHANNEL_EXECUTE", **{"Unique-ID": b_leg, "Application": "play_and_get_digits"})
-    switch.hangup(caller)
+    switch.hangup(b_leg)  # as a SIP BYE: the routed leg itself (see scenario._drive_caller)
     call = daemon.wait_for("SELECT * FROM call_records WHERE outcome IS NOT NULL")[0]
     assert call["outcome"] == "hangup_in_menu"
     assert call["incident_id"] is None
@@ -160,7 +160,7 @@ def test_caller_hangs_up_while_a_phone_rings(hotline):
     daemon = start(hotline_config({"anna": ringing}, ring_timeout=30))
     caller, b_leg = call_in(switch, watcher, digit="2")
     leg = watcher.wait("CHANNEL_CREATE", timeout=20, **{"Channel-Name": f"loopback/{ringing}-a"})
-    switch.hangup(caller)
+    switch.hangup(b_leg)
     # The ringing leg is killed at once, not after its 30 s ring timeout.
     watcher.wait("CHANNEL_HANGUP_COMPLETE", timeout=5, **{"Unique-ID": leg.uuid})
     call = daemon.wait_for("SELECT * FROM call_records WHERE outcome IS NOT NULL")[0]
