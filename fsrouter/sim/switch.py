@@ -260,6 +260,10 @@ class Simulator:
     # applications -----------------------------------------------------------------
     def run_app(self, chan: Channel, name: str, raw_arg: str, app_uuid: str = "") -> None:
         """switch_core_session_exec: expand, EXECUTE, run, EXECUTE_COMPLETE."""
+        if not chan.alive:
+            # A message queued to a channel that has hung up is never run (no events at all),
+            # as the real switch shows for a hangup sent after the caller left voicemail.
+            return
         if chan.get_var("app_disable_expand_variables") == "true":
             arg, injected = raw_arg, False
         else:

@@ -43,7 +43,10 @@ ACCEPT_FILE = "tone_stream://%(200,0,800)"
 RECORDED_EVENTS = [
     "CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_EXECUTE", "CHANNEL_BRIDGE",
     "CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB", "DTMF", "CUSTOM", "fifo::info",
+    "vm::maintenance",
 ]
+# The caller's "menu" stage starts with the first app that waits for their keys.
+KEY_APPS = ("play_and_get_digits", "voicemail")
 STAGES = ("menu", "queue", "ringing", "bridged")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -113,7 +116,7 @@ class _Run:
                 and event.get("variable_other_loopback_leg_uuid") == self.caller_a):
             self.caller_b = uuid
         if uuid == self.caller_b and name == "CHANNEL_EXECUTE" and \
-                event.get("Application") == "play_and_get_digits":
+                event.get("Application") in KEY_APPS:
             self.stages["menu"].set()
         if name == "CUSTOM" and event.get("FIFO-Action") == "push" and uuid == self.caller_b:
             self.stages["queue"].set()
@@ -364,6 +367,9 @@ def build_record(run: _Run, number: str) -> SwitchRecord:
         record.hangup_causes[leg.uuid] = leg.hangup_cause
     record.faults = [f"dtmf {e.get('DTMF-Digit')}" for e in events
                      if e.name == "DTMF" and e.uuid == run.caller_b]
+    record.faults += [f"voicemail {e.get('VM-Action')} {e.get('VM-User')}@{e.get('VM-Domain')}"
+                      for e in events if e.get("Event-Subclass") == "vm::maintenance"
+                      and e.get("VM-Action") == "leave-message" and e.uuid == run.caller_b]
     return record
 
 

@@ -24,6 +24,8 @@ SCENARIOS = [
              phones=("answer-200", "press-1-200"), press_to_accept=True, ring_timeout=4,
              hangup=("bridged", 0.5)),
     Scenario("busy_tone", flow="busy_tone"),
+    # The caller skips the greeting with # and hangs up while the box records.
+    Scenario("voicemail_hangup_while_recording", flow="voicemail", digits=((0.5, "#"),), hangup=("menu", 4.0)),
     Scenario("unassigned_sit", flow="sit"),
     Scenario("agent_own_outbound_call", flow="agent_outbound", phones=("answer-200",),
              talk_ms=500),
@@ -51,6 +53,7 @@ EXPECTED = {
     "press_to_accept_not_pressed_then_pressed": {"results": ["-ERR NORMAL_CLEARING", OK],
                                                  "caller_cause": "NORMAL_CLEARING"},
     "busy_tone": {"results": [], "caller_cause": "USER_BUSY"},
+    "voicemail_hangup_while_recording": {"results": [], "caller_cause": "NORMAL_CLEARING"},
     "unassigned_sit": {"results": [], "caller_cause": "UNALLOCATED_NUMBER"},
     "agent_own_outbound_call": {"results": [OK], "caller_cause": None},
     "hostile_caller_name": {"results": [OK], "caller_cause": "NORMAL_CLEARING"},
