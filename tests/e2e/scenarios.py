@@ -25,7 +25,8 @@ SCENARIOS = [
              hangup=("bridged", 0.5)),
     Scenario("busy_tone", flow="busy_tone"),
     # The caller skips the greeting with # and hangs up while the box records.
-    Scenario("voicemail_hangup_while_recording", flow="voicemail", digits=((0.5, "#"),), hangup=("menu", 4.0)),
+    Scenario("voicemail_hangup_while_recording", flow="voicemail", digits=((0.5, "#"),),
+             hangup=("menu", 4.0)),
     Scenario("unassigned_sit", flow="sit"),
     Scenario("agent_own_outbound_call", flow="agent_outbound", phones=("answer-200",),
              talk_ms=500),
