@@ -79,3 +79,10 @@ def sim_switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         yield switch
     finally:
         switch.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the real switch is in the ``realswitch`` tier (``-m realswitch``)."""
+    for item in items:
+        if "real_switch" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realswitch)
