@@ -128,6 +128,9 @@ def _display_name(option: Option, call: Call) -> str:
 
 def _accept_prompt(number: CallRoutingNumber, option: Option, digit: str,
                    config: Config) -> str:
+    configured = config.policies[option.policy].accept_prompt
+    if configured is not None:
+        return configured
     text = {"de": f"Anruf für {option.label}. Zum Annehmen drücken Sie die {digit}.",
             "en": f"Call for {option.label}. Press {digit} to accept."}
     sentence = text.get(config.defaults.language[:2], text["en"])

@@ -401,6 +401,9 @@ class Policy(Strict):
     press_to_accept: bool = True
     accept_digit: Key = "1"
     accept_timeout: Annotated[int, ranged(1, 60)] = 10
+    # What the called person hears before pressing the key; default: a TTS sentence naming
+    # the option ("Anruf für Datenbank. Zum Annehmen drücken Sie die 1.").
+    accept_prompt: Sound | None = None
 
 
 # --- fallbacks and queues -------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from fsrouter.sim import fsparse
 from fsrouter.testing.phones import phone_name
 
 
@@ -39,35 +40,6 @@ def split_args(text: str) -> list[str]:
     return out
 
 
-def parse_var_block(block: str) -> dict[str, str]:
-    """``a=1,b='x\\,y'`` -> dict; ``\\,`` keeps a comma, quotes are stripped."""
-    parts: list[str] = []
-    cur: list[str] = []
-    quoted = False
-    i = 0
-    while i < len(block):
-        ch = block[i]
-        if ch == "\\" and i + 1 < len(block):
-            cur.append(block[i + 1])
-            i += 2
-            continue
-        if ch == "'":
-            quoted = not quoted
-        elif ch == "," and not quoted:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    parts.append("".join(cur))
-    result: dict[str, str] = {}
-    for part in parts:
-        name, sep, value = part.partition("=")
-        if sep and name.strip():
-            result[name.strip()] = value
-    return result
-
-
 @dataclass
 class OriginateRequest:
     variables: dict[str, str]
@@ -86,38 +58,25 @@ class OriginateError(ValueError):
 
 
 def parse_originate(arg: str) -> OriginateRequest:
-    args = split_args(arg)
-    if len(args) < 2:
+    """``originate`` arguments as mod_commands and switch_ivr_originate parse them (fsparse)."""
+    try:
+        found, leg, argv = fsparse.parse_originate("originate " + arg)
+    except fsparse.ParseError as error:
+        raise OriginateError("CHAN_NOT_IMPLEMENTED") from error
+    if len(argv) < 2:
         raise OriginateError("INVALID_ARGS")  # real: "-USAGE: ..." reply
-    url, target = args[0], args[1]
-    variables: dict[str, str] = {}
-    while url[:1] in ("{", "<", "["):
-        end = _end_paren(url, {"{": "}", "<": ">", "[": "]"}[url[0]])
-        if end < 0:
-            raise OriginateError("CHAN_NOT_IMPLEMENTED")
-        variables.update(parse_var_block(url[1:end]))
-        url = url[end + 1:]
-    req = OriginateRequest(variables=variables, dial=url, raw=arg, extra=args[2:])
-    app = re.match(r"^&([\w]+)(?:\((.*)\))?$", target, re.S)
+    text = [part.decode("utf-8", "replace") for part in argv]
+    variables = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                 for k, v in found.items()}
+    req = OriginateRequest(variables=variables, dial=leg.decode("utf-8", "replace"), raw=arg,
+                           extra=text[2:])
+    app = re.match(r"^&([\w]+)(?:\((.*)\))?$", text[1], re.S)
     if app:
         # originate cuts the &app(...) argument at the first ')'.
         req.app, req.app_arg = app.group(1), (app.group(2) or "").split(")")[0]
     else:
-        req.exten = target
+        req.exten = text[1]
     return req
-
-
-def _end_paren(text: str, close: str) -> int:
-    """switch_find_end_paren: the matching close, counting nesting, ignoring quotes."""
-    depth = 0
-    for pos, ch in enumerate(text):
-        if ch == text[0]:
-            depth += 1
-        elif ch == close:
-            depth -= 1
-            if depth == 0:
-                return pos
-    return -1
 
 
 @dataclass

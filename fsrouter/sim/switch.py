@@ -348,6 +348,7 @@ class Simulator:
         chan, shadow = loopback.make_pair(self, name, context, req.variables, leg_uuid,
                                           new_uuid())
         shadow.shadow = True
+        began = self.clock.now()
         cause = self._ring(chan, beh, timeout)
         if cause:
             if chan.alive:
@@ -364,10 +365,15 @@ class Simulator:
         if beh.kind in ("hangup", "press") or talk_ms:
             gevent.spawn(self._phone_actions, chan, beh, talk_ms)
         if req.variables.get("group_confirm_key") and not self._confirm(chan, req.variables):
+            # Measured on 1.11.1: a leg that answered but did not press the key is not hung up;
+            # originate waits for its timeout (NO_ANSWER) unless the phone hangs up first.
+            left = max(0.0, timeout - (self.clock.now() - began))
+            phone_hung_up = chan.hungup.wait(self.clock.real(left))
+            cause = chan.hangup_cause if phone_hung_up else "NO_ANSWER"
             if chan.alive:
-                self.hangup(chan, "NORMAL_CLEARING")
+                self.hangup(chan, cause)
             gevent.spawn(self.finish, chan)
-            return "-ERR NORMAL_CLEARING"
+            return f"-ERR {cause}"
         gevent.spawn(self._run_leg, chan, req)
         return f"+OK {leg_uuid}"
 

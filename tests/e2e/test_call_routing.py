@@ -27,6 +27,7 @@ HOLD = "tone_stream://%(1000,0,350);loops=-1"
 
 def hotline_config(phones: dict[str, str], ring_timeout: int = 5,
                    press_to_accept: bool = False) -> dict:
+    accept = {"accept_prompt": "tone_stream://%(200,0,800)", "accept_timeout": 2}
     users = {
         uid: {"name": uid.title(), "phones": [{"type": "mobile", "number": number}]}
         for uid, number in phones.items()
@@ -37,7 +38,7 @@ def hotline_config(phones: dict[str, str], ring_timeout: int = 5,
         "users": users,
         "policies": {"db": {"levels": [{"targets": [{"user": u} for u in phones],
                                         "ring_timeout": ring_timeout}],
-                            "press_to_accept": press_to_accept}},
+                            "press_to_accept": press_to_accept, **accept}},
         "numbers": [{
             "number": ROUTING, "type": "call_routing", "skip_menu_if_single": False,
             "menu": {"tries": 2, "timeout_s": 2, "invalid_prompt": "tone_stream://%(200,0,300)"},
@@ -184,3 +185,39 @@ def test_nobody_answers_then_the_fallback_plays(hotline):
     results = [a["result"] for a in daemon.rows("SELECT result FROM attempts ORDER BY seq")]
     assert results == ["busy", "unreachable"]
     assert watcher.first("CHANNEL_EXECUTE", **{"Unique-ID": b_leg, "Application": "playback"})
+
+
+def test_press_to_accept_skips_a_phone_that_only_answers(hotline):
+    start, switch, watcher = hotline
+    phones = {"anna": phone_number("answer", 200, 1), "bernd": phone_number("press", 200, 2)}
+    daemon = start(hotline_config(phones, ring_timeout=6, press_to_accept=True))
+    caller, b_leg = call_in(switch, watcher, digit="1")
+    watcher.wait("CHANNEL_BRIDGE", timeout=30, **{"Bridge-B-Unique-ID": b_leg})
+    switch.hangup(b_leg)
+    call = daemon.wait_for("SELECT * FROM call_records WHERE outcome IS NOT NULL")[0]
+    assert (call["outcome"], call["bridged_to_user"]) == ("bridged", "bernd")
+    attempts = daemon.rows("SELECT user_id, result FROM attempts ORDER BY seq")
+    # Answering without the key is no answer: the switch lets that leg ring out (NO_ANSWER).
+    assert [(a["user_id"], a["result"]) for a in attempts] == [
+        ("anna", "no_answer"), ("bernd", "accepted")]
+    incident = daemon.rows("SELECT * FROM incidents")[0]
+    assert (incident["state"], incident["accepted_by"]) == ("resolved", "bernd")
+
+
+def test_hostile_caller_name_reaches_the_phone_inert(hotline, tmp_path):
+    start, switch, watcher = hotline
+    marker = tmp_path / "pwned"
+    name = f"${{system(touch {marker})}} O'Brien, Jörg ^^:x"
+    phones = {"anna": phone_number("hangup", 800, 1)}
+    daemon = start(hotline_config(phones))
+    caller, b_leg = call_in(switch, watcher, digit="1", caller_name=name)
+    watcher.wait("CHANNEL_HANGUP_COMPLETE", timeout=30, **{"Unique-ID": b_leg})
+    call = daemon.wait_for("SELECT * FROM call_records WHERE outcome IS NOT NULL")[0]
+    assert call["outcome"] == "bridged"
+    assert call["caller_name"] == name
+    leg = watcher.legs_to(phones["anna"])[0]
+    shown = leg.get("Caller-Caller-ID-Name")
+    # The phone shows the option and the caller's name; ${ is defused (a full-width dollar),
+    # everything else arrives as the caller sent it.
+    assert shown == "Datenbank: " + name.replace("${", "\uff04{")
+    assert not marker.exists()
