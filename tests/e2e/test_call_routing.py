@@ -103,7 +103,14 @@ def hotline(tmp_path, switch):
 
     yield start, switch, watcher
     watcher.client.close()
+    # Nothing left behind: no channel still up (no leg ringing), every call record final.
+    deadline = time.monotonic() + 5
+    while switch.channels() and time.monotonic() < deadline:
+        gevent.sleep(0.1)
+    assert switch.channels() == []
     for daemon in daemons:
+        assert daemon.rows("SELECT call_uuid FROM call_records WHERE ended_at IS NULL") == []
+        assert daemon.rows("SELECT id FROM attempts WHERE ended_at IS NULL") == []
         assert daemon.stop() == 0, daemon.log()[-3000:]
 
 
