@@ -7,7 +7,9 @@ a reader sees in one place what talks to what. The call flow itself lives in ``c
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import structlog
 
 from fsrouter import systemd
 from fsrouter.calls import CallHandler
-from fsrouter.calls.services import CallServices
+from fsrouter.calls.services import CallServices, utc_now
 from fsrouter.config import Config, ConfigError, load_config
 
 log = structlog.get_logger(__name__)
@@ -73,10 +75,12 @@ def _start_listener(config: Config, services: CallServices) -> Any:
 
 
 def start_daemon(config_path: Path, database_url: str | None = None,
-                 listen_port: int | None = None) -> Daemon:
+                 listen_port: int | None = None,
+                 now: Callable[[], datetime] | None = None) -> Daemon:
     """Load, open and bind everything; raises on the first part that cannot start.
 
-    ``listen_port`` overrides the configured listener port (0 picks a free one: demo, tests).
+    ``listen_port`` overrides the configured listener port (0 picks a free one: demo, tests);
+    ``now`` replaces the clock calls are routed by (tests of schedules, the demo).
     """
     config = load_config(config_path)
     if listen_port is not None:
@@ -84,7 +88,7 @@ def start_daemon(config_path: Path, database_url: str | None = None,
         config = config.model_copy(update={"listener": listener})
     database = _open_store(database_url or config.database.url)
     holder = {"config": config}
-    services = CallServices(config_source=lambda: holder["config"])
+    services = CallServices(config_source=lambda: holder["config"], now=now or utc_now)
     try:
         server = _start_listener(config, services)
     except OSError:

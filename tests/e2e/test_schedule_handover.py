@@ -1,0 +1,105 @@
+"""Who is called depends on the moment of the call: hand-over at 18:00, two time zones, DST.
+
+The daemon runs in this process with a fixed clock (``start_daemon(now=...)``) against the
+simulator, so the moment of the call can be chosen; the escalation is resolved when the call
+arrives, and the phone that rings shows who was on call.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid as uuidlib
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import gevent
+import pytest
+import yaml
+
+from fsrouter.daemon import start_daemon
+from fsrouter.sim.driver import SimSwitch
+from fsrouter.store import queries
+from fsrouter.testing.phones import TEST_DIAL_TEMPLATE, phone_number
+
+ROUTING = "+493040002000"
+
+
+def config(zone: str, esl: tuple[str, int, str]) -> dict:
+    host, port, _ = esl
+    return {
+        "switch": {"host": host, "port": port, "password_env": "FSROUTER_TEST_ESL"},
+        "defaults": {"dial_template": TEST_DIAL_TEMPLATE, "language": "en"},
+        "users": {
+            "day": {"name": "Day", "phones": [{"type": "mobile",
+                                               "number": phone_number("hangup", 300, 1)}]},
+            "night": {"name": "Night", "phones": [{"type": "mobile",
+                                                   "number": phone_number("hangup", 300, 2)}]},
+        },
+        "schedules": {"ops": {"timezone": zone, "rotations": [
+            {"users": ["night"], "start": "2026-01-01 00:00", "length": "1w"},
+            {"users": ["day"], "start": "2026-01-01 00:00", "length": "1w",
+             "restrictions": [{"days": "mon-sun", "from": "08:00", "to": "18:00"}]},
+        ]}},
+        "policies": {"ops": {"levels": [{"targets": [{"schedule": "ops"}], "ring_timeout": 5}],
+                             "press_to_accept": False}},
+        "numbers": [{"number": ROUTING, "type": "call_routing", "options": [
+            {"digit": 1, "label": "Ops", "prompt": "silence_stream://100", "policy": "ops",
+             "hold_music": "silence_stream://-1"}]}],
+    }
+
+
+@pytest.fixture(scope="module")
+def fast_sim(tmp_path_factory):
+    switch = SimSwitch(tmp_path_factory.mktemp("fastsim"), speed=10.0)
+    switch.start()
+    yield switch
+    switch.stop()
+
+
+CASES = [
+    ("Europe/Berlin", "2026-06-10 17:59", "day"),
+    ("Europe/Berlin", "2026-06-10 18:00", "night"),
+    ("America/New_York", "2026-06-10 17:59", "day"),
+    ("America/New_York", "2026-06-10 18:00", "night"),
+    # The day the clocks go back in Berlin (25 Oct) and in New York (1 Nov).
+    ("Europe/Berlin", "2026-10-25 17:59", "day"),
+    ("Europe/Berlin", "2026-10-25 18:00", "night"),
+    ("America/New_York", "2026-11-01 17:59", "day"),
+    ("America/New_York", "2026-11-01 18:00", "night"),
+]
+
+
+@pytest.mark.parametrize(("zone", "local", "expected"), CASES)
+def test_the_person_on_call_at_that_moment_is_rung(fast_sim, tmp_path, monkeypatch, zone,
+                                                    local, expected):
+    monkeypatch.setenv("FSROUTER_TEST_ESL", fast_sim.esl_endpoint()[2])
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config(zone, fast_sim.esl_endpoint())), "utf-8")
+    moment = datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(zone))
+    daemon = start_daemon(path, database_url=f"sqlite:///{tmp_path}/db.sqlite", listen_port=0,
+                          now=lambda: moment)
+    try:
+        fast_sim.route_to(daemon.server.port)
+        call = str(uuidlib.uuid4())
+        fast_sim.place_call(ROUTING, "+4915112345678", "Erika", uuid=call)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (queries_has_calls()
+                                                   and not queries.open_calls()):
+            gevent.sleep(0.05)  # the daemon and the simulator run on this hub
+        attempts = [(a.user_id, a.result) for a in queries_all_attempts()]
+        assert attempts == [(expected, "answered")], attempts
+    finally:
+        daemon.request_stop("test over")
+        daemon.shutdown(drain_seconds=5)
+
+
+def queries_has_calls() -> bool:
+    from fsrouter.store.models import CallRecord
+
+    return CallRecord.select().where(CallRecord.ended_at.is_null(False)).exists()
+
+
+def queries_all_attempts():
+    from fsrouter.store.models import Attempt
+
+    return list(Attempt.select().order_by(Attempt.seq))
