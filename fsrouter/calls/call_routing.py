@@ -185,9 +185,12 @@ def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, wait
         queries.resolve_incident(incident_id, now(), "resolved", "call ended")
         return "bridged"
     if dialled.caller_left or call.gone.is_set():
-        queries.resolve_incident(incident_id, now(), "abandoned", "caller hung up in queue")
+        if option.resolve_abandoned:
+            queries.resolve_incident(incident_id, now(), "abandoned", "caller_abandoned")
+        else:
+            queries.note_incident(incident_id, "caller_abandoned")
         return "abandoned_in_queue"
-    queries.resolve_incident(incident_id, now(), "unanswered", "nobody answered")
+    queries.note_incident(incident_id, "nobody_answered")  # stays open for follow-up
     _leave_queue(call, waiting)
     _fallback(call, option, config)
     return "no_answer_fallback"

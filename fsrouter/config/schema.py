@@ -530,6 +530,9 @@ class Option(Strict):
     hold_music: Sound | None = None
     max_wait: Seconds | None = None
     fallback: FallbackSpec = HANGUP
+    # A caller who hangs up while waiting leaves the incident open for follow-up, unless this
+    # says to close it (state "abandoned").
+    resolve_abandoned: bool = False
 
     @model_validator(mode="after")
     def _one_prompt(self) -> Option:

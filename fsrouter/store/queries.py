@@ -235,6 +235,18 @@ def resolve_incident(
     return bool(changed)
 
 
+def note_incident(incident_id: int, reason: str) -> bool:
+    """Record why an incident needs follow-up (caller abandoned, nobody answered); it stays
+    open. False if it was already closed."""
+    with session():
+        changed = (
+            Incident.update(outcome_reason=_text(reason, "reason"))
+            .where((Incident.id == incident_id) & Incident.state.in_(("open", "accepted")))
+            .execute()
+        )
+    return bool(changed)
+
+
 def open_incidents() -> list[Incident]:
     """Incidents not yet closed (open or accepted), oldest first."""
     with session():

@@ -174,7 +174,8 @@ def test_caller_hangs_up_while_a_phone_rings(hotline):
     call = daemon.wait_for("SELECT * FROM call_records WHERE outcome IS NOT NULL")[0]
     assert call["outcome"] == "abandoned_in_queue"
     incident = daemon.rows("SELECT * FROM incidents")[0]
-    assert incident["state"] == "abandoned"
+    # Marked caller-abandoned; it stays open for follow-up (the option does not resolve it).
+    assert (incident["state"], incident["outcome_reason"]) == ("open", "caller_abandoned")
     attempt = daemon.rows("SELECT * FROM attempts")[0]
     assert attempt["result"] == "cancelled" and attempt["ended_at"] is not None
 
@@ -188,7 +189,7 @@ def test_nobody_answers_then_the_fallback_plays(hotline):
     call = daemon.wait_for("SELECT * FROM call_records WHERE outcome IS NOT NULL")[0]
     assert call["outcome"] == "no_answer_fallback"
     incident = daemon.rows("SELECT * FROM incidents")[0]
-    assert incident["state"] == "unanswered"
+    assert (incident["state"], incident["outcome_reason"]) == ("open", "nobody_answered")
     results = [a["result"] for a in daemon.rows("SELECT result FROM attempts ORDER BY seq")]
     assert results == ["busy", "unreachable"]
     assert watcher.first("CHANNEL_EXECUTE", **{"Unique-ID": b_leg, "Application": "playback"})
