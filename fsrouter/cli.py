@@ -84,7 +84,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from fsrouter.demo import run_demo
 
     if not args.log_level_given:
-        logs.configure("warning", json=False)  # the demo prints its own readable story
+        logs.configure("error", json=False)  # the demo prints its own readable story
     return run_demo(args.config)
 
 
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "3 database unavailable, 4 listener cannot bind",
     )
     parser.add_argument("--log-level", default=None, choices=logs.LEVELS,
-                        help="default: info (warning for the demo)")
+                        help="default: info (error for the demo)")
     parser.add_argument(
         "--log-format", default="auto", choices=("auto", "json", "console"),
         help="auto: console on a terminal, JSON lines otherwise",

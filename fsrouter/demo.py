@@ -1,26 +1,42 @@
 """``fsrouter demo``: the daemon and the built-in simulator, end to end, no switch needed.
 
-It validates the shipped example configuration, starts the daemon on a free loopback port with
-a temporary SQLite database, places scripted calls from the simulator into it, prints what
-happened to each, and stops the daemon the way SIGTERM would.
+It validates the shipped example configuration, starts the simulator (a FreeSWITCH stand-in
+running ten times faster than real time) and the daemon on free loopback ports with a
+temporary SQLite database, places scripted calls, prints a timeline per call and a summary of
+what the database holds, and stops the daemon the way SIGTERM would. It exits 0 only when
+every call ended as the script expects.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 import tempfile
 import time
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-import structlog
+import gevent
 
-from fsrouter.config import ConfigError, load_config
-
-log = structlog.get_logger(__name__)
+from fsrouter.config import Config, ConfigError, load_config
+from fsrouter.config.schema import CallRoutingNumber
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.yaml"
+# A Wednesday morning: the on-call rotations of the example have someone for every option.
+MOMENT = datetime(2026, 12, 2, 10, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+CALLER = "+4915112345678"
+SPEED = 10.0
+
+
+@dataclass
+class Step:
+    name: str
+    expect: str
+    run: Callable[[], str]
 
 
 def _say(text: str) -> None:
@@ -28,30 +44,167 @@ def _say(text: str) -> None:
 
 
 def run_demo(config_path: Path | None = None) -> int:
-    """Run the demo; 0 only when every step ended as expected."""
+    """Run the demo; 0 only when every scripted call ended as expected."""
     from fsrouter.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE
-    from fsrouter.daemon import start_daemon
 
     path = config_path or EXAMPLE
     if not path.is_file():
         _say(f"demo: configuration {path} not found (pass --config)")
         return EXIT_USAGE
-    # The example reads the switch password from this variable; the demo's simulator uses it.
-    os.environ.setdefault("FSROUTER_ESL_PASSWORD", secrets.token_hex(16))
-    try:
-        config = load_config(path)
-    except ConfigError as error:
-        for issue in error.issues:
-            print(issue, file=sys.stderr)
-        return EXIT_USAGE
-    _say(f"1. {path.name}: valid ({len(config.numbers)} numbers, {len(config.users)} users, "
-         f"{len(config.policies)} escalation policies)")
+    from fsrouter.sim.driver import SimSwitch
+
     with tempfile.TemporaryDirectory(prefix="fsrouter-demo-") as tmp:
-        began = time.monotonic()
-        daemon = start_daemon(path, database_url=f"sqlite:///{tmp}/demo.db", listen_port=0)
-        _say(f"2. daemon ready on 127.0.0.1:{daemon.server.port} "
-             f"in {1000 * (time.monotonic() - began):.0f} ms (database {tmp}/demo.db)")
+        switch = SimSwitch(Path(tmp) / "sim", speed=SPEED)
+        # The example reads the Event Socket password from this variable.
+        os.environ["FSROUTER_ESL_PASSWORD"] = switch.password
+        try:
+            config = load_config(path)
+        except ConfigError as error:
+            for issue in error.issues:
+                print(issue, file=sys.stderr)
+            return EXIT_USAGE
+        _say(f"config  {path.name}: valid ({len(config.numbers)} numbers, "
+             f"{len(config.users)} users, {len(config.policies)} escalation policies)")
+        switch.start()
+        try:
+            ok = _run_calls(path, config, switch, Path(tmp))
+        finally:
+            switch.stop()
+    return EXIT_OK if ok else EXIT_ERROR
+
+
+def _run_calls(path: Path, config: Config, switch: object, tmp: Path) -> bool:
+    from fsrouter.daemon import start_daemon
+    from fsrouter.testing.watcher import Watcher
+
+    began = time.monotonic()
+    daemon = start_daemon(path, database_url=f"sqlite:///{tmp}/demo.db", listen_port=0,
+                          now=lambda: MOMENT)
+    _say(f"daemon  ready on 127.0.0.1:{daemon.server.port} in "
+         f"{1000 * (time.monotonic() - began):.0f} ms; simulator at {SPEED:.0f}x real time; "
+         f"calls routed as at {MOMENT:%a %Y-%m-%d %H:%M %Z}")
+    switch.route_to(daemon.server.port)  # type: ignore[attr-defined]
+    watcher = Watcher(switch.esl_endpoint())  # type: ignore[attr-defined]
+    hotline = next(n for n in config.numbers if isinstance(n, CallRoutingNumber))
+    script = _Script(config, switch, watcher, hotline)
+    results = []
+    try:
+        for step in script.steps():
+            _say(f"\ncall    {step.name}")
+            outcome = step.run()
+            verdict = "ok" if outcome == step.expect else f"UNEXPECTED (wanted {step.expect})"
+            _say(f"        -> {outcome}: {verdict}")
+            results.append(outcome == step.expect)
+    finally:
+        watcher.close()
+        _summary()
         daemon.request_stop("demo finished")
         daemon.shutdown(drain_seconds=5)
-        _say("3. daemon drained and stopped")
-    return EXIT_OK if daemon.stopping.is_set() else EXIT_ERROR
+        _say("daemon  drained and stopped")
+    _say(f"\n{sum(results)}/{len(results)} calls ended as expected")
+    return all(results)
+
+
+class _Script:
+    """The scripted calls: each places a caller and follows it to the end."""
+
+    def __init__(self, config: Config, switch: object, watcher: object,
+                 hotline: CallRoutingNumber) -> None:
+        self.config = config
+        self.switch = switch
+        self.watcher = watcher
+        self.hotline = hotline
+
+    def steps(self) -> list[Step]:
+        option = self.hotline.options[0]
+        return [
+            Step(f"{self.hotline.number}: key {option.digit} ({option.label}); first phone does "
+                 "not answer, second is busy, third answers and presses 1", "bridged",
+                 lambda: self._hotline_call(option.digit)),
+            Step(f"{self.hotline.number}: caller hangs up during the menu", "hangup_in_menu",
+                 self._hang_up_in_menu),
+            Step(f"{self._unassigned()}: number not in service", "UNALLOCATED_NUMBER",
+                 self._unassigned_call),
+        ]
+
+    def _place(self, number: str) -> tuple[str, str]:
+        caller = str(uuidlib.uuid4())
+        self.switch.place_call(number, CALLER, "Erika Mustermann", uuid=caller)  # type: ignore
+        b_leg = self.watcher.wait(  # type: ignore[attr-defined]
+            "CHANNEL_CREATE", variable_other_loopback_leg_uuid=caller).uuid
+        return caller, b_leg
+
+    def _wait_menu(self, b_leg: str) -> None:
+        self.watcher.wait("CHANNEL_EXECUTE", **{  # type: ignore[attr-defined]
+            "Unique-ID": b_leg, "Application": "play_and_get_digits"})
+
+    def _hotline_call(self, digit: int) -> str:
+        from fsrouter.routing.escalation import plan_escalation
+        from fsrouter.store import queries
+
+        option = next(o for o in self.hotline.options if o.digit == digit)
+        plan = plan_escalation(self.config.policies[option.policy], self.config.users,
+                               self.config.schedules, MOMENT)
+        for attempt, behaviour in zip(plan.attempts, ("noanswer-d1", "busy-d2",
+                                                      "press-1-1500-d3"), strict=False):
+            dial = self.config.defaults.dial_string(attempt.phone)
+            self.switch.sim.register_phone(dial, behaviour)  # type: ignore[attr-defined]
+        caller, b_leg = self._place(self.hotline.number)
+        self._wait_menu(b_leg)
+        gevent.sleep(0.05)
+        self.switch.send_dtmf(caller, str(digit))  # type: ignore[attr-defined]
+        self.watcher.wait("CHANNEL_BRIDGE", timeout=60,  # type: ignore[attr-defined]
+                          **{"Bridge-B-Unique-ID": b_leg})
+        gevent.sleep(0.2)
+        self.switch.hangup(b_leg)  # type: ignore[attr-defined]
+        record = self._finished(b_leg)
+        for attempt in queries.attempts_for_call(b_leg):
+            _say(f"        attempt {attempt.seq + 1}: {attempt.user_id} {attempt.phone} "
+                 f"-> {attempt.result} ({attempt.cause})")
+        return record.outcome or "?"
+
+    def _hang_up_in_menu(self) -> str:
+        caller, b_leg = self._place(self.hotline.number)
+        self._wait_menu(b_leg)
+        self.switch.hangup(b_leg)  # type: ignore[attr-defined]
+        return self._finished(b_leg).outcome or "?"
+
+    def _unassigned(self) -> str:
+        return next(n.number for n in self.config.numbers if n.type == "unassigned")
+
+    def _unassigned_call(self) -> str:
+        caller, b_leg = self._place(self._unassigned())
+        done = self.watcher.wait("CHANNEL_HANGUP_COMPLETE",  # type: ignore[attr-defined]
+                                 timeout=30, **{"Unique-ID": b_leg})
+        return done.get("Hangup-Cause") or "?"
+
+    def _finished(self, call_uuid: str) -> object:
+        from fsrouter.store import queries
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            record = queries.get_call(call_uuid) if _exists(call_uuid) else None
+            if record is not None and record.ended_at is not None:
+                return record
+            gevent.sleep(0.05)
+        raise TimeoutError(f"call {call_uuid} did not end")
+
+
+def _exists(call_uuid: str) -> bool:
+    from fsrouter.store.models import CallRecord
+
+    return CallRecord.select().where(CallRecord.call_uuid == call_uuid).exists()
+
+
+def _summary() -> None:
+    from fsrouter.store.models import CallRecord, Incident
+
+    _say("\nincidents")
+    for incident in Incident.select().order_by(Incident.id):
+        _say(f"  #{incident.id} {incident.number} option {incident.option_digit} "
+             f"({incident.option_label}): {incident.state}, accepted by "
+             f"{incident.accepted_by or '-'}, caller {incident.caller_number}")
+    _say("call records")
+    for call in CallRecord.select().order_by(CallRecord.started_at):
+        _say(f"  {call.number} {call.route_type:<13} outcome {call.outcome:<18} "
+             f"incident {call.incident_id or '-'}")

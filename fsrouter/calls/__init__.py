@@ -14,12 +14,10 @@ from fsrouter.calls import call_routing
 from fsrouter.calls.call import Call
 from fsrouter.calls.services import CallServices
 from fsrouter.config import normalise_number
-from fsrouter.config.schema import CallRoutingNumber
+from fsrouter.config.schema import CallRoutingNumber, UnassignedNumber
+from fsrouter.store import queries
 
 log = structlog.get_logger(__name__)
-
-SIT = "tone_stream://%(274,0,913.8);%(274,0,1370.6);%(380,0,1776.7)"
-
 
 class CallHandler:
     """Routes each call to its flow; never lets an error leave a caller in silence."""
@@ -45,9 +43,28 @@ class CallHandler:
         if isinstance(entry, CallRoutingNumber):
             call_routing.run(call, entry)
             return
-        call.log.warning("call.unassigned", destination=call.destination[:40],
-                         reason="number not served" if entry is None else
-                         f"route type {entry.type} is not handled by this build")
-        call.run("pre_answer")
-        call.run("playback", config.tone("sit"))
+        if isinstance(entry, UnassignedNumber):
+            not_in_service(call, number, entry.behaviour, "number is unassigned")
+            return
+        reason = ("number not served" if entry is None
+                  else f"route type {entry.type} is not handled by this build")
+        not_in_service(call, number, "sit", reason)
+
+
+def not_in_service(call: Call, number: str, behaviour: str, reason: str) -> None:
+    """The disconnected-line tone (SIT) then hang-up, or a 404 before answer."""
+    call.log.warning("call.unassigned", destination=call.destination[:40], reason=reason)
+    now = call.services.now
+    if number:
+        queries.create_call_record(call.uuid, number, "unassigned", call.caller_number,
+                                   call.caller_name, now(), host=call.services.host)
+    try:
+        if behaviour == "404":
+            call.run("respond", "404")
+        else:
+            call.run("pre_answer")
+            call.run("playback", call.services.config.tone("sit"))
         call.hangup("UNALLOCATED_NUMBER")
+    finally:
+        if number:
+            queries.finish_call(call.uuid, "unassigned", call.hangup_cause, now())

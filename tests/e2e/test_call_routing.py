@@ -14,8 +14,8 @@ import uuid as uuidlib
 import gevent
 import pytest
 
-from fsrouter.esl import InboundClient
 from fsrouter.testing.phones import TEST_DIAL_TEMPLATE, phone_number
+from fsrouter.testing.watcher import Watcher
 from tests.e2e.daemon import Daemon
 
 pytestmark = pytest.mark.realswitch
@@ -57,42 +57,10 @@ def switch(request):
     return request.getfixturevalue("real_switch" if request.param == "real" else "sim_switch")
 
 
-class Watcher:
-    """Every event of the switch, from its own event socket."""
-
-    def __init__(self, switch) -> None:
-        host, port, password = switch.esl_endpoint()
-        self.events = []
-        self.client = InboundClient(host, port, password, events=[
-            "CHANNEL_CREATE", "CHANNEL_EXECUTE", "CHANNEL_BRIDGE", "CHANNEL_HANGUP_COMPLETE",
-            "BACKGROUND_JOB"])
-        self.client.connect()
-        self.client.on_event(self.events.append)
-
-    def first(self, name, **headers):
-        for event in self.events:
-            if event.name == name and all(event.get(k) == v for k, v in headers.items()):
-                return event
-        return None
-
-    def wait(self, name, timeout=20.0, **headers):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            event = self.first(name, **headers)
-            if event is not None:
-                return event
-            gevent.sleep(0.05)
-        raise AssertionError(f"no {name} {headers} within {timeout} s")
-
-    def legs_to(self, number):
-        return [e for e in self.events if e.name == "CHANNEL_CREATE"
-                and (e.get("Channel-Name") or "").startswith(f"loopback/{number}-b")]
-
-
 @pytest.fixture
 def hotline(tmp_path, switch):
     daemons = []
-    watcher = Watcher(switch)
+    watcher = Watcher(switch.esl_endpoint())
 
     def start(config):
         daemon = Daemon(tmp_path, config, switch.esl_endpoint())
