@@ -161,4 +161,5 @@ def _wait_for_line(proc: subprocess.Popen, event: str, timeout: float = 20.0) ->
 def test_demo_runs_and_exits_zero():
     result = run("demo")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "daemon ready" in result.stdout
+    assert "3/3 calls ended as expected" in result.stdout
+    assert "resolved, accepted by carla" in result.stdout
