@@ -22,8 +22,9 @@ from fsrouter.calls.call import Call
 from fsrouter.calls.dialer import Dialer, Dialled, Ringing
 from fsrouter.calls.media import concatenated, menu_argument, menu_prompts, playable
 from fsrouter.config import Config
-from fsrouter.config.schema import CallRoutingNumber, Option
+from fsrouter.config.schema import CallRoutingNumber, Fallback, Option, Policy
 from fsrouter.routing.escalation import Plan, plan_escalation
+from fsrouter.routing.hours import option_route
 from fsrouter.routing.menu import MenuPlan, Prompt, build_menu, menu_outcome
 from fsrouter.store import queries
 
@@ -106,16 +107,22 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
     queries.link_call(call.uuid, incident_id=incident.id)
     call.log = call.log.bind(incident_id=incident.id)
     call.log.info("incident.created", option=option.digit, label=option.label)
+    route = option_route(option, now(), config.defaults.timezone)
+    if route.policy is None:  # out of hours, and the option says where callers go then
+        call.log.info("option.out_of_hours", action=str(option.out_of_hours))
+        queries.note_incident(incident.id, "out_of_hours")
+        _fallback(call, route.fallback, config)
+        return "out_of_hours"
     queue = queue_name(number, option)
     waiting = _enter_queue(call, option, queue, config)
-    policy = config.policies[option.policy]
+    policy = config.policies[route.policy]
     plan = plan_escalation(policy, config.users, config.schedules, now())
     for gap in plan.gaps:
         call.log.warning("escalation.gap", gap=gap)
     ringing = Ringing(queue=queue, routing_number=number.number,
                       display_name=_display_name(option, call), policy=policy,
                       defaults=config.defaults, incident_id=incident.id,
-                      accept_prompt=_accept_prompt(number, option, policy.accept_digit, config))
+                      accept_prompt=_accept_prompt(option, policy, config))
     dialled = _ring_until_left(call, plan, ringing, waiting)
     return _finish(call, incident.id, option, dialled, waiting, config)
 
@@ -126,11 +133,10 @@ def _display_name(option: Option, call: Call) -> str:
     return f"{option.label}: {who}"
 
 
-def _accept_prompt(number: CallRoutingNumber, option: Option, digit: str,
-                   config: Config) -> str:
-    configured = config.policies[option.policy].accept_prompt
-    if configured is not None:
-        return configured
+def _accept_prompt(option: Option, policy: Policy, config: Config) -> str:
+    if policy.accept_prompt is not None:
+        return policy.accept_prompt
+    digit = policy.accept_digit
     text = {"de": f"Anruf für {option.label}. Zum Annehmen drücken Sie die {digit}.",
             "en": f"Call for {option.label}. Press {digit} to accept."}
     sentence = text.get(config.defaults.language[:2], text["en"])
@@ -192,7 +198,7 @@ def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, wait
         return "abandoned_in_queue"
     queries.note_incident(incident_id, "nobody_answered")  # stays open for follow-up
     _leave_queue(call, waiting)
-    _fallback(call, option, config)
+    _fallback(call, option.fallback, config)
     return "no_answer_fallback"
 
 
@@ -202,8 +208,7 @@ def _leave_queue(call: Call, waiting: object) -> None:
     gevent.spawn(_wait_left_queue, waiting).join(timeout=5)
 
 
-def _fallback(call: Call, option: Option, config: Config) -> None:
-    fallback = option.fallback
+def _fallback(call: Call, fallback: Fallback, config: Config) -> None:
     if fallback.kind == "voicemail" and fallback.target:
         call.run("voicemail", f"default {config.defaults.voicemail_domain} {fallback.target}",
                  timeout=600)

@@ -110,6 +110,14 @@ def _fallback_ref(path: Path, value: Any, ids: dict[str, set[str]]) -> Iterator[
         yield from _ref(path, user, "user", ids["users"])
 
 
+def _out_of_hours_ref(path: Path, value: Any, ids: dict[str, set[str]]) -> Iterator[Finding]:
+    kind, _, target = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if kind == "policy" and target:
+        yield from _ref(path, target, "policy", ids["policies"])
+    elif kind == "voicemail" and target:
+        yield from _ref(path, target, "user", ids["users"])
+
+
 def _number_refs(data: dict[str, Any], ids: dict[str, set[str]]) -> Iterator[Finding]:
     users = _mapping(data, "users")
     for index, entry in _items(data, "numbers"):
@@ -129,6 +137,8 @@ def _number_refs(data: dict[str, Any], ids: dict[str, set[str]]) -> Iterator[Fin
                     yield from _ref(path + ("policy",), option.get("policy"), "policy",
                                     ids["policies"])
                     yield from _fallback_ref(path + ("fallback",), option.get("fallback"), ids)
+                    yield from _out_of_hours_ref(path + ("out_of_hours",),
+                                                 option.get("out_of_hours"), ids)
 
 
 def _duplicate_numbers(data: dict[str, Any], region: str) -> Iterator[Finding]:

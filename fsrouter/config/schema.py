@@ -518,6 +518,41 @@ class Menu(Strict):
     on_no_key: Annotated[str, AfterValidator(_on_no_key)] = "repeat"
 
 
+class BusinessHours(Strict):
+    """When an option is staffed; outside these windows its ``out_of_hours`` action applies."""
+
+    timezone: TimeZone | None = None  # default: defaults.timezone
+    windows: Annotated[tuple[Window, ...], non_empty("window")]
+    holidays: Annotated[str, AfterValidator(_german_state)] | None = None
+
+
+class OutOfHours(Strict):
+    """``policy:<id>`` (another escalation), ``voicemail:<user>`` or ``message:<file>``."""
+
+    kind: Literal["policy", "voicemail", "message"]
+    target: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+
+def _parse_out_of_hours(value: object) -> object:
+    if isinstance(value, OutOfHours):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be policy:<id>, voicemail:<user> or message:<file>")
+    kind, sep, target = value.partition(":")
+    if sep and kind in ("policy", "voicemail"):
+        return OutOfHours(kind=kind, target=check_id(target))
+    if sep and kind == "message":
+        return OutOfHours(kind="message", target=check_sound(target))
+    raise ValueError(f"must be policy:<id>, voicemail:<user> or message:<file>, "
+                     f"got {value[:40]!r}")
+
+
+OutOfHoursSpec = Annotated[OutOfHours, BeforeValidator(_parse_out_of_hours)]
+
+
 class Option(Strict):
     """One key of a call-routing menu: which policy is called, how the caller waits."""
 
@@ -533,6 +568,14 @@ class Option(Strict):
     # A caller who hangs up while waiting leaves the incident open for follow-up, unless this
     # says to close it (state "abandoned").
     resolve_abandoned: bool = False
+    hours: BusinessHours | None = None
+    out_of_hours: OutOfHoursSpec | None = None
+
+    @model_validator(mode="after")
+    def _hours_need_an_action(self) -> Option:
+        if (self.hours is None) != (self.out_of_hours is None):
+            raise ValueError("give hours and out_of_hours together")
+        return self
 
     @model_validator(mode="after")
     def _one_prompt(self) -> Option:

@@ -79,7 +79,7 @@ def _configured_instant(value: datetime, zone: str) -> datetime:
     return value.astimezone(UTC) if value.tzinfo is not None else _instant(value, zone)
 
 
-def _in_window(window: Window, local: datetime) -> bool:
+def in_window(window: Window, local: datetime) -> bool:
     day = DAYS[local.weekday()]
     now = local.time()
     if window.from_ < window.to:
@@ -106,7 +106,7 @@ def _covers(rotation: Rotation, local: datetime, holiday_state: str | None) -> b
         return True
     if holiday_state and is_public_holiday(holiday_state, local.date()):
         return False
-    return any(_in_window(window, local) for window in rotation.restrictions)
+    return any(in_window(window, local) for window in rotation.restrictions)
 
 
 def _first_handoff(rotation: Rotation, start: datetime) -> datetime:

@@ -103,3 +103,45 @@ def queries_all_attempts():
     from fsrouter.store.models import Attempt
 
     return list(Attempt.select().order_by(Attempt.seq))
+
+
+def run_call(fast_sim, tmp_path, monkeypatch, data: dict, moment: datetime) -> list:
+    monkeypatch.setenv("FSROUTER_TEST_ESL", fast_sim.esl_endpoint()[2])
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data), "utf-8")
+    daemon = start_daemon(path, database_url=f"sqlite:///{tmp_path}/db.sqlite", listen_port=0,
+                          now=lambda: moment)
+    try:
+        fast_sim.route_to(daemon.server.port)
+        fast_sim.place_call(ROUTING, "+4915112345678", "Erika", uuid=str(uuidlib.uuid4()))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (queries_has_calls()
+                                                   and not queries.open_calls()):
+            gevent.sleep(0.05)
+        from fsrouter.store.models import CallRecord, Incident
+
+        call = CallRecord.get()
+        incident = Incident.get_or_none()
+        return [call.outcome, incident.outcome_reason if incident else None,
+                [(a.user_id, a.result) for a in queries_all_attempts()]]
+    finally:
+        daemon.request_stop("test over")
+        daemon.shutdown(drain_seconds=5)
+
+
+@pytest.mark.parametrize(("local", "expected"), [
+    ("2026-12-02 10:00", ["bridged", "call ended", [("day", "answered")]]),  # Wednesday
+    ("2026-12-05 10:00", ["out_of_hours", "out_of_hours", []]),              # Saturday
+    ("2026-12-25 10:00", ["out_of_hours", "out_of_hours", []]),              # Christmas
+])
+def test_option_business_hours(fast_sim, tmp_path, monkeypatch, local, expected):
+    data = config("Europe/Berlin", fast_sim.esl_endpoint())
+    data["schedules"]["ops"]["rotations"] = [
+        {"users": ["day"], "start": "2026-01-01 00:00", "length": "1w"}]
+    data["numbers"][0]["options"][0] |= {
+        "hours": {"windows": [{"days": "mon-fri", "from": "08:00", "to": "18:00"}],
+                  "holidays": "BE"},
+        "out_of_hours": "message:tone_stream://%(500,0,440)",
+    }
+    moment = datetime.fromisoformat(local).replace(tzinfo=ZoneInfo("Europe/Berlin"))
+    assert run_call(fast_sim, tmp_path, monkeypatch, data, moment) == expected

@@ -1,0 +1,42 @@
+"""Business hours of a menu option: is it staffed at this moment, and what applies if not.
+
+Pure: the moment is passed in. Windows use the same rules as schedule restrictions (a window
+may run past midnight); with ``holidays`` set, the state's public holidays are out of hours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from fsrouter.config.schema import BusinessHours, Fallback, Option
+from fsrouter.routing.schedules import in_window, is_public_holiday
+
+
+def in_hours(hours: BusinessHours, moment: datetime, default_zone: str) -> bool:
+    """True if ``moment`` (aware) falls in one of the windows, in the hours' time zone."""
+    local = moment.astimezone(ZoneInfo(hours.timezone or default_zone)).replace(tzinfo=None)
+    if hours.holidays and is_public_holiday(hours.holidays, local.date()):
+        return False
+    return any(in_window(window, local) for window in hours.windows)
+
+
+@dataclass(frozen=True)
+class OptionRoute:
+    """What a chosen option does now: ring ``policy``, or go straight to ``fallback``."""
+
+    policy: str | None
+    fallback: Fallback
+    out_of_hours: bool = False
+
+
+def option_route(option: Option, moment: datetime, default_zone: str) -> OptionRoute:
+    """The option's policy in hours; out of hours its ``out_of_hours`` action."""
+    if option.hours is None or option.out_of_hours is None or in_hours(
+            option.hours, moment, default_zone):
+        return OptionRoute(option.policy, option.fallback)
+    action = option.out_of_hours
+    if action.kind == "policy":
+        return OptionRoute(action.target, option.fallback, out_of_hours=True)
+    return OptionRoute(None, Fallback(kind=action.kind, target=action.target), out_of_hours=True)
