@@ -28,6 +28,8 @@ class Call:
         self.uuid: str = session.uuid
         self.channel: dict[str, str] = session.channel
         self.gone = gevent.event.Event()
+        self.queued = gevent.event.Event()   # mod_fifo has the caller (FIFO-Action push)
+        self.bridged = gevent.event.Event()  # the caller is talking to someone
         self.hangup_cause: str | None = None
         self.log = bind_call(structlog.get_logger("fsrouter.calls"), call_uuid=self.uuid)
         session.on_event(self._on_event)
@@ -46,6 +48,12 @@ class Call:
         return self.channel.get("Caller-Caller-ID-Name", "")
 
     def _on_event(self, event: Event) -> None:
+        if event.uuid == self.uuid and event.name == "CUSTOM":
+            action = event.get("FIFO-Action")
+            if action == "push":
+                self.queued.set()
+            elif action == "bridge-caller-start":  # mod_fifo bridged us (we are its B-leg)
+                self.bridged.set()
         if event.name in HANGUP_EVENTS and event.uuid == self.uuid:
             self.hangup_cause = self.hangup_cause or event.get("Hangup-Cause")
             self.gone.set()

@@ -151,7 +151,11 @@ def _enter_queue(call: Call, option: Option, queue: str, config: Config) -> obje
     call.run("set", f"fifo_caller_exit_key={QUEUE_EXIT_KEY}")
     # _continue_: when the wait is over, fifo returns to us instead of transferring the call.
     call.run("set", f"fifo_orbit_exten=_continue_:{max_wait}")
-    return call.start("fifo", f"{queue} in undef {music}")
+    waiting = call.start("fifo", f"{queue} in undef {music}")
+    # Ring only once the caller is in the queue: a phone that answers at once would otherwise
+    # find nobody to take (fifo_bridge_uuid_required) and the call would never be bridged.
+    gevent.wait([call.queued, call.gone], count=1, timeout=call.services.step_timeout)
+    return waiting
 
 
 def _ring_until_left(call: Call, plan: Plan, ringing: Ringing, waiting: object) -> Dialled:

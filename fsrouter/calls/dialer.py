@@ -40,6 +40,8 @@ RESULTS = {
 }
 # Seconds beyond the ring timeout before a missing BACKGROUND_JOB counts as a failed attempt.
 JOB_GRACE = 15.0
+# Seconds an answered leg may take to be bridged to the caller before it counts as failed.
+BRIDGE_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,16 @@ class Dialer:
         queries.finish_attempt(leg.row_id, result, cause, self.call.services.now())
         self.call.log.info("attempt.ended", user=leg.attempt.user_id, result=result,
                            cause=cause)
+        if result in ("answered", "accepted") and not self._bridged():
+            self.call.log.warning("attempt.not_bridged", leg_uuid=leg.leg_uuid)
+            queries.finish_attempt(leg.row_id, "failed", "NOT_BRIDGED", self.call.services.now())
+            return "failed"
         return "won" if result in ("answered", "accepted") else result
+
+    def _bridged(self) -> bool:
+        """mod_fifo bridges the answering leg to our caller right after ``+OK``."""
+        gevent.wait([self.call.bridged, self.call.gone], count=1, timeout=BRIDGE_WAIT)
+        return self.call.bridged.is_set()
 
     def _cancel(self, leg: Leg, result: str) -> None:
         """Stop a leg that may still ring (the switch does not cancel it for us)."""
