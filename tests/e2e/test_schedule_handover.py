@@ -145,3 +145,37 @@ def test_option_business_hours(fast_sim, tmp_path, monkeypatch, local, expected)
     }
     moment = datetime.fromisoformat(local).replace(tzinfo=ZoneInfo("Europe/Berlin"))
     assert run_call(fast_sim, tmp_path, monkeypatch, data, moment) == expected
+
+
+def two_people(strategy: str, first: str, second: str, repeat: int = 0) -> dict:
+    return {
+        "users": {
+            "day": {"name": "Day", "phones": [{"type": "mobile", "number": first}]},
+            "night": {"name": "Night", "phones": [{"type": "mobile", "number": second}]},
+        },
+        "policies": {"ops": {"levels": [{"targets": [{"user": "day"}, {"user": "night"}],
+                                         "strategy": strategy, "ring_timeout": 5}],
+                             "repeat": repeat, "press_to_accept": False}},
+    }
+
+
+def test_all_at_once_rings_together_and_cancels_the_others(fast_sim, tmp_path, monkeypatch):
+    data = config("Europe/Berlin", fast_sim.esl_endpoint())
+    data |= two_people("all_at_once", phone_number("noanswer", 0, 1),
+                       phone_number("hangup", 2000, 2))
+    moment = datetime(2026, 12, 2, 10, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    outcome, _, attempts = run_call(fast_sim, tmp_path, monkeypatch, data, moment)
+    assert outcome == "bridged"
+    assert sorted(attempts) == [("day", "cancelled"), ("night", "answered")]
+    started = [a.started_at for a in queries_all_attempts()]
+    assert abs((started[0] - started[1]).total_seconds()) < 0.5
+
+
+def test_repeat_pass_calls_everyone_again(fast_sim, tmp_path, monkeypatch):
+    data = config("Europe/Berlin", fast_sim.esl_endpoint())
+    data |= two_people("in_order", phone_number("busy", 0, 1), phone_number("gone", 0, 2),
+                       repeat=1)
+    moment = datetime(2026, 12, 2, 10, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    outcome, reason, attempts = run_call(fast_sim, tmp_path, monkeypatch, data, moment)
+    assert (outcome, reason) == ("no_answer_fallback", "nobody_answered")
+    assert attempts == [("day", "busy"), ("night", "unreachable")] * 2
