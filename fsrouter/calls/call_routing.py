@@ -116,7 +116,10 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
     queue = queue_name(number, option)
     waiting = _enter_queue(call, option, queue, config)
     policy = config.policies[route.policy]
-    plan = plan_escalation(policy, config.users, config.schedules, now())
+    # Round robin starts with the next person each time (this incident counts, hence - 1).
+    turn = queries.incident_count(number.number, str(option.digit)) - 1
+    plan = plan_escalation(policy, config.users, config.schedules, now(),
+                           round_robin_offset=turn)
     for gap in plan.gaps:
         call.log.warning("escalation.gap", gap=gap)
     ringing = Ringing(queue=queue, routing_number=number.number,

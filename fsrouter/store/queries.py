@@ -247,6 +247,14 @@ def note_incident(incident_id: int, reason: str) -> bool:
     return bool(changed)
 
 
+def incident_count(number: str, option_digit: str) -> int:
+    """How many incidents a number's option has had (round robin picks who goes first)."""
+    with session():
+        return (Incident.select()
+                .where((Incident.number == number) & (Incident.option_digit == option_digit))
+                .count())
+
+
 def open_incidents() -> list[Incident]:
     """Incidents not yet closed (open or accepted), oldest first."""
     with session():

@@ -93,6 +93,12 @@ def test_the_person_on_call_at_that_moment_is_rung(fast_sim, tmp_path, monkeypat
         daemon.shutdown(drain_seconds=5)
 
 
+def finished_calls() -> int:
+    from fsrouter.store.models import CallRecord
+
+    return CallRecord.select().where(CallRecord.ended_at.is_null(False)).count()
+
+
 def queries_has_calls() -> bool:
     from fsrouter.store.models import CallRecord
 
@@ -105,7 +111,9 @@ def queries_all_attempts():
     return list(Attempt.select().order_by(Attempt.seq))
 
 
-def run_call(fast_sim, tmp_path, monkeypatch, data: dict, moment: datetime) -> list:
+def run_call(fast_sim, tmp_path, monkeypatch, data: dict, moment: datetime,
+             keep_db: bool = False) -> list:
+    """One call; ``keep_db`` calls again on the same database (returns the last call)."""
     monkeypatch.setenv("FSROUTER_TEST_ESL", fast_sim.esl_endpoint()[2])
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data), "utf-8")
@@ -113,17 +121,19 @@ def run_call(fast_sim, tmp_path, monkeypatch, data: dict, moment: datetime) -> l
                           now=lambda: moment)
     try:
         fast_sim.route_to(daemon.server.port)
+        before = finished_calls() if keep_db else 0
         fast_sim.place_call(ROUTING, "+4915112345678", "Erika", uuid=str(uuidlib.uuid4()))
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (queries_has_calls()
+        while time.monotonic() < deadline and not (finished_calls() > before
                                                    and not queries.open_calls()):
             gevent.sleep(0.05)
         from fsrouter.store.models import CallRecord, Incident
 
-        call = CallRecord.get()
-        incident = Incident.get_or_none()
+        call = CallRecord.select().order_by(CallRecord.id.desc()).get()  # the clock is fixed
+        incident = Incident.get_or_none(Incident.call_uuid == call.call_uuid)
         return [call.outcome, incident.outcome_reason if incident else None,
-                [(a.user_id, a.result) for a in queries_all_attempts()]]
+                [(a.user_id, a.result) for a in queries_all_attempts()
+                 if a.call_id == call.id]]
     finally:
         daemon.request_stop("test over")
         daemon.shutdown(drain_seconds=5)
@@ -179,3 +189,15 @@ def test_repeat_pass_calls_everyone_again(fast_sim, tmp_path, monkeypatch):
     outcome, reason, attempts = run_call(fast_sim, tmp_path, monkeypatch, data, moment)
     assert (outcome, reason) == ("no_answer_fallback", "nobody_answered")
     assert attempts == [("day", "busy"), ("night", "unreachable")] * 2
+
+
+def test_round_robin_starts_with_the_next_person_each_call(fast_sim, tmp_path, monkeypatch):
+    data = config("Europe/Berlin", fast_sim.esl_endpoint())
+    data |= two_people("round_robin", phone_number("hangup", 300, 1),
+                       phone_number("hangup", 300, 2))
+    moment = datetime(2026, 12, 2, 10, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    firsts = []
+    for _ in range(3):
+        *_, attempts = run_call(fast_sim, tmp_path, monkeypatch, data, moment, keep_db=True)
+        firsts.append(attempts[-1])
+    assert firsts == [("day", "answered"), ("night", "answered"), ("day", "answered")]
