@@ -93,10 +93,10 @@ class Call:
             self.log.info("call.app_not_sent", app=app, error=str(error))
             return None
 
-    def api(self, command: str) -> str:
+    def api(self, command: str, timeout: float | None = None) -> str:
         """An API command on this call's socket (``full`` mode); errors come back as text."""
         try:
-            return self.session.api(command, timeout=self.services.step_timeout)
+            return self.session.api(command, timeout=timeout or self.services.step_timeout)
         except ESLError as error:
             return f"-ERR {error}"
 

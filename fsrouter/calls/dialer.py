@@ -137,11 +137,14 @@ class Dialer:
         while pending and winner is None:
             gevent.wait([*pending, self.call.gone, self.stop], count=1)
             if self._over():
-                break
+                # A leg that was just answered may be finishing its bridge check: let it.
+                gevent.joinall(list(pending), timeout=0.5)
             for greenlet in [g for g in pending if g.ready()]:
                 pending.discard(greenlet)
                 if greenlet.value == "won":
                     winner = waiters[greenlet].attempt
+            if self._over():
+                break
         for greenlet in pending:  # the caller left, or someone else took the call
             greenlet.kill()  # first: its own late result must not overwrite "cancelled"
             self._cancel(waiters[greenlet], "cancelled")
@@ -187,6 +190,6 @@ class Dialer:
 
     def _cancel(self, leg: Leg, result: str) -> None:
         """Stop a leg that may still ring (the switch does not cancel it for us)."""
-        self.call.api(f"uuid_kill {leg.leg_uuid} ORIGINATOR_CANCEL")
+        self.call.api(f"uuid_kill {leg.leg_uuid} ORIGINATOR_CANCEL", timeout=5.0)
         queries.finish_attempt(leg.row_id, result, "ORIGINATOR_CANCEL",
                                self.call.services.now())
