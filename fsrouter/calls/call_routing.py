@@ -23,6 +23,7 @@ from fsrouter.calls.dialer import Dialer, Dialled, Ringing
 from fsrouter.calls.media import concatenated, menu_argument, menu_prompts, playable
 from fsrouter.config import Config
 from fsrouter.config.schema import CallRoutingNumber, Fallback, Option, Policy
+from fsrouter.esl import ESLError, ESLTimeout
 from fsrouter.routing.escalation import Plan, plan_escalation
 from fsrouter.routing.hours import option_route
 from fsrouter.routing.menu import MenuPlan, Prompt, build_menu, menu_outcome
@@ -47,7 +48,7 @@ def run(call: Call, number: CallRoutingNumber) -> None:
     now = call.services.now
     queries.create_call_record(call.uuid, number.number, "call_routing", call.caller_number,
                                call.caller_name, now(), host=call.services.host)
-    outcome, cause = "hangup", None
+    outcome = "hangup"
     try:
         if call.run("answer") is None:
             outcome = "hangup_before_answer"
@@ -60,7 +61,7 @@ def run(call: Call, number: CallRoutingNumber) -> None:
             return
         outcome = serve_option(call, number, option, config)
     finally:
-        queries.finish_call(call.uuid, outcome, call.hangup_cause or cause, now())
+        queries.finish_call(call.uuid, outcome, call.hangup_cause, now())
         call.log.info("call.ended", outcome=outcome)
 
 
@@ -175,12 +176,19 @@ def _ring_until_left(call: Call, plan: Plan, ringing: Ringing, waiting: object) 
     return dialled
 
 
-def _wait_left_queue(waiting: object) -> str | None:
+def _wait_left_queue(waiting: object, timeout: float | None = None) -> str | None:
+    """``ABORTED``/``TIMEOUT`` once the caller left the queue, ``GONE`` if the call ended;
+    None when the fifo app ended otherwise (bridged) or ``timeout`` passed first.
+
+    Without a timeout the wait ends at the latest when the socket closes (every waiter is
+    released then)."""
     if waiting is None:
         return "GONE"
     try:
-        done = waiting.wait(None)  # type: ignore[attr-defined]
-    except Exception:  # the socket closed: the caller is gone
+        done = waiting.wait(timeout)  # type: ignore[attr-defined]
+    except ESLTimeout:
+        return None
+    except ESLError:  # the socket closed: the caller is gone
         return "GONE"
     status = done.get("variable_fifo_status")
     return status if status in QUEUE_LEFT else None
@@ -212,7 +220,7 @@ def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, wait
 def _leave_queue(call: Call, waiting: object) -> None:
     """Take the caller out of the queue (as if they pressed the exit key) for the fallback."""
     call.api(f"uuid_recv_dtmf {call.uuid} {QUEUE_EXIT_KEY}")
-    gevent.spawn(_wait_left_queue, waiting).join(timeout=5)
+    _wait_left_queue(waiting, timeout=5)
 
 
 def _fallback(call: Call, fallback: Fallback, config: Config) -> None:

@@ -131,7 +131,7 @@ class Dialer:
 
     def _ring_wave(self, attempts: tuple[Attempt, ...]) -> Attempt | None:
         legs = [self._start(attempt) for attempt in attempts]
-        waiters = {gevent.spawn(self._wait, leg): leg for leg in legs if leg is not None}
+        waiters = {gevent.spawn(self._wait, leg): leg for leg in legs}
         winner: Attempt | None = None
         pending = set(waiters)
         while pending and winner is None:
@@ -150,7 +150,7 @@ class Dialer:
             self._cancel(waiters[greenlet], "cancelled")
         return winner
 
-    def _start(self, attempt: Attempt) -> Leg | None:
+    def _start(self, attempt: Attempt) -> Leg:
         leg_uuid = str(uuidlib.uuid4())
         now = self.call.services.now()
         row = queries.record_attempt(

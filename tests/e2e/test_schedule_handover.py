@@ -72,37 +72,16 @@ CASES = [
 @pytest.mark.parametrize(("zone", "local", "expected"), CASES)
 def test_the_person_on_call_at_that_moment_is_rung(fast_sim, tmp_path, monkeypatch, zone,
                                                     local, expected):
-    monkeypatch.setenv("FSROUTER_TEST_ESL", fast_sim.esl_endpoint()[2])
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config(zone, fast_sim.esl_endpoint())), "utf-8")
     moment = datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(zone))
-    daemon = start_daemon(path, database_url=f"sqlite:///{tmp_path}/db.sqlite", listen_port=0,
-                          now=lambda: moment)
-    try:
-        fast_sim.route_to(daemon.server.port)
-        call = str(uuidlib.uuid4())
-        fast_sim.place_call(ROUTING, "+4915112345678", "Erika", uuid=call)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (queries_has_calls()
-                                                   and not queries.open_calls()):
-            gevent.sleep(0.05)  # the daemon and the simulator run on this hub
-        attempts = [(a.user_id, a.result) for a in queries_all_attempts()]
-        assert attempts == [(expected, "answered")], attempts
-    finally:
-        daemon.request_stop("test over")
-        daemon.shutdown(drain_seconds=5)
+    *_, attempts = run_call(fast_sim, tmp_path, monkeypatch,
+                            config(zone, fast_sim.esl_endpoint()), moment)
+    assert attempts == [(expected, "answered")], attempts
 
 
 def finished_calls() -> int:
     from fsrouter.store.models import CallRecord
 
     return CallRecord.select().where(CallRecord.ended_at.is_null(False)).count()
-
-
-def queries_has_calls() -> bool:
-    from fsrouter.store.models import CallRecord
-
-    return CallRecord.select().where(CallRecord.ended_at.is_null(False)).exists()
 
 
 def queries_all_attempts():
