@@ -66,6 +66,11 @@ DEFAULT_TONES = {
     "sit": "tone_stream://%(274,0,913.8);%(274,0,1370.6);%(380,0,1776.7)",
     # German ringback: 425 Hz, 1 s on / 4 s off.
     "ringback": "tone_stream://%(1000,4000,425);loops=-1",
+    # Before a voicemail recording starts.
+    "beep": "tone_stream://%(800,0,1000)",
+    # A feature code worked (rising) or did not (falling).
+    "confirm": "tone_stream://%(150,50,600);%(150,50,800);%(300,0,1000)",
+    "refuse": "tone_stream://%(150,50,1000);%(150,50,800);%(300,0,600)",
 }
 # The public default and the placeholder shipped in freeswitch_conf/event_socket.conf.xml.
 REFUSED_PASSWORDS = {"cluecon": "the public default password 'ClueCon'",
@@ -450,6 +455,8 @@ class Queue(Strict):
     strategy: Literal["longest_idle", "round_robin", "ring_all"] = "longest_idle"
     agents: tuple[Id, ...] = ()
     fallback: FallbackSpec = HANGUP
+    # Seconds one agent rings before the next one is tried (contact-center queues).
+    ring_timeout: Annotated[int, ranged(5, 120)] = 20
 
 
 # --- tones, tts, smtp, metrics, webhooks ----------------------------------------------------
@@ -608,11 +615,14 @@ class AgentNumber(NumberBase):
     agent: Id
     when_busy: Literal["busy_tone", "voicemail", "hangup"] = "busy_tone"
     when_logged_out: Literal["voicemail", "busy_tone", "hangup"] = "voicemail"
+    # A caller an agent called recently goes to that agent (2-way VoIP).
+    two_way: bool = False
 
 
 class QueueNumber(NumberBase):
     type: Literal["queue"]
     queue: QueueName
+    two_way: bool = False
 
 
 class UnassignedNumber(NumberBase):
@@ -652,6 +662,56 @@ Number = Annotated[
 ]
 
 
+# --- contact center: feature codes, voicemail recording, 2-way VoIP --------------------------
+
+FeatureCode = Annotated[str, AfterValidator(lambda v: _feature_code(v))]
+
+
+def _feature_code(value: str) -> str:
+    if not re.fullmatch(r"\*[0-9]{1,6}|#[0-9]{1,6}", value):
+        raise ValueError(f"a feature code is * or # and 1-6 digits, got {value[:20]!r}")
+    return value
+
+
+class Features(Strict):
+    """Codes an agent dials from their own extension (the dialplan sends them to fsrouter)."""
+
+    login: FeatureCode = "*21"
+    logout: FeatureCode = "*22"
+    record_greeting: FeatureCode = "*23"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Features:
+        codes = [self.login, self.logout, self.record_greeting]
+        if len(set(codes)) != len(codes):
+            raise ValueError("feature codes must differ from each other")
+        return self
+
+    def action(self, dialled: str) -> str | None:
+        """``login``/``logout``/``record_greeting`` for a dialled code, else None."""
+        table = {self.login: "login", self.logout: "logout",
+                 self.record_greeting: "record_greeting"}
+        return table.get(dialled)
+
+
+class VoicemailSettings(Strict):
+    """Where recordings go (a directory FreeSWITCH can write and fsrouter can read)."""
+
+    directory: SafePath = "/var/lib/fsrouter/voicemail"
+    max_seconds: Annotated[int, ranged(5, 3600)] = 180
+    # Seconds of silence that end a recording, and the energy level counted as silence.
+    silence_seconds: Annotated[int, ranged(1, 60)] = 5
+    silence_threshold: Annotated[int, ranged(1, 10000)] = 200
+    # Recordings shorter than this are dropped (a caller who hung up at the beep).
+    min_seconds: Annotated[int, ranged(0, 60)] = 1
+
+
+class TwoWay(Strict):
+    """How long a customer number stays mapped to the agent who last called it."""
+
+    max_age_hours: Annotated[int, ranged(1, 24 * 365)] = 24 * 30
+
+
 # --- root -----------------------------------------------------------------------------------
 
 
@@ -684,6 +744,9 @@ class Config(Strict):
     smtp: Smtp = Smtp()
     metrics: Metrics = Metrics()
     webhooks: tuple[Webhook, ...] = ()
+    features: Features = Features()
+    voicemail: VoicemailSettings = VoicemailSettings()
+    two_way: TwoWay = TwoWay()
     numbers: tuple[Number, ...] = ()
 
     _by_e164: dict[str, Any] = PrivateAttr(default_factory=dict)

@@ -187,8 +187,9 @@ schedules:
      "        length: 1w\n        restrictions: [{days: mon-fri, from: 08:00, to: 18:00}]\n"
      "users: {a: {name: A, phones: [{type: mobile, number: 0151 23456789}]}}\n"
      "holidays: BY\n",
-     ["{f}:11:1: holidays: unknown key (allowed: database, defaults, listener, metrics, "
-      "numbers, policies, queues, schedules, smtp, switch, tones, tts, users, webhooks)"]),
+     ["{f}:11:1: holidays: unknown key (allowed: database, defaults, features, "
+      "listener, metrics, numbers, policies, queues, schedules, smtp, switch, tones, tts, "
+      "two_way, users, voicemail, webhooks)"]),
     ("unknown_state",
      SWITCH + "schedules:\n  s: {holidays: XX}\n",
      ["{f}:4:7: schedules.s.holidays: must be a German state code (BB, BE, BW, BY, HB, HE, "
