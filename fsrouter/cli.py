@@ -6,6 +6,10 @@ Exit codes (also in the README):
   2  usage error or invalid configuration
   3  the database cannot be opened or migrated
   4  the call listener cannot be bound
+  5  ``fsrouter oncall`` found gaps (times when an option has nobody to ring)
+
+The operator commands (routes, agents, two-way, simulate, oncall) live in
+:mod:`fsrouter.commands`; this module only parses their arguments and dispatches.
 """
 
 from gevent import monkey
@@ -18,14 +22,20 @@ import os  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 from fsrouter import __version__, logs  # noqa: E402
+from fsrouter.commands import (  # noqa: E402
+    EXIT_BIND,
+    EXIT_ERROR,
+    EXIT_GAPS,
+    EXIT_OK,
+    EXIT_STORE,
+    EXIT_USAGE,
+)
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_STORE = 3
-EXIT_BIND = 4
+__all__ = ["EXIT_BIND", "EXIT_ERROR", "EXIT_GAPS", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE",
+           "build_parser", "main"]
 
 DEFAULT_CONFIG = os.environ.get("FSROUTER_CONFIG", "/etc/fsrouter/config.yaml")
 
@@ -95,12 +105,124 @@ def _add_config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _command(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """Run ``fsrouter.commands.<module>.<function>``, imported only when it is used."""
+    def call(args: argparse.Namespace) -> int:
+        from importlib import import_module
+
+        run: Callable[[argparse.Namespace], int] = getattr(
+            import_module(f"fsrouter.commands.{module}"), function)
+        return run(args)
+    return call
+
+
+def _add_store_args(parser: argparse.ArgumentParser, json: bool = False) -> None:
+    _add_config_arg(parser)
+    parser.add_argument("--database", help="database URL, overrides the configuration")
+    if json:
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_routes(sub: Any) -> None:
+    routes = sub.add_parser("routes", help="the route table; run-time number assignments")
+    routes_sub = routes.add_subparsers(dest="routes_command", metavar="ROUTES_COMMAND",
+                                       required=True)
+    listing = routes_sub.add_parser("list", help="every number: destination, type, yaml or db")
+    _add_store_args(listing, json=True)
+    listing.set_defaults(func=_command("routes", "run_list"), quiet_logs=True)
+
+    setting = routes_sub.add_parser(
+        "set", help="send numbers somewhere else until reset (all or nothing)",
+        description="Numbers in any form the configuration accepts (030..., +49...). "
+        "CSV lines: number,type,target (header optional, # comments); type is agent, queue, "
+        "unassigned or custom.")
+    _add_store_args(setting)
+    setting.add_argument("numbers", nargs="*", metavar="NUMBER")
+    target = setting.add_mutually_exclusive_group(required=True)
+    target.add_argument("--agent", metavar="USER", help="ring this agent (a user id)")
+    target.add_argument("--queue", metavar="QUEUE", help="an inbound queue")
+    target.add_argument("--unassigned", action="store_true", help="the not-in-service tone")
+    target.add_argument("--custom", metavar="TARGET",
+                        help="a dial string (user/1000) or a dialplan extension (1000)")
+    target.add_argument("--from-file", metavar="CSV", help="many routes from a CSV file")
+    setting.add_argument("--by", help="who is changing it (default: your login)")
+    setting.set_defaults(func=_command("routes", "run_set"), quiet_logs=True)
+
+    reset = routes_sub.add_parser("reset", help="drop assignments: the YAML applies again")
+    _add_store_args(reset)
+    reset.add_argument("numbers", nargs="*", metavar="NUMBER")
+    reset.add_argument("--all", action="store_true", help="drop every run-time assignment")
+    reset.set_defaults(func=_command("routes", "run_reset"), quiet_logs=True)
+
+
+def _add_agents(sub: Any) -> None:
+    agents = sub.add_parser("agents", help="contact-center agents: presence, login, logout")
+    agents_sub = agents.add_subparsers(dest="agents_command", metavar="AGENTS_COMMAND",
+                                       required=True)
+    listing = agents_sub.add_parser("list", help="agents with state, busy and since when")
+    _add_store_args(listing, json=True)
+    listing.set_defaults(func=_command("agents", "run_list"), quiet_logs=True)
+    for name, text in (("login", "log agents in"), ("logout", "log agents out")):
+        change = agents_sub.add_parser(name, help=f"{text} (all or nothing)")
+        _add_store_args(change)
+        change.add_argument("names", nargs="+", metavar="USER")
+        change.set_defaults(func=_command("agents", f"run_{name}"), quiet_logs=True)
+
+
+def _add_two_way(sub: Any) -> None:
+    two_way = sub.add_parser("two-way", help="2-way VoIP: which agent called which customer")
+    two_way_sub = two_way.add_subparsers(dest="two_way_command", metavar="TWO_WAY_COMMAND",
+                                         required=True)
+    listing = two_way_sub.add_parser("list", help="live mappings, newest first")
+    _add_store_args(listing, json=True)
+    listing.add_argument("--all", action="store_true", help="include expired mappings")
+    listing.set_defaults(func=_command("twoway", "run_list"), quiet_logs=True)
+    importing = two_way_sub.add_parser(
+        "import", help="mappings from CSV: customer_number,agent,our_number[,last_call_iso]")
+    _add_store_args(importing)
+    importing.add_argument("file", metavar="CSV")
+    importing.set_defaults(func=_command("twoway", "run_import"), quiet_logs=True)
+
+
+def _add_simulate(sub: Any) -> None:
+    simulate = sub.add_parser(
+        "simulate", help="dry run: what a call would hear and who would be rung",
+        description="No switch, no database writes. Config only unless --with-db or "
+        "--database (then assignments, presence, 2-way mappings and the round robin turn "
+        "are read from the database).")
+    _add_store_args(simulate, json=True)
+    simulate.add_argument("--number", required=True, help="the number called")
+    simulate.add_argument("--caller", required=True, help="the caller's number")
+    simulate.add_argument("--digits", default="",
+                          help="keys pressed, one per menu play; _ for no key")
+    simulate.add_argument("--at", help="ISO time, e.g. 2026-12-24T03:00+01:00 (default: now; "
+                          "without an offset: defaults.timezone)")
+    simulate.add_argument("--with-db", action="store_true",
+                          help="read the configured database")
+    for flag, what in (("--logged-in", "logged in and free"), ("--logged-out", "logged out"),
+                       ("--busy", "logged in and busy")):
+        simulate.add_argument(flag, action="append", default=[], metavar="USER",
+                              help=f"count this agent as {what} (repeatable)")
+    simulate.set_defaults(func=_command("simulate", "run"), quiet_logs=True)
+
+
+def _add_oncall(sub: Any) -> None:
+    oncall = sub.add_parser(
+        "oncall", help="who is on call per hotline option; exit 5 on gaps")
+    _add_config_arg(oncall)
+    oncall.add_argument("--days", type=int, default=14, help="how many days (default 14)")
+    oncall.add_argument("--from", dest="start", metavar="ISO",
+                        help="start (default: now; without an offset: defaults.timezone)")
+    oncall.add_argument("--json", action="store_true", help="machine-readable output")
+    oncall.set_defaults(func=_command("oncall", "run"), quiet_logs=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fsrouter",
         description="Inbound call routing for FreeSWITCH.",
         epilog="exit codes: 0 ok, 1 unexpected error, 2 usage or invalid configuration, "
-        "3 database unavailable, 4 listener cannot bind",
+        "3 database unavailable, 4 listener cannot bind, 5 on-call gaps (oncall)",
     )
     parser.add_argument("--log-level", default=None, choices=logs.LEVELS,
                         help="default: info (error for the demo)")
@@ -133,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
+
+    for add in (_add_routes, _add_agents, _add_two_way, _add_simulate, _add_oncall):
+        add(sub)
     return parser
 
 
@@ -141,9 +266,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.log_level_given = args.log_level is not None
     json = {"auto": None, "json": True, "console": False}[args.log_format]
-    logs.configure(args.log_level or "info", json=json)
+    # Operator commands print their own results; their logs only speak up about problems.
+    quiet = getattr(args, "quiet_logs", False)
+    logs.configure(args.log_level or ("warning" if quiet else "info"), json=json)
     func: Callable[[argparse.Namespace], int] = args.func
+    from fsrouter.commands.common import Failure
+
     try:
         return func(args)
+    except Failure as failure:
+        for line in failure.lines:
+            print(line, file=sys.stderr)
+        return failure.code
     except KeyboardInterrupt:
         return EXIT_ERROR

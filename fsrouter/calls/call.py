@@ -13,6 +13,7 @@ import gevent.event
 import structlog
 
 from fsrouter.calls.services import CallServices
+from fsrouter.config import normalise_number
 from fsrouter.esl import ESLError, Event
 from fsrouter.logs import bind_call
 
@@ -47,6 +48,14 @@ class Call:
     def caller_name(self) -> str:
         return self.channel.get("Caller-Caller-ID-Name", "")
 
+    @property
+    def caller_e164(self) -> str:
+        """The caller's number in E.164, or "" (caller-controlled: anything may arrive)."""
+        try:
+            return normalise_number(self.caller_number, self.services.config.defaults.country)
+        except ValueError:
+            return ""
+
     def _on_event(self, event: Event) -> None:
         if event.uuid == self.uuid and event.name == "CUSTOM":
             action = event.get("FIFO-Action")
@@ -54,6 +63,8 @@ class Call:
                 self.queued.set()
             elif action == "bridge-caller-start":  # mod_fifo bridged us (we are its B-leg)
                 self.bridged.set()
+        if event.name == "CHANNEL_BRIDGE" and event.uuid == self.uuid:
+            self.bridged.set()  # the bridge app connected us
         if event.name in HANGUP_EVENTS and event.uuid == self.uuid:
             self.hangup_cause = self.hangup_cause or event.get("Hangup-Cause")
             self.gone.set()

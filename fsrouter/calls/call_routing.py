@@ -16,25 +16,24 @@ from __future__ import annotations
 
 import re
 
-import gevent
-
 from fsrouter.calls.call import Call
-from fsrouter.calls.dialer import Dialer, Dialled, Ringing
+from fsrouter.calls.dialer import Accept, Dialled, Ringing
+from fsrouter.calls.endings import fallback
 from fsrouter.calls.media import concatenated, menu_argument, menu_prompts, playable
+from fsrouter.calls.queueing import (
+    DEFAULT_HOLD_MUSIC,
+    enter_queue,
+    leave_queue,
+    ring_until_left,
+)
 from fsrouter.config import Config
-from fsrouter.config.schema import CallRoutingNumber, Fallback, Option, Policy
-from fsrouter.esl import ESLError, ESLTimeout
-from fsrouter.routing.escalation import Plan, plan_escalation
+from fsrouter.config.schema import CallRoutingNumber, Option, Policy
+from fsrouter.routing.escalation import plan_escalation
 from fsrouter.routing.hours import option_route
 from fsrouter.routing.menu import MenuPlan, Prompt, build_menu, menu_outcome
 from fsrouter.store import queries
 
 MENU_VARIABLE = "fsr_choice"
-DEFAULT_HOLD_MUSIC = "local_stream://moh"
-# Sent into the caller's own leg to take it out of the queue for the fallback; also lets a
-# caller leave the queue by pressing it.
-QUEUE_EXIT_KEY = "#"
-QUEUE_LEFT = ("ABORTED", "TIMEOUT")
 
 
 def queue_name(number: CallRoutingNumber, option: Option) -> str:
@@ -108,11 +107,12 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
     queries.link_call(call.uuid, incident_id=incident.id)
     call.log = call.log.bind(incident_id=incident.id)
     call.log.info("incident.created", option=option.digit, label=option.label)
+    call.services.notify("incident.created", _incident_data(incident.id, number, option, call))
     route = option_route(option, now(), config.defaults.timezone)
     if route.policy is None:  # out of hours, and the option says where callers go then
         call.log.info("option.out_of_hours", action=str(option.out_of_hours))
         queries.note_incident(incident.id, "out_of_hours")
-        _fallback(call, route.fallback, config)
+        fallback(call, route.fallback, incident.id)
         return "out_of_hours"
     queue = queue_name(number, option)
     waiting = _enter_queue(call, option, queue, config)
@@ -123,11 +123,13 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
                            round_robin_offset=turn)
     for gap in plan.gaps:
         call.log.warning("escalation.gap", gap=gap)
-    ringing = Ringing(queue=queue, routing_number=number.number,
-                      display_name=_display_name(option, call), policy=policy,
-                      defaults=config.defaults, incident_id=incident.id,
-                      accept_prompt=_accept_prompt(option, policy, config))
-    dialled = _ring_until_left(call, plan, ringing, waiting)
+    accept = (Accept(policy.accept_digit, policy.accept_timeout,
+                     _accept_prompt(option, policy, config))
+              if policy.press_to_accept else None)
+    ringing = Ringing(queue=queue, caller_id_number=number.number,
+                      display_name=_display_name(option, call), defaults=config.defaults,
+                      incident_id=incident.id, accept=accept, kind="oncall")
+    dialled = ring_until_left(call, plan, ringing, waiting)
     return _finish(call, incident.id, option, dialled, waiting, config)
 
 
@@ -148,50 +150,10 @@ def _accept_prompt(option: Option, policy: Policy, config: Config) -> str:
 
 
 def _enter_queue(call: Call, option: Option, queue: str, config: Config) -> object:
-    """``fifo <queue> in`` with hold music; returns the running app (it ends when we leave)."""
     settings = config.queues.get(option.queue or "")
     music = option.hold_music or (settings.hold_music if settings else DEFAULT_HOLD_MUSIC)
     max_wait = option.max_wait or (settings.max_wait if settings else 600)
-    call.run("set", f"fifo_caller_exit_key={QUEUE_EXIT_KEY}")
-    # _continue_: when the wait is over, fifo returns to us instead of transferring the call.
-    call.run("set", f"fifo_orbit_exten=_continue_:{max_wait}")
-    waiting = call.start("fifo", f"{queue} in undef {music}")
-    # Ring only once the caller is in the queue: a phone that answers at once would otherwise
-    # find nobody to take (fifo_bridge_uuid_required) and the call would never be bridged.
-    gevent.wait([call.queued, call.gone], count=1, timeout=call.services.step_timeout)
-    return waiting
-
-
-def _ring_until_left(call: Call, plan: Plan, ringing: Ringing, waiting: object) -> Dialled:
-    """Ring, but stop at once if the caller leaves the queue (exit key, maximum wait)."""
-    dialer = Dialer(call, ringing)
-    ringer = gevent.spawn(dialer.ring, plan)
-    left = gevent.spawn(_wait_left_queue, waiting)
-    gevent.wait([ringer, left], count=1)
-    if not ringer.ready() and left.ready() and left.value:
-        call.log.info("queue.left", status=left.value)
-        dialer.stop.set()  # the dialer kills what still rings and finishes its rows
-    dialled = ringer.get()
-    left.kill()
-    return dialled
-
-
-def _wait_left_queue(waiting: object, timeout: float | None = None) -> str | None:
-    """``ABORTED``/``TIMEOUT`` once the caller left the queue, ``GONE`` if the call ended;
-    None when the fifo app ended otherwise (bridged) or ``timeout`` passed first.
-
-    Without a timeout the wait ends at the latest when the socket closes (every waiter is
-    released then)."""
-    if waiting is None:
-        return "GONE"
-    try:
-        done = waiting.wait(timeout)  # type: ignore[attr-defined]
-    except ESLTimeout:
-        return None
-    except ESLError:  # the socket closed: the caller is gone
-        return "GONE"
-    status = done.get("variable_fifo_status")
-    return status if status in QUEUE_LEFT else None
+    return enter_queue(call, queue, music, max_wait)
 
 
 def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, waiting: object,
@@ -202,33 +164,29 @@ def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, wait
         queries.accept_incident(incident_id, who, now())
         queries.link_call(call.uuid, bridged_to_user=who)
         call.log.info("incident.accepted", user=who)
+        call.services.notify("incident.accepted", {"incident_id": incident_id, "user": who,
+                                                   "phone": dialled.accepted.phone})
         call.gone.wait()
         queries.resolve_incident(incident_id, now(), "resolved", "call ended")
+        call.services.notify("incident.resolved", {"incident_id": incident_id,
+                                                   "resolution": "resolved"})
         return "bridged"
     if dialled.caller_left or call.gone.is_set():
         if option.resolve_abandoned:
             queries.resolve_incident(incident_id, now(), "abandoned", "caller_abandoned")
+            call.services.notify("incident.resolved", {"incident_id": incident_id,
+                                                       "resolution": "abandoned"})
         else:
             queries.note_incident(incident_id, "caller_abandoned")
         return "abandoned_in_queue"
     queries.note_incident(incident_id, "nobody_answered")  # stays open for follow-up
-    _leave_queue(call, waiting)
-    _fallback(call, option.fallback, config)
+    leave_queue(call, waiting)
+    fallback(call, option.fallback, incident_id)
     return "no_answer_fallback"
 
 
-def _leave_queue(call: Call, waiting: object) -> None:
-    """Take the caller out of the queue (as if they pressed the exit key) for the fallback."""
-    call.api(f"uuid_recv_dtmf {call.uuid} {QUEUE_EXIT_KEY}")
-    _wait_left_queue(waiting, timeout=5)
-
-
-def _fallback(call: Call, fallback: Fallback, config: Config) -> None:
-    if fallback.kind == "voicemail" and fallback.target:
-        call.run("voicemail", f"default {config.defaults.voicemail_domain} {fallback.target}",
-                 timeout=600)
-    elif fallback.kind == "message" and fallback.target:
-        call.run("playback", fallback.target)
-    else:
-        call.run("playback", config.tone("busy").replace("loops=-1", "loops=3"))
-    call.hangup()
+def _incident_data(incident_id: int, number: CallRoutingNumber, option: Option,
+                   call: Call) -> dict[str, object]:
+    return {"incident_id": incident_id, "number": number.number, "option": option.digit,
+            "label": option.label, "caller_number": queries.clean_caller_text(
+                call.caller_number), "caller_name": queries.clean_caller_text(call.caller_name)}

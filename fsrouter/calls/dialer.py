@@ -18,7 +18,7 @@ import gevent
 import gevent.event
 
 from fsrouter.calls.call import Call
-from fsrouter.config.schema import Defaults, Policy
+from fsrouter.config.schema import Defaults
 from fsrouter.esl import ESLError
 from fsrouter.esl.escape import originate_command
 from fsrouter.routing.escalation import Attempt, Plan
@@ -62,16 +62,34 @@ class Dialled:
 
 
 @dataclass(frozen=True)
+class Accept:
+    """Press-to-accept: the called person must press ``digit`` within ``timeout`` seconds."""
+
+    digit: str
+    timeout: int
+    prompt: str
+
+
+@dataclass(frozen=True)
 class Ringing:
-    """What every leg of one call shares."""
+    """What every leg of one call shares.
+
+    ``kind`` marks the legs for the agent watcher (``oncall`` legs never teach 2-way VoIP);
+    ``caller_id_number`` is what the called phone shows (the routing number for on-call teams,
+    the validated customer number for contact-center queues).
+    """
 
     queue: str
-    routing_number: str
+    caller_id_number: str
     display_name: str
-    policy: Policy
     defaults: Defaults
     incident_id: int | None
-    accept_prompt: str
+    accept: Accept | None
+    kind: str = "oncall"
+
+    @property
+    def accept_timeout(self) -> int:
+        return self.accept.timeout if self.accept else 0
 
 
 def leg_command(call: Call, ringing: Ringing, attempt: Attempt, leg_uuid: str) -> str:
@@ -82,18 +100,24 @@ def leg_command(call: Call, ringing: Ringing, attempt: Attempt, leg_uuid: str) -
         "ignore_early_media": "true",
         "fifo_bridge_uuid": call.uuid,
         "fifo_bridge_uuid_required": "true",
-        "origination_caller_id_number": ringing.routing_number,
+        "origination_caller_id_number": ringing.caller_id_number,
+        "fsr_kind": ringing.kind,
+        "fsr_agent": attempt.user_id,
     }
-    if ringing.policy.press_to_accept:
+    if ringing.incident_id is not None:
+        variables["fsr_incident"] = str(ringing.incident_id)
+    if ringing.accept is not None:
         variables |= {
-            "group_confirm_key": ringing.policy.accept_digit,
-            "group_confirm_file": ringing.accept_prompt,
-            "group_confirm_read_timeout": str(ringing.policy.accept_timeout * 1000),
+            "group_confirm_key": ringing.accept.digit,
+            "group_confirm_file": ringing.accept.prompt,
+            "group_confirm_read_timeout": str(ringing.accept.timeout * 1000),
         }
     # The display name carries caller text; every value goes through the escaping module.
     variables["origination_caller_id_name"] = ringing.display_name
-    return originate_command(variables, ringing.defaults.dial_string(attempt.phone),
-                             "fifo", f"{ringing.queue} out nowait")
+    # SIP phones (contact-center agents) come as dial strings, other phones as E.164 numbers.
+    dial = (attempt.phone if attempt.phone_type == "sip"
+            else ringing.defaults.dial_string(attempt.phone))
+    return originate_command(variables, dial, "fifo", f"{ringing.queue} out nowait")
 
 
 def result_of(reply: str, press_to_accept: bool) -> tuple[str, str]:
@@ -167,13 +191,13 @@ class Dialer:
         command = leg_command(self.call, self.ringing, leg.attempt, leg.leg_uuid)
         try:
             job = self.call.session.bgapi(command)
-            reply = job.wait(leg.attempt.ring_timeout + self.ringing.policy.accept_timeout
+            reply = job.wait(leg.attempt.ring_timeout + self.ringing.accept_timeout
                              + JOB_GRACE)
         except ESLError as error:
             self.call.log.warning("attempt.no_result", leg_uuid=leg.leg_uuid, error=str(error))
             self._cancel(leg, "failed")
             return "failed"
-        result, cause = result_of(reply, self.ringing.policy.press_to_accept)
+        result, cause = result_of(reply, self.ringing.accept is not None)
         queries.finish_attempt(leg.row_id, result, cause, self.call.services.now())
         self.call.log.info("attempt.ended", user=leg.attempt.user_id, result=result,
                            cause=cause)

@@ -48,3 +48,10 @@ def menu_argument(plan: MenuPlan, prompt_file: str, variable: str) -> str:
     # the file is quoted because spoken text has spaces (the app groups by single quotes).
     return (f"1 1 1 {timeout_ms} # '{prompt_file}' {SILENCE} {variable} ^[{digits}]$ "
             f"{timeout_ms}")
+
+
+def finite_tone(tone: str, loops: int) -> str:
+    """A tone stream that ends: ``loops=-1`` (for ever) becomes ``loops=<loops>``."""
+    if "loops=-1" in tone:
+        return tone.replace("loops=-1", f"loops={loops}")
+    return tone

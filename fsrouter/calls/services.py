@@ -9,12 +9,17 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from fsrouter.config import Config
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def ignore(event: str, data: dict[str, Any]) -> None:
+    """The default ``notify``: nobody listens (tests, the simulator)."""
 
 
 @dataclass
@@ -26,6 +31,9 @@ class CallServices:
     host: str = field(default_factory=socket.gethostname)
     # Seconds the calls wait at most for one step of the switch (answer, a prompt, a job).
     step_timeout: float = 30.0
+    # Business events (incident.created/accepted/resolved, voicemail.left) for webhooks, the
+    # mailer and metrics; must not block or raise.
+    notify: Callable[[str, dict[str, Any]], None] = ignore
 
     @property
     def config(self) -> Config:

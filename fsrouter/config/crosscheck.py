@@ -99,8 +99,15 @@ def _queue_refs(data: dict[str, Any], ids: dict[str, set[str]]) -> Iterator[Find
 
 def _needs_extension(path: Path, user_id: Any, users: dict[str, Any]) -> Iterator[Finding]:
     user = users.get(user_id) if isinstance(user_id, str) else None
-    if isinstance(user, dict) and user.get("extension") is None:
-        yield path, f"user {user_id!r} has no extension to ring"
+    if isinstance(user, dict) and user.get("extension") is None and not _has_sip(user):
+        yield path, f"user {user_id!r} has no SIP phone or extension to ring"
+
+
+def _has_sip(user: dict[str, Any]) -> bool:
+    phones = user.get("phones")
+    return isinstance(phones, list) and any(
+        isinstance(p, dict) and p.get("type") == "sip" and p.get("dial_string")
+        for p in phones)
 
 
 def _fallback_ref(path: Path, value: Any, ids: dict[str, set[str]]) -> Iterator[Finding]:

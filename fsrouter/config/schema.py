@@ -279,7 +279,7 @@ class Phone(Strict):
 
 class Voicemail(Strict):
     enabled: bool = True
-    greeting: SafePath | None = None
+    greeting: Sound | None = None
 
 
 class User(Strict):
@@ -507,6 +507,10 @@ class Webhook(Strict):
     url: Annotated[str, AfterValidator(_url)]
     events: tuple[Annotated[str, AfterValidator(_event)], ...] = ("*",)
     secret_env: EnvName | None = None
+    # Seconds to connect and for each read; a slower receiver counts as a failed try.
+    timeout: Annotated[int, ranged(1, 60)] = 5
+    # Tries before a delivery is marked failed (kept in the outbox, logged); backoff between.
+    max_attempts: Annotated[int, ranged(1, 100)] = 12
 
 
 # --- numbers --------------------------------------------------------------------------------
@@ -617,6 +621,8 @@ class AgentNumber(NumberBase):
     when_logged_out: Literal["voicemail", "busy_tone", "hangup"] = "voicemail"
     # A caller an agent called recently goes to that agent (2-way VoIP).
     two_way: bool = False
+    # Seconds the agent's phone rings before ``when_busy`` applies.
+    ring_timeout: Annotated[int, ranged(5, 120)] = 20
 
 
 class QueueNumber(NumberBase):

@@ -106,6 +106,24 @@ def originate_command(vars: dict[str, str], dial_string: str, app: str, app_args
     return f"originate {prefix}{dial_string} '&{app}({app_args})'"
 
 
+def bridge_target(vars: dict[str, str], dial_string: str) -> str:
+    """``{a=1,b=2}<dial string>`` for the ``bridge`` app, from configuration values only.
+
+    ``bridge`` parses the block with fewer layers than ``api originate`` (no space split), so
+    :func:`originate_var`'s escaping would not arrive exact here; instead every value must
+    be inert as it is (``[A-Za-z0-9_.+*#@-]``). Caller text never goes this way: the switch
+    copies the caller's ID to the bridged leg itself.
+    """
+    if not _DIAL_STRING.match(dial_string) or ":_:" in dial_string:
+        raise UnsafeText(f"dial string {dial_string!r} has characters outside [A-Za-z0-9_./@:+=-]")
+    parts = []
+    for name, value in vars.items():
+        if not _VAR_NAME.match(name):
+            raise UnsafeText(f"variable name {name!r} must match ^[a-z_][a-z0-9_]*$")
+        parts.append(f"{name}={app_arg(value)}")
+    return (f"{{{','.join(parts)}}}" if parts else "") + dial_string
+
+
 def app_arg(text: str) -> str:
     """Return ``text`` unchanged if it is inert in an application argument, else raise.
 

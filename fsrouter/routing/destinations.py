@@ -171,7 +171,7 @@ def _from_assignment(assignment: RouteAssignment | None, users: Mapping[str, Use
     if assignment is None:
         return None
     kind, target = assignment.route_type, assignment.target
-    problem = _assignment_problem(kind, target, users, queues)
+    problem = assignment_problem(kind, target, users, queues)
     if problem:
         notes.append(f"assignment ignored: {problem}")
         return None
@@ -179,8 +179,9 @@ def _from_assignment(assignment: RouteAssignment | None, users: Mapping[str, Use
     return _Route(kind, target)
 
 
-def _assignment_problem(kind: str, target: str | None, users: Mapping[str, User],
-                        queues: Collection[str]) -> str | None:
+def assignment_problem(kind: str, target: str | None, users: Mapping[str, User],
+                       queues: Collection[str]) -> str | None:
+    """Why a run-time assignment cannot be used (the CLI checks with it before writing)."""
     if kind == "unassigned":
         return None
     if not isinstance(target, str) or not target:

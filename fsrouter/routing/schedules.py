@@ -22,6 +22,7 @@ Moments whose local time cannot be represented (around year 1 or 9999) have nobo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -204,3 +205,89 @@ def next_change(schedule: Schedule, moment: datetime, horizon: timedelta,
 def midnight(day: date, zone: str) -> datetime:
     """The aware start of ``day`` in ``zone``."""
     return datetime.combine(day, time(0), tzinfo=ZoneInfo(zone))
+
+
+# --- change points: step from change to change (coverage), never minute by minute -----------
+
+# More candidate instants than this in one range means a rotation hands over every few seconds.
+MAX_CHANGE_POINTS = 200_000
+
+
+def _zone_transitions(zone: str, start: datetime, end: datetime) -> set[datetime]:
+    """The instants in (start, end] at which ``zone``'s UTC offset changes (DST)."""
+    tz = ZoneInfo(zone)
+    found: set[datetime] = set()
+    low = start
+    while low < end:
+        high = min(low + timedelta(days=1), end)
+        if low.astimezone(tz).utcoffset() != high.astimezone(tz).utcoffset():
+            found.add(_transition(low, high, tz))
+        low = high
+    return found
+
+
+def _wall_instants(wall: datetime, zone: str) -> set[datetime]:
+    """When the clock in ``zone`` reaches ``wall``: both passes of a repeated hour, and the
+    jump over a skipped one."""
+    repeated = wall.replace(tzinfo=ZoneInfo(zone), fold=1).astimezone(UTC)
+    return {_instant(wall.replace(fold=0), zone), repeated}
+
+
+def window_edges(windows: Sequence[Window], zone: str, start: datetime, end: datetime,
+                 midnights: bool = False) -> set[datetime]:
+    """Instants in (start, end) at which one of the weekly ``windows`` may open or close in
+    ``zone``; with ``midnights`` also every local midnight (holidays start and end there).
+
+    A superset of the real edges (every day's ``from`` and ``to``, DST transitions), so a
+    caller evaluates its rule at each instant and keeps those where the answer changes.
+    ``24:00`` counts as the next midnight.
+    """
+    clocks = {clock for window in windows for clock in (window.from_, window.to)}
+    if midnights:
+        clocks.add(time(0))
+    if not clocks:
+        return set()
+    points = _zone_transitions(zone, start, end)
+    day, last = _local(start, zone).date() - timedelta(days=1), _local(end, zone).date()
+    while day <= last:
+        for clock in clocks:
+            wall = (datetime.combine(day + timedelta(days=1), time(0)) if clock == time.max
+                    else datetime.combine(day, clock))
+            points |= _wall_instants(wall, zone)
+        day += timedelta(days=1)
+    return {point for point in points if start < point < end}
+
+
+def _handover_instants(rotation: Rotation, zone: str, start: datetime, end: datetime
+                       ) -> set[datetime]:
+    """The rotation's start and its hand-overs in [start, end) (the instants ``shift_index``
+    counts)."""
+    points = {_configured_instant(rotation.start, zone)}
+    first, step = _handover_walls(rotation, _wall(rotation.start, zone).replace(fold=0))
+    if (end - start) / step > MAX_CHANGE_POINTS:
+        raise ValueError(f"a rotation handing over every {step} has too many changes to list")
+    index = max(0, int((_local(start, zone) - first) // step) - 1)
+    while (instant := _instant(first + index * step, zone)) < end:
+        points.add(instant)
+        index += 1
+    return points
+
+
+def change_points(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
+    """Sorted instants in (start, end) at which ``on_call(schedule, ...)`` may change.
+
+    Exact, with no step size: rotation starts and hand-overs, override bounds, restriction
+    window edges, local midnights (holidays) and DST transitions. It is a superset of the
+    real changes: evaluate ``on_call`` at each point and keep those where the answer differs.
+    """
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    zone = schedule.timezone
+    points: set[datetime] = set()
+    for override in schedule.overrides:
+        points.add(_configured_instant(override.from_, zone))
+        points.add(_configured_instant(override.to, zone))
+    for rotation in schedule.rotations:
+        points |= _handover_instants(rotation, zone, start, end)
+    windows = [window for rotation in schedule.rotations for window in rotation.restrictions]
+    points |= window_edges(windows, zone, start, end, midnights=bool(schedule.holidays))
+    return sorted(point for point in points if start < point < end)

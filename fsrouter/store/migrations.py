@@ -20,9 +20,19 @@ from typing import Any
 
 import peewee
 import structlog
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as run_operations
 
 from fsrouter.store.db import session
-from fsrouter.store.models import ALL_MODELS, SchemaVersion
+from fsrouter.store.models import (
+    ALL_MODELS,
+    BaseModel,
+    Incident,
+    OutboxMessage,
+    SchemaVersion,
+    UTCDateTimeField,
+    Voicemail,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -30,15 +40,60 @@ log = structlog.get_logger(__name__)
 _PG_LOCK_KEY = 0x0F5_0A7E_0001
 
 
+class _VoicemailV1(BaseModel):
+    """The voicemails table as migration 1 created it (frozen; migration 2 adds columns)."""
+
+    id = peewee.AutoField()
+    user_id = peewee.CharField(max_length=128, index=True)
+    call_uuid = peewee.CharField(max_length=64, null=True)
+    caller_number = peewee.TextField(null=True)
+    caller_name = peewee.TextField(null=True)
+    path = peewee.TextField()
+    duration_s = peewee.FloatField(null=True)
+    created_at = UTCDateTimeField()
+    emailed_at = UTCDateTimeField(null=True)
+    email_error = peewee.TextField(null=True)
+    incident = peewee.ForeignKeyField(Incident, null=True, on_delete="SET NULL", backref="+")
+
+    class Meta:
+        table_name = "voicemails"
+
+
+# The models in their migration-1 shape.
+_M001_MODELS = tuple(_VoicemailV1 if model is Voicemail else model for model in ALL_MODELS)
+
+
 def _m001_initial(db: peewee.Database) -> None:
     """All tables and indexes of the first release."""
-    with db.bind_ctx(ALL_MODELS, bind_refs=False, bind_backrefs=False):
-        db.create_tables(ALL_MODELS, safe=True)
+    with db.bind_ctx(_M001_MODELS, bind_refs=False, bind_backrefs=False):
+        db.create_tables(_M001_MODELS, safe=True)
+
+
+def _m002_notify(db: peewee.Database) -> None:
+    """The mailer's retry state on voicemails, and the webhook outbox table.
+
+    The columns are spelled out here (not taken from the model) so this migration keeps
+    producing the same shape when the model changes later; the same holds for the outbox
+    table: if :class:`OutboxMessage` changes, freeze its current shape here first.
+    """
+    migrator = SchemaMigrator.from_database(db)
+    run_operations(
+        migrator.add_column(
+            "voicemails", "email_attempts",
+            peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")]),
+            allow_not_null=True),  # NOT NULL DEFAULT 0 in one ALTER: fills existing rows
+        migrator.add_column("voicemails", "email_next_at", UTCDateTimeField(null=True)),
+        migrator.add_column("voicemails", "email_gave_up_at", UTCDateTimeField(null=True)),
+        migrator.add_column("voicemails", "host", peewee.CharField(max_length=255, null=True)),
+    )
+    with db.bind_ctx([OutboxMessage], bind_refs=False, bind_backrefs=False):
+        db.create_tables([OutboxMessage], safe=True)
 
 
 Migration = Callable[[peewee.Database], None]
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _m001_initial),
+    (2, _m002_notify),
 ]
 
 

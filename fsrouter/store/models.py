@@ -1,5 +1,5 @@
 """The tables fsrouter keeps: incidents, call records, dial attempts, presence, 2-way mappings,
-run-time number assignments, voicemails and the schema version.
+run-time number assignments, voicemails, the webhook outbox and the schema version.
 
 Timestamps: every ``*_at`` column is a :class:`UTCDateTimeField`. Python code hands it aware
 datetimes (any zone) and gets aware UTC datetimes back; the database holds naive UTC as the
@@ -191,9 +191,41 @@ class Voicemail(BaseModel):
     emailed_at = UTCDateTimeField(null=True)
     email_error = peewee.TextField(null=True)
     incident = peewee.ForeignKeyField(Incident, null=True, on_delete="SET NULL")
+    # Added by migration 2 (the mailer's retries, see fsrouter.notify.mail):
+    email_attempts = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+    email_next_at = UTCDateTimeField(null=True)  # next try, or the end of a sender's lease
+    email_gave_up_at = UTCDateTimeField(null=True)  # parked: tried again after reload/restart
+    host = peewee.CharField(max_length=255, null=True)  # whose disk has the file; NULL: any
 
     class Meta:
         table_name = "voicemails"
+
+
+OUTBOX_STATES = ("pending", "delivered", "failed")
+
+
+class OutboxMessage(BaseModel):
+    """One webhook delivery (one event for one configured URL), kept until delivered or given
+    up; created by migration 2. The body is stored as sent, so retries are byte-identical."""
+
+    id = peewee.AutoField()
+    delivery_id = peewee.CharField(max_length=36, unique=True)  # uuid4: X-Fsrouter-Delivery
+    event = peewee.CharField(max_length=64)
+    url = peewee.TextField()
+    secret_env = peewee.CharField(max_length=128, null=True)  # the variable, never the secret
+    body = peewee.TextField()  # JSON, ASCII only
+    state = peewee.CharField(max_length=16, default="pending")
+    created_at = UTCDateTimeField()
+    next_at = UTCDateTimeField()  # due from then on, or the end of a sender's lease
+    attempts = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+    last_status = peewee.IntegerField(null=True)  # the last HTTP status, NULL: no response
+    last_error = peewee.TextField(null=True)
+    delivered_at = UTCDateTimeField(null=True)
+    failed_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "outbox"
+        indexes = ((("state", "next_at"), False),)
 
 
 # Creation order respects foreign keys.
@@ -207,3 +239,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     NumberAssignment,
     Voicemail,
 )
+# Tables that later migrations create (migration 1 creates ALL_MODELS in their first shape).
+LATER_MODELS: tuple[type[BaseModel], ...] = (OutboxMessage,)

@@ -213,7 +213,7 @@ schedules:
     ("agent_without_extension",
      SWITCH + "users: {bob: {name: Bob}}\n"
      "numbers:\n  - {number: 030 23125000, type: agent, agent: bob}\n",
-     ["{f}:5:41: numbers[0].agent: user 'bob' has no extension to ring"]),
+     ["{f}:5:41: numbers[0].agent: user 'bob' has no SIP phone or extension to ring"]),
     ("on_call_user_without_phone",
      SWITCH + "users: {bob: {name: Bob, phones: [{type: sip, dial_string: user/1001}]}}\n"
      "policies: {p: {levels: [{targets: [{user: bob}]}]}}\n",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -9,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +96,14 @@ class Daemon:
                 return rows
             time.sleep(0.1)
         raise AssertionError(f"no rows for {sql} within {timeout} s\n{self.log()[-4000:]}")
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[Any]:
+        """The daemon's database opened in this process (for setting up presence, routes)."""
+        from fsrouter.store import open_database, queries
+
+        db = open_database(f"sqlite:///{self.db_path}")
+        try:
+            yield queries
+        finally:
+            db.close()

@@ -24,7 +24,7 @@ from fsrouter.store.db import (
     parse_url,
 )
 from fsrouter.store.errors import StoreError, StoreInputError
-from fsrouter.store.migrations import upgrade
+from fsrouter.store.migrations import MIGRATIONS, upgrade
 from fsrouter.testing.postgres import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,14 +108,15 @@ def test_existing_directory_mode_is_left_alone(tmp_path):
 def test_memory_database_for_tests():
     db = open_database("sqlite:///:memory:")
     try:
-        assert upgrade(db) == [1]  # each session has its own connection: all see one database
+        # each session has its own connection: all see one database
+        assert upgrade(db) == [version for version, _ in MIGRATIONS]
         queries.set_presence("alice", NOW, state="logged_in")
         assert queries.get_presence("alice").state == "logged_in"
     finally:
         close_database(db)
     other = open_database("sqlite:///:memory:")  # a second store starts empty
     try:
-        assert upgrade(other) == [1]
+        assert upgrade(other) == [version for version, _ in MIGRATIONS]
     finally:
         close_database(other)
 

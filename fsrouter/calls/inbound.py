@@ -1,0 +1,261 @@
+"""Contact-center inbound routes (product.md §2): agent, queue, custom, unassigned.
+
+The route comes from :func:`fsrouter.routing.destinations.choose_destination`, fed with the
+run-time assignment (database), the 2-way VoIP mapping (for numbers marked ``two_way``) and
+the agents' presence, all read when the call arrives, so a change applies to the next call.
+
+- agent: ``bridge`` to the agent's phone with ringback; no answer -> the number's
+  ``when_busy`` (busy tone by default). Busy or logged out -> busy tone / voicemail.
+- queue: the caller waits in the queue's mod_fifo queue while the queue's free agents are
+  rung by its strategy, pass after pass, until someone answers or the maximum wait ends
+  (then the queue's fallback).
+- custom: ``bridge`` to the dial string, or ``transfer`` to a dialplan extension.
+
+Caller text never reaches an argument: the agent's phone shows the caller through
+``bridge`` (the switch copies the caller ID) or through the escaping module (queues).
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+
+import gevent
+
+from fsrouter.calls import call_routing
+from fsrouter.calls.call import Call
+from fsrouter.calls.dialer import RESULTS, Ringing
+from fsrouter.calls.endings import busy_tone, fallback, not_in_service
+from fsrouter.calls.queueing import enter_queue, ring_until_left, wait_left_queue
+from fsrouter.calls.voicemail import leave_voicemail
+from fsrouter.config.schema import AgentNumber, Fallback
+from fsrouter.esl.escape import UnsafeText, bridge_target, caller_number
+from fsrouter.routing.destinations import (
+    BusyTone,
+    Custom,
+    Destination,
+    Hangup,
+    NumberEntry,
+    RingAgent,
+    RoutingMenu,
+    ToQueue,
+    ToVoicemail,
+    Unassigned,
+    choose_destination,
+)
+from fsrouter.routing.distribution import AgentInfo, queue_plan
+from fsrouter.store import StoreError, queries
+
+DEFAULT_RING_TIMEOUT = 20
+# Seconds between looks at the queue's agents when none is free.
+IDLE_POLL = 2.0
+# Seconds between passes over the queue's agents (a phone that rejects at once must not
+# make us ring it in a tight loop).
+PASS_PAUSE = 1.0
+
+
+def run(call: Call, number: str, entry: NumberEntry | None) -> None:
+    """Route a call to ``number`` (E.164, or "" when the destination was not a number)."""
+    destination = decide(call, number, entry)
+    call.log.info("route.chosen", kind=type(destination).__name__, notes=destination.notes)
+    if isinstance(destination, RoutingMenu):
+        call_routing.run(call, destination.number)
+        return
+    if isinstance(destination, Unassigned):
+        reason = "number not served" if entry is None else "number is unassigned"
+        not_in_service(call, number, destination.behaviour, reason)
+        return
+    now = call.services.now
+    queries.create_call_record(call.uuid, number, _route_type(destination), call.caller_number,
+                               call.caller_name, now(), host=call.services.host)
+    outcome = "failed"
+    try:
+        outcome = serve(call, number, entry, destination)
+    finally:
+        queries.finish_call(call.uuid, outcome, call.hangup_cause, now())
+        call.log.info("call.ended", outcome=outcome)
+
+
+def decide(call: Call, number: str, entry: NumberEntry | None) -> Destination:
+    """The destination, from the configuration and what the database says right now."""
+    config = call.services.config
+    try:
+        assignment = queries.get_assignment(number) if number else None
+        two_way = _two_way_agent(call, entry)
+        candidates = {getattr(entry, "agent", None), two_way,
+                      assignment.target if assignment is not None else None}
+        rows = queries.presence_of(uid for uid in candidates if uid in config.users)
+        presence = {uid: (row.state == "logged_in", row.busy) for uid, row in rows.items()}
+    except StoreError as error:
+        # The database is unavailable: route by the YAML alone, everybody counted as free.
+        call.log.error("route.store_unavailable", error=str(error))
+        assignment, two_way = None, None
+        presence = {uid: (True, False) for uid in config.users}
+    return choose_destination(entry, assignment, two_way, presence, users=config.users,
+                              queues=config.queues.keys())
+
+
+def _two_way_agent(call: Call, entry: NumberEntry | None) -> str | None:
+    if not getattr(entry, "two_way", False):
+        return None
+    mapping = queries.lookup_two_way(call.caller_e164, call.services.now())
+    return mapping.user_id if mapping is not None else None
+
+
+def _route_type(destination: Destination) -> str:
+    if isinstance(destination, ToQueue):
+        return "queue"
+    if isinstance(destination, Custom):
+        return "custom"
+    return "agent"
+
+
+def serve(call: Call, number: str, entry: NumberEntry | None, dest: Destination) -> str:
+    if isinstance(dest, RingAgent):
+        timeout = entry.ring_timeout if isinstance(entry, AgentNumber) else DEFAULT_RING_TIMEOUT
+        outcome = ring_agent(call, dest, timeout)
+        if outcome != "no_answer":
+            return outcome
+        return unavailable(call, dest.when_unanswered, dest.user_id)
+    if isinstance(dest, BusyTone):
+        return busy_tone(call)
+    if isinstance(dest, ToVoicemail):
+        outcome = leave_voicemail(call, dest.user_id)
+        call.hangup()
+        return outcome
+    if isinstance(dest, Hangup):
+        call.hangup("USER_BUSY")
+        return "hangup"
+    if isinstance(dest, ToQueue):
+        return serve_queue(call, number, dest.queue)
+    assert isinstance(dest, Custom)
+    return custom(call, dest)
+
+
+def unavailable(call: Call, action: str, user_id: str) -> str:
+    """What a caller gets when the agent did not answer."""
+    if action == "voicemail":
+        user = call.services.config.users.get(user_id)
+        if user is not None and user.voicemail.enabled:
+            outcome = leave_voicemail(call, user_id)
+            call.hangup()
+            return outcome
+    if action == "hangup":
+        call.hangup("NO_ANSWER")
+        return "no_answer"
+    return busy_tone(call)
+
+
+def ring_agent(call: Call, dest: RingAgent, ring_timeout: int) -> str:
+    """``bridge`` to the agent; ``bridged`` when they talked, ``no_answer`` otherwise."""
+    config = call.services.config
+    leg_uuid = str(uuidlib.uuid4())
+    row = queries.record_attempt(call.uuid, 0, dest.user_id, dest.dial_string,
+                                 call.services.now(), phone_type="sip", leg_uuid=leg_uuid)
+    call.run("set", f"ringback={config.tone('ringback')}")
+    call.run("set", "hangup_after_bridge=true")
+    # Without it a busy or rejecting phone hangs up the caller too (switch_channel_handle_cause);
+    # fsrouter decides what the caller hears instead.
+    call.run("set", "continue_on_fail=true")
+    target = bridge_target({"origination_uuid": leg_uuid,
+                            "originate_timeout": str(ring_timeout),
+                            "fsr_agent": dest.user_id, "fsr_kind": "agent"}, dest.dial_string)
+    call.log.info("agent.ringing", user=dest.user_id, leg_uuid=leg_uuid)
+    done = call.run("bridge", target, timeout=ring_timeout + call.services.step_timeout)
+    if call.bridged.is_set():
+        queries.finish_attempt(row.id, "answered", "NORMAL_CLEARING", call.services.now())
+        queries.link_call(call.uuid, bridged_to_user=dest.user_id)
+        call.gone.wait()  # hangup_after_bridge: the call ends with the conversation
+        return "bridged"
+    cause = _bridge_cause(done, call)
+    result = RESULTS.get(cause, "failed")
+    queries.finish_attempt(row.id, result, cause, call.services.now())
+    call.log.info("agent.not_answered", user=dest.user_id, result=result, cause=cause)
+    if call.gone.is_set():
+        _cancel_leg(call, leg_uuid)
+        return "abandoned"
+    return "no_answer"
+
+
+def _bridge_cause(done: object, call: Call) -> str:
+    get = getattr(done, "get", None)
+    if get is None:
+        return "ORIGINATOR_CANCEL" if call.gone.is_set() else "UNKNOWN"
+    return (get("variable_originate_disposition") or get("variable_DIALSTATUS")
+            or "UNKNOWN").upper()
+
+
+def _cancel_leg(call: Call, leg_uuid: str) -> None:
+    # The switch cancels a bridge's leg when the caller hangs up; this covers a lost socket.
+    call.api(f"uuid_kill {leg_uuid} ORIGINATOR_CANCEL", timeout=5.0)
+
+
+def custom(call: Call, dest: Custom) -> str:
+    if dest.dial_string is not None:
+        call.run("set", "hangup_after_bridge=true")
+        call.run("set", "continue_on_fail=true")
+        call.run("bridge", bridge_target({"fsr_kind": "custom"}, dest.dial_string),
+                 timeout=call.services.step_timeout + 120)
+        if call.bridged.is_set():
+            call.gone.wait()
+            return "bridged"
+        return busy_tone(call)
+    assert dest.extension is not None
+    call.run("transfer", f"{dest.extension} XML {dest.context}")
+    return "transferred"
+
+
+def serve_queue(call: Call, number: str, queue: str) -> str:
+    """Hold the caller in the queue and ring its free agents until one answers."""
+    config = call.services.config
+    settings = config.queues[queue]
+    if call.run("answer") is None:
+        return "hangup_before_answer"
+    queries.mark_answered(call.uuid, call.services.now())
+    waiting = enter_queue(call, queue, settings.hold_music, settings.max_wait)
+    ringing = Ringing(queue=queue, caller_id_number=_shown_number(call, number),
+                      display_name=call.caller_name or call.caller_number or number,
+                      defaults=config.defaults, incident_id=None, accept=None, kind="agent")
+    turn = queries.call_count(number)
+    while not call.gone.is_set():
+        plan = queue_plan(settings, _agent_info(settings.agents), config.users, turn)
+        if not plan.waves:
+            left = wait_left_queue(waiting, timeout=IDLE_POLL)
+            if left is not None:
+                return _queue_left(call, left, settings.fallback)
+            continue
+        dialled = ring_until_left(call, plan, ringing, waiting)
+        if dialled.accepted is not None:
+            queries.link_call(call.uuid, bridged_to_user=dialled.accepted.user_id)
+            call.gone.wait()
+            return "bridged"
+        if dialled.caller_left:
+            break
+        if waiting is None or waiting.done:  # maximum wait over, or the exit key
+            return _queue_left(call, wait_left_queue(waiting, 1.0) or "TIMEOUT",
+                               settings.fallback)
+        turn += 1
+        gevent.sleep(PASS_PAUSE)
+    return "abandoned_in_queue"
+
+
+def _queue_left(call: Call, status: str, spec: Fallback) -> str:
+    if status == "GONE" or call.gone.is_set():
+        return "abandoned_in_queue"
+    got = fallback(call, spec)
+    call.log.info("queue.left", status=status, fallback=got)
+    return "queue_timeout" if status == "TIMEOUT" else "queue_exit"
+
+
+def _agent_info(agents: tuple[str, ...]) -> dict[str, AgentInfo]:
+    rows = queries.presence_of(agents)
+    return {uid: AgentInfo(row.state == "logged_in", row.busy, row.updated_at)
+            for uid, row in rows.items()}
+
+
+def _shown_number(call: Call, number: str) -> str:
+    """The customer's number for the agent's display, or our number if it is not a number."""
+    try:
+        return caller_number(call.caller_number)
+    except UnsafeText:
+        return number
+

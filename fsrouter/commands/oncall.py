@@ -1,0 +1,109 @@
+"""``fsrouter oncall``: who is on call per hotline option over the next days, and the gaps.
+
+For every option of every ``call_routing`` number it prints one line per change: from, to,
+and who the option's policy rings first (then the later levels), or the out-of-hours action.
+A time when the policy has nobody at all to ring is a gap: it is warned about and the command
+exits 5 (for CI and monitoring), else 0. The computation is
+:mod:`fsrouter.routing.coverage` (exact change points, no clock inside).
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from typing import Any
+
+from fsrouter.commands import EXIT_GAPS, EXIT_OK, EXIT_USAGE
+from fsrouter.commands.common import (
+    Failure,
+    emit,
+    emit_json,
+    iso,
+    load,
+    local_text,
+    parse_moment,
+    shown,
+    utc_now,
+)
+from fsrouter.config import Config
+from fsrouter.routing.coverage import OptionCoverage, Segment, State, coverage
+
+MAX_DAYS = 366
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    if not 1 <= args.days <= MAX_DAYS:
+        raise Failure(EXIT_USAGE, f"--days must be 1-{MAX_DAYS}, got {args.days}")
+    zone = config.defaults.timezone
+    try:
+        start = parse_moment(args.start, zone) if args.start else utc_now()
+    except ValueError as error:
+        raise Failure(EXIT_USAGE, f"--from: {error}") from None
+    end = start + timedelta(days=args.days)
+    try:
+        options = coverage(config, start, end)
+    except ValueError as error:  # a rotation that hands over every few seconds
+        raise Failure(EXIT_USAGE, str(error)) from None
+    gaps = sum(len(option.gaps) for option in options)
+    if args.json:
+        emit_json({"from": iso(start, zone), "to": iso(end, zone),
+                   "options": [_option_data(option, zone) for option in options],
+                   "gaps": gaps})
+    else:
+        emit(render(config, options, start, end))
+    return EXIT_GAPS if gaps else EXIT_OK
+
+
+def render(config: Config, options: list[OptionCoverage], start: Any, end: Any) -> list[str]:
+    zone = config.defaults.timezone
+    lines = [f"on call from {local_text(start, zone)} to {local_text(end, zone)} ({zone})"]
+    if not options:
+        lines.append("no call_routing numbers: nothing to check")
+    warnings = []
+    for option in options:
+        lines.append("")
+        lines.append(f"{_title(option)}, policy {option.policy}")
+        for segment in option.segments:
+            lines.append(f"  {_span(segment, zone)}  {who(segment.state)}")
+        warnings += [f"WARN {_title(option)}: nobody to ring {_span(gap, zone)}"
+                     + _reasons(gap.state) for gap in option.gaps]
+    lines.append("")
+    lines += warnings or ["no gaps"]
+    return lines
+
+
+def _title(option: OptionCoverage) -> str:
+    name = f" ({shown(option.name, 40)})" if option.name else ""
+    return f"{option.number}{name} option {option.digit} {shown(option.label, 40)}"
+
+
+def _span(segment: Segment, zone: str) -> str:
+    return f"{local_text(segment.start, zone)} -> {local_text(segment.end, zone)}"
+
+
+def who(state: State) -> str:
+    """``anna; then carla``, the out-of-hours action, or ``NOBODY``."""
+    if state.policy is None:
+        return f"out of hours: {state.action}"
+    prefix = f"out of hours ({state.action}): " if state.out_of_hours else ""
+    if state.gap:
+        return f"{prefix}NOBODY to ring"
+    first = ", ".join(state.first_level) or "nobody on call in level 1"
+    later = f"; then {', '.join(state.later)}" if state.later else ""
+    return f"{prefix}{first}{later}"
+
+
+def _reasons(state: State) -> str:
+    return f" ({'; '.join(state.problems)})" if state.problems else ""
+
+
+def _option_data(option: OptionCoverage, zone: str) -> dict[str, Any]:
+    return {"number": option.number, "name": option.name, "digit": option.digit,
+            "label": option.label, "policy": option.policy,
+            "segments": [{"from": iso(s.start, zone), "to": iso(s.end, zone),
+                          "policy": s.state.policy, "out_of_hours": s.state.out_of_hours,
+                          "action": s.state.action, "first_level": list(s.state.first_level),
+                          "later": list(s.state.later), "gap": s.state.gap,
+                          "problems": list(s.state.problems)}
+                         for s in option.segments]}
