@@ -79,7 +79,8 @@ def _run_calls(path: Path, config: Config, switch: object, tmp: Path) -> bool:
 
     began = time.monotonic()
     daemon = start_daemon(path, database_url=f"sqlite:///{tmp}/demo.db", listen_port=0,
-                          now=lambda: MOMENT)
+                          now=lambda: MOMENT,
+                          switch_endpoint=switch.esl_endpoint())  # type: ignore[attr-defined]
     _say(f"daemon  ready on 127.0.0.1:{daemon.server.port} in "
          f"{1000 * (time.monotonic() - began):.0f} ms; simulator at {SPEED:.0f}x real time; "
          f"calls routed as at {MOMENT:%a %Y-%m-%d %H:%M %Z}")

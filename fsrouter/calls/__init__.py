@@ -25,11 +25,15 @@ class CallHandler:
 
     def __call__(self, session: Any) -> None:
         call = Call(session, self.services)
+        call.metrics.call_started()
         try:
             self._route(call)
         except Exception:
+            call.outcome = "failed"
             call.log.exception("call.failed")
             call.hangup("NORMAL_TEMPORARY_FAILURE")
+        finally:
+            call.metrics.call_ended(call.number, call.outcome)
 
     def _route(self, call: Call) -> None:
         config = self.services.config
@@ -42,4 +46,5 @@ class CallHandler:
         except ValueError:
             number = ""
         entry = config.number_by_e164(number) if number else None
+        call.number = number
         inbound.run(call, number, entry)

@@ -6,6 +6,7 @@ closes, so a flow never hangs on a call that is gone.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gevent
@@ -32,6 +33,9 @@ class Call:
         self.queued = gevent.event.Event()   # mod_fifo has the caller (FIFO-Action push)
         self.bridged = gevent.event.Event()  # the caller is talking to someone
         self.hangup_cause: str | None = None
+        self.number = ""  # the routing number (E.164) once known, for metrics
+        self.outcome = "hangup"  # how the call ended, for metrics (the store has it too)
+        self.started = time.monotonic()
         self.log = bind_call(structlog.get_logger("fsrouter.calls"), call_uuid=self.uuid)
         session.on_event(self._on_event)
         gevent.spawn(self._watch_socket)
@@ -111,8 +115,23 @@ class Call:
         except ESLError as error:
             return f"-ERR {error}"
 
+    @property
+    def metrics(self) -> Any:
+        """The daemon's metrics, or a stand-in that ignores everything (tests, tools)."""
+        return self.services.metrics or _NO_METRICS
+
     def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
         """Hang up the caller (before the socket closes: the dialplan fallback must not run)."""
         if self.gone.is_set():
             return
         self.run("hangup", cause, timeout=5.0)
+
+
+class _Ignore:
+    """Accepts any metrics call and does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+_NO_METRICS = _Ignore()

@@ -60,6 +60,7 @@ def run(call: Call, number: CallRoutingNumber) -> None:
             return
         outcome = serve_option(call, number, option, config)
     finally:
+        call.outcome = outcome
         queries.finish_call(call.uuid, outcome, call.hangup_cause, now())
         call.log.info("call.ended", outcome=outcome)
 
@@ -76,6 +77,7 @@ def choose_option(call: Call, number: CallRoutingNumber, config: Config) -> Opti
         outcome = menu_outcome(number, digit, tries_used)
         call.log.info("menu.answered", action=outcome.action, reason=outcome.reason)
         if outcome.action == "choose":
+            call.metrics.menu_choice(number.number, str(digit))
             return outcome.option
         if outcome.action == "goodbye":
             _play(call, plan.goodbye, config)

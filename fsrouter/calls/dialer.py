@@ -199,6 +199,7 @@ class Dialer:
             return "failed"
         result, cause = result_of(reply, self.ringing.accept is not None)
         queries.finish_attempt(leg.row_id, result, cause, self.call.services.now())
+        self.call.metrics.attempt_ended(result, cause)
         self.call.log.info("attempt.ended", user=leg.attempt.user_id, result=result,
                            cause=cause)
         if result in ("answered", "accepted") and not self._bridged():

@@ -51,5 +51,6 @@ def not_in_service(call: Call, number: str, behaviour: str, reason: str) -> None
             call.run("playback", call.services.config.tone("sit"))
         call.hangup("UNALLOCATED_NUMBER")
     finally:
+        call.outcome = "unassigned"
         if number:
             queries.finish_call(call.uuid, "unassigned", call.hangup_cause, now())

@@ -71,6 +71,7 @@ def run(call: Call, number: str, entry: NumberEntry | None) -> None:
     try:
         outcome = serve(call, number, entry, destination)
     finally:
+        call.outcome = outcome
         queries.finish_call(call.uuid, outcome, call.hangup_cause, now())
         call.log.info("call.ended", outcome=outcome)
 

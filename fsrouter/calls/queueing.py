@@ -8,6 +8,7 @@ call to us instead of transferring it), or by hanging up.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gevent
@@ -47,6 +48,10 @@ def ring_until_left(call: Call, plan: Plan, ringing: Ringing, waiting: Any) -> D
         dialer.stop.set()  # the dialer kills what still rings and finishes its rows
     dialled = ringer.get()
     left.kill()
+    if dialled.accepted is not None:
+        waited = time.monotonic() - call.started
+        call.metrics.queue_waited(ringing.queue, waited)
+        call.metrics.answered_after(waited)
     return dialled
 
 

@@ -34,6 +34,8 @@ class CallServices:
     # Business events (incident.created/accepted/resolved, voicemail.left) for webhooks, the
     # mailer and metrics; must not block or raise.
     notify: Callable[[str, dict[str, Any]], None] = ignore
+    # fsrouter.metrics.Metrics when the daemon runs with metrics (None: nobody counts).
+    metrics: Any = None
 
     @property
     def config(self) -> Config:

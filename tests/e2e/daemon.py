@@ -29,12 +29,14 @@ class Daemon:
     def __init__(self, workdir: Path, config: dict[str, Any], esl: tuple[str, int, str]) -> None:
         self.workdir = workdir
         self.port = free_port()
+        self.metrics_port = free_port()
         self.db_path = workdir / "fsrouter.db"
         host, esl_port, password = esl
         config = {
             "listener": {"port": self.port},
             "switch": {"host": host, "port": esl_port, "password_env": "FSROUTER_TEST_ESL"},
             "database": {"url": f"sqlite:///{self.db_path}"},
+            "metrics": {"port": self.metrics_port},
             **config,
         }
         self.config_path = workdir / "config.yaml"
