@@ -65,12 +65,25 @@ def run_demo(config_path: Path | None = None) -> int:
             return EXIT_USAGE
         _say(f"config  {path.name}: valid ({len(config.numbers)} numbers, "
              f"{len(config.users)} users, {len(config.policies)} escalation policies)")
+        path = _demo_copy(path, Path(tmp))
         switch.start()
         try:
-            ok = _run_calls(path, config, switch, Path(tmp))
+            ok = _run_calls(path, load_config(path), switch, Path(tmp))
         finally:
             switch.stop()
     return EXIT_OK if ok else EXIT_ERROR
+
+
+def _demo_copy(path: Path, tmp: Path) -> Path:
+    """The configuration with voicemail recordings going to the demo's temporary directory."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text("utf-8"))
+    data["voicemail"] = {**(data.get("voicemail") or {}), "directory": str(tmp / "voicemail")}
+    data["smtp"] = {**(data.get("smtp") or {}), "host": "127.0.0.1", "port": 9}  # discard
+    copy = tmp / "config.yaml"
+    copy.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
+    return copy
 
 
 def _run_calls(path: Path, config: Config, switch: object, tmp: Path) -> bool:
@@ -124,9 +137,106 @@ class _Script:
                  lambda: self._hotline_call(option.digit)),
             Step(f"{self.hotline.number}: caller hangs up during the menu", "hangup_in_menu",
                  self._hang_up_in_menu),
+            Step(f"{self._agent_number('eva')}: Eva is logged in and answers", "bridged",
+                 lambda: self._agent_call("eva", "answer-1000-eva")),
+            Step(f"{self._agent_number('felix')}: Felix is logged in but on another call: "
+                 "busy tone", "busy_tone", self._busy_agent_call),
+            Step(f"{self._agent_number('greta')}: Greta is logged out: the caller leaves a "
+                 "voicemail", "voicemail", self._voicemail_call),
+            Step(f"{self._queue_number()}: Eva called this customer earlier (learned from the "
+                 "switch's events); the customer calls the sales line back and reaches Eva",
+                 "bridged:eva", self._callback_call),
             Step(f"{self._unassigned()}: number not in service", "UNALLOCATED_NUMBER",
                  self._unassigned_call),
         ]
+
+    # -- contact center ---------------------------------------------------------------------
+
+    def _agent_number(self, agent: str) -> str:
+        return next(n.number for n in self.config.numbers
+                    if n.type == "agent" and n.agent == agent)  # type: ignore[union-attr]
+
+    def _queue_number(self) -> str:
+        return next(n.number for n in self.config.numbers if n.type == "queue")
+
+    def _phone(self, agent: str) -> str:
+        return f"user/{self.config.users[agent].extension}"
+
+    def _login(self, *agents: str) -> None:
+        from fsrouter.store import queries
+
+        for agent in agents:  # what `fsrouter agents login` or the feature code *21 does
+            queries.set_presence(agent, datetime.now(MOMENT.tzinfo), state="logged_in")
+
+    def _agent_call(self, agent: str, behaviour: str) -> str:
+        self._login(agent)
+        self.switch.sim.register_phone(self._phone(agent), behaviour)  # type: ignore
+        caller, b_leg = self._place(self._agent_number(agent))
+        return self._finished(b_leg).outcome or "?"
+
+    def _busy_agent_call(self) -> str:
+        self._login("felix")
+        self.switch.sim.register_phone(self._phone("felix"), "answer-60000-felix")  # type: ignore
+        # Felix's own call: the daemon's event connection sees his phone busy.
+        own = self.switch.originate(  # type: ignore[attr-defined]
+            self._phone("felix"), "&park()", {"fsr_agent": "felix", "fsr_kind": "agent"})
+        self._wait_busy("felix", True)
+        try:
+            caller, b_leg = self._place(self._agent_number("felix"))
+            return self._finished(b_leg).outcome or "?"
+        finally:
+            self.switch.hangup(own.uuid)  # type: ignore[attr-defined]
+            self._wait_busy("felix", False)
+
+    def _wait_busy(self, agent: str, busy: bool) -> None:
+        from fsrouter.store import queries
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            row = queries.get_presence(agent)
+            if row is not None and row.busy == busy:
+                return
+            gevent.sleep(0.05)
+        raise TimeoutError(f"{agent} never became {'busy' if busy else 'free'}")
+
+    def _voicemail_call(self) -> str:
+        from fsrouter.store.models import Voicemail
+
+        caller, b_leg = self._place(self._agent_number("greta"))
+        self.watcher.wait("CHANNEL_EXECUTE", timeout=30,  # type: ignore[attr-defined]
+                          **{"Unique-ID": b_leg, "Application": "record"})
+        gevent.sleep(0.5)  # the caller talks (5 s in switch time)
+        self.switch.hangup(caller)  # type: ignore[attr-defined]
+        outcome = self._finished(b_leg).outcome or "?"
+        for message in Voicemail.select().where(Voicemail.call_uuid == b_leg):
+            _say(f"        voicemail #{message.id} for {message.user_id}: "
+                 f"{message.duration_s:.1f} s in {Path(message.path).name}; mail queued")
+        return outcome
+
+    def _callback_call(self) -> str:
+        from fsrouter.store import queries
+
+        customer = "+4915191100050"  # a scripted phone that answers
+        self._login("eva", "felix", "greta")
+        self.switch.sim.register_phone(self._phone("eva"), "answer-1000-eva")  # type: ignore
+        # Eva calls the customer from her phone, showing her direct number.
+        out = self.switch.originate(  # type: ignore[attr-defined]
+            f"loopback/{customer}/agents", "&park()",
+            {"fsr_agent": "eva", "origination_caller_id_number": self._agent_number("eva")})
+        deadline = time.monotonic() + 10
+        while queries.lookup_two_way(customer, datetime.now(MOMENT.tzinfo)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the 2-way mapping was not learned")
+            gevent.sleep(0.05)
+        self.switch.hangup(out.uuid)  # type: ignore[attr-defined]
+        self._wait_busy("eva", False)
+        _say(f"        learned: {customer} -> eva (via {self._agent_number('eva')})")
+        caller = str(uuidlib.uuid4())
+        self.switch.place_call(self._queue_number(), customer, "Kunde", uuid=caller)  # type: ignore
+        b_leg = self.watcher.wait(  # type: ignore[attr-defined]
+            "CHANNEL_CREATE", variable_other_loopback_leg_uuid=caller).uuid
+        record = self._finished(b_leg)
+        return f"{record.outcome}:{record.bridged_to_user}"
 
     def _place(self, number: str) -> tuple[str, str]:
         caller = str(uuidlib.uuid4())
