@@ -44,6 +44,7 @@ def config_for(tmp_path: Path, port: int) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(
         text.replace("port: 8084", f"port: {port}").replace(
+            "port: 9464", f"port: {free_port()}").replace(
             "sqlite:////var/lib/fsrouter/fsrouter.db", f"sqlite:///{tmp_path}/fsrouter.db"
         ),
         encoding="utf-8",
@@ -161,5 +162,5 @@ def _wait_for_line(proc: subprocess.Popen, event: str, timeout: float = 20.0) ->
 def test_demo_runs_and_exits_zero():
     result = run("demo")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3/3 calls ended as expected" in result.stdout
+    assert "7/7 calls ended as expected" in result.stdout
     assert "resolved, accepted by carla" in result.stdout
