@@ -242,7 +242,7 @@ def _sofia_conf(ports: Ports) -> str:
     return (
         '<configuration name="sofia.conf"><global_settings>'
         '<param name="log-level" value="0"/></global_settings><profiles>'
-        f'<profile name="fsrouter-test"><settings>{lines}</settings></profile>'
+        f'<profile name="{SIP_PROFILE}"><settings>{lines}</settings></profile>'
         "</profiles></configuration>"
     )
 
@@ -308,9 +308,25 @@ _PHONES = r"""
 # One voicemail box, as an agent who is logged out has: vm-enabled, message by e-mail.
 VOICEMAIL_DOMAIN = "fsrouter.test"
 VOICEMAIL_BOX = "1000"
+# SIP phones that REGISTER with a password (digest auth) on profile SIP_PROFILE and are
+# dialled as ``user/<id>@fsrouter.test``: extensions for contact-center agents, E.164 ids for
+# on-call staff reached through ``defaults.dial_template: user/{number}@fsrouter.test``.
+SIP_PROFILE = "fsrouter-test"
+SIP_PASSWORD = "sip-test-secret"
+SIP_EXTENSIONS = tuple(str(n) for n in range(1001, 1013))
+SIP_NUMBERS = tuple(f"+49309999{n}" for n in range(1001, 1007))
+SIP_DIAL_TEMPLATE = f"user/{{number}}@{VOICEMAIL_DOMAIN}"
+_SIP_USERS = "".join(
+    f'<user id="{uid}"><params><param name="password" value="{SIP_PASSWORD}"/></params></user>'
+    for uid in SIP_EXTENSIONS + SIP_NUMBERS)
+# Where the user endpoint sends a call: the phone's registered contact on our profile.
+_DIAL_STRING = ("{presence_id=${dialed_user}@${dialed_domain}}"
+                f"${{sofia_contact({SIP_PROFILE}/${{dialed_user}}@${{dialed_domain}})}}")
 _DIRECTORY = f"""
 <section name="directory">
   <domain name="{VOICEMAIL_DOMAIN}">
+    <params><param name="dial-string" value="{_DIAL_STRING}"/></params>
+    {_SIP_USERS}
     <user id="{VOICEMAIL_BOX}">
       <params>
         <param name="vm-enabled" value="true"/>
@@ -330,13 +346,15 @@ def write_config(
     password: str,
     lang_dir: Path | None = None,
     mailer: Path | None = None,
+    target: str = UNROUTED_TARGET,
 ) -> Path:
     """Write ``conf_dir/freeswitch.xml`` from the shipped snippets plus the test overlay.
 
     The shipped files are copied unchanged into ``conf_dir/fsrouter/`` and included from
     there; switch.conf and event_socket.conf are the shipped files with test params replaced.
     ``lang_dir`` (the switch's ``conf/lang``) gives the voicemail its phrase macros;
-    ``mailer`` replaces the shipped ``sendmail`` (see :func:`write_mail_catcher`).
+    ``mailer`` replaces the shipped ``sendmail`` (see :func:`write_mail_catcher`);
+    ``target`` is where the dialplan sends calls (``fsrouter_target``) from the start.
     """
     shipped = conf_dir / "fsrouter"
     if shipped.exists():
@@ -370,7 +388,7 @@ def write_config(
     document = f"""<?xml version="1.0"?>
 <document type="freeswitch/xml">
   <X-PRE-PROCESS cmd="include" data="fsrouter/vars.fsrouter.xml"/>
-  <X-PRE-PROCESS cmd="set" data="fsrouter_target={UNROUTED_TARGET}"/>
+  <X-PRE-PROCESS cmd="set" data="fsrouter_target={target}"/>
   <section name="configuration">
     {switch_conf}
     {event_socket}
@@ -382,6 +400,7 @@ def write_config(
   </section>
   <section name="dialplan">
     <context name="public">
+      <X-PRE-PROCESS cmd="include" data="fsrouter/dialplan/fsrouter_features.xml"/>
       <X-PRE-PROCESS cmd="include" data="fsrouter/dialplan/fsrouter.xml"/>
     </context>
     {_PHONES.replace("</context>", dialplan_extensions() + "</context>")}
@@ -507,6 +526,7 @@ class RealSwitch:
         self._jobs: dict[str, Job] = {}
         self._drain: gevent.Greenlet | None = None
         self._counter = 0
+        self._target = UNROUTED_TARGET
 
     def __repr__(self) -> str:  # never show the password
         return f"RealSwitch({str(self.workdir)!r}, ports={self.ports})"
@@ -588,14 +608,21 @@ class RealSwitch:
         return folder / "conf" / "lang"
 
     def start(self, timeout: float = 20.0) -> None:
-        """Write the config, run the switch, wait until ``api status`` says it is ready."""
+        """Write the config, run the switch, wait until ``api status`` says it is ready.
+
+        A second start (after :meth:`stop` or :meth:`kill`) is a restart, as of a real switch:
+        the same ports and the target of the last :meth:`route_to`, so a daemon configured
+        for the first run finds it again.
+        """
         if self.running:
             raise SwitchError("already running")
         began = time.monotonic()
-        self.ports = Ports(_free_tcp_port(), _free_sip_port(), *_free_rtp_range())
+        if self.ports is None:
+            self.ports = Ports(_free_tcp_port(), _free_sip_port(), *_free_rtp_range())
         (self.workdir / "conf").mkdir(parents=True, exist_ok=True)
         mailer = write_mail_catcher(self.workdir / "bin" / "catch-mail", self.mail_dir)
-        write_config(self.workdir / "conf", self.ports, self.password, self._lang_dir(), mailer)
+        write_config(self.workdir / "conf", self.ports, self.password, self._lang_dir(), mailer,
+                     self._target)
         self._restore_certs()
         install_prompts(self.workdir / "sounds", self._lang_dir())
         with contextlib.suppress(FileNotFoundError):
@@ -673,6 +700,13 @@ class RealSwitch:
         self._kill()
         atexit.unregister(self._kill)
         log.info("realswitch.stopped", pid=proc.pid, returncode=proc.returncode)
+
+    def kill(self) -> None:
+        """SIGKILL the switch now, as a crash would (no hang-ups sent, sockets just close)."""
+        self._drop_client()
+        self._kill()
+        atexit.unregister(self._kill)
+        log.info("realswitch.killed", pid=self.pid)
 
     def _signal(self, signum: int) -> None:
         assert self.process is not None
@@ -755,6 +789,7 @@ class RealSwitch:
         reply = self.api(f"global_setvar fsrouter_target={target}")
         if reply.startswith("-ERR"):
             raise SwitchError(f"global_setvar failed: {reply.strip()}")
+        self._target = target  # kept across a restart
 
     def originate(
         self,
