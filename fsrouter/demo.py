@@ -138,7 +138,7 @@ class _Script:
             Step(f"{self.hotline.number}: caller hangs up during the menu", "hangup_in_menu",
                  self._hang_up_in_menu),
             Step(f"{self._agent_number('eva')}: Eva is logged in and answers", "bridged",
-                 lambda: self._agent_call("eva", "answer-1000-eva")),
+                 lambda: self._agent_call("eva", "hangup-3000-eva")),
             Step(f"{self._agent_number('felix')}: Felix is logged in but on another call: "
                  "busy tone", "busy_tone", self._busy_agent_call),
             Step(f"{self._agent_number('greta')}: Greta is logged out: the caller leaves a "
@@ -218,7 +218,7 @@ class _Script:
 
         customer = "+4915191100050"  # a scripted phone that answers
         self._login("eva", "felix", "greta")
-        self.switch.sim.register_phone(self._phone("eva"), "answer-1000-eva")  # type: ignore
+        self.switch.sim.register_phone(self._phone("eva"), "hangup-3000-eva")  # type: ignore
         # Eva calls the customer from her phone, showing her direct number.
         out = self.switch.originate(  # type: ignore[attr-defined]
             f"loopback/{customer}/agents", "&park()",

@@ -7,6 +7,7 @@ Drive it like the real switch, over its inbound event socket only::
     # api global_setvar fsrouter_target=127.0.0.1:<daemon port>
     # bgapi originate {origination_uuid=U,...}loopback/<number>/public &park()
     # api uuid_send_dtmf U 2 / api uuid_kill U [CAUSE] / api show channels as json
+    # api uuid_broadcast U <file> aleg / api uuid_recv_dtmf U # / api uuid_dump U json
 
 or through the same driver class as the real switch (``fsrouter.sim.driver.SimSwitch``, a
 ``RealSwitch`` whose process is this simulator). Direct helpers for tests::

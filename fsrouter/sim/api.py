@@ -6,12 +6,18 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import gevent
+
 from fsrouter.sim.originate import OriginateError, parse_originate, split_args
+from fsrouter.sim.wire import serialize_event
 
 if TYPE_CHECKING:
+    from fsrouter.sim.channel import Channel
     from fsrouter.sim.switch import Simulator
 
 ApiFunc = Callable[["Simulator", str, str], str]
+BROADCAST_SYNTAX = "<uuid> <path> [aleg|bleg|holdb|both]"
+DTMF_DIGITS = "0123456789*#ABCDabcd"
 
 
 def api_originate(sim: Simulator, arg: str, owner: str) -> str:
@@ -36,6 +42,20 @@ def api_uuid_exists(sim: Simulator, arg: str, owner: str) -> str:
     return "true" if chan is not None and chan.alive else "false"
 
 
+def api_uuid_dump(sim: Simulator, arg: str, owner: str) -> str:
+    """``uuid_dump <uuid> [json]``: the channel as a CHANNEL_DATA event (plain: URL-encoded)."""
+    args = arg.split()
+    if not args:
+        return "-USAGE: <uuid> [format]\n"
+    chan = sim.channels.get(args[0])
+    if chan is None or not chan.alive:
+        return "-ERR No such channel!\n"
+    headers = chan.event("CHANNEL_DATA", ("mod_commands.c", "uuid_dump_function", 6495))
+    if args[1:2] == ["json"]:
+        return json.dumps(dict(headers), separators=(",", ":"))
+    return serialize_event(headers).decode("utf-8", "surrogateescape")
+
+
 def api_uuid_getvar(sim: Simulator, arg: str, owner: str) -> str:
     args = arg.split()
     chan = sim.channels.get(args[0]) if args else None
@@ -53,6 +73,63 @@ def api_uuid_send_dtmf(sim: Simulator, arg: str, owner: str) -> str:
     for digit in args[1].split("@")[0]:
         sim.send_dtmf(target, digit)
     return f"+OK {args[0]} sent DTMF {args[1]}.\n"
+
+
+def api_uuid_recv_dtmf(sim: Simulator, arg: str, owner: str) -> str:
+    """``uuid_recv_dtmf <uuid> <digits>``: DTMF as if it came in on that channel (mod_commands.c
+    uuid_recv_dtmf_function; the running application, e.g. mod_fifo's hold music, gets it)."""
+    args = arg.split()
+    if len(args) < 2:
+        return "-USAGE: <uuid> <dtmf_data>\n"
+    chan = sim.channels.get(args[0])
+    if chan is None or not chan.alive:
+        return "-ERR Cannot locate session!\n"
+    for digit in args[1].split("@")[0]:
+        if digit in DTMF_DIGITS:
+            sim.send_dtmf(chan, digit.upper())
+    return f"+OK {args[0]} received DTMF {args[1]}.\n"
+
+
+def api_uuid_broadcast(sim: Simulator, arg: str, owner: str) -> str:
+    """``uuid_broadcast <uuid> <path> [aleg|bleg|holdb|both]`` (switch_ivr_broadcast).
+
+    ``path`` plays with ``playback`` unless written ``app::args``; ``app!cause::args`` hangs
+    the channel up after. ``aleg`` (the default, with ``holdb``) runs it on the channel itself,
+    ``bleg`` on its bridged partner, ``both`` on each. It runs at once, inside whatever the
+    channel is doing (park, record...), as the real switch's queued ``execute`` message does.
+    """
+    args = [word for word in arg.split(" ") if word]
+    if len(args) < 2:
+        return f"-USAGE: {BROADCAST_SYNTAX}\n"
+    chan = sim.channels.get(args[0])
+    if chan is None or not chan.alive:
+        return "-ERR invalid uuid\n"
+    app, path, cause = "playback", args[1], ""
+    colon = path.find(":")
+    if colon >= 0 and path[colon + 1:colon + 2] == ":":
+        app, path = path[:colon], path[colon + 2:]
+        app, bang, cause = app.partition("!")
+        cause = cause or ("normal_clearing" if bang else "")
+    legs = args[2].lower() if len(args) > 2 else "aleg holdb"
+    partner = sim.channels.get(chan.get_var("signal_bond")) or chan.bridge_peer
+    if ("bleg" in legs or "both" in legs) and "holdb" not in legs and partner is not None:
+        gevent.spawn(_broadcast, sim, partner, app, path, "")
+    on_self = "aleg" in legs or "both" in legs
+    if on_self or cause:
+        gevent.spawn(_broadcast, sim, chan, app if on_self else "", path, cause.upper())
+    return "+OK Message sent\n"
+
+
+def _broadcast(sim: Simulator, chan: Channel, app: str, path: str, cause: str) -> None:
+    me = gevent.getcurrent()
+    chan.nested.append(me)  # runs inside the channel's current application, if any
+    try:
+        if app:
+            sim.run_app(chan, app, path)
+        if cause:
+            sim.run_app(chan, "hangup", cause)
+    finally:
+        chan.nested.remove(me)
 
 
 def api_uuid_bridge(sim: Simulator, arg: str, owner: str) -> str:
@@ -129,7 +206,9 @@ def api_fsctl(sim: Simulator, arg: str, owner: str) -> str:
 APIS: dict[str, ApiFunc] = {
     "originate": api_originate, "uuid_kill": api_uuid_kill, "uuid_exists": api_uuid_exists,
     "uuid_getvar": api_uuid_getvar, "uuid_send_dtmf": api_uuid_send_dtmf,
-    "uuid_bridge": api_uuid_bridge, "show": api_show, "fifo": api_fifo, "status": api_status,
+    "uuid_dump": api_uuid_dump, "uuid_bridge": api_uuid_bridge, "show": api_show,
+    "uuid_recv_dtmf": api_uuid_recv_dtmf, "uuid_broadcast": api_uuid_broadcast,
+    "fifo": api_fifo, "status": api_status,
     "global_setvar": api_global_setvar, "global_getvar": api_global_getvar, "fsctl": api_fsctl,
 }
 

@@ -139,7 +139,8 @@ def app_speak(ctx: AppContext) -> str:
 def app_park(ctx: AppContext) -> str:
     """Wait for the hang-up; the park loop dequeues DTMF (firing DTMF events) meanwhile."""
     while ctx.chan.alive:
-        ctx.next_digit(-1)
+        if ctx.next_digit(-1) is None and ctx.chan.alive:
+            ctx.chan.hungup.wait()  # woken by a bridge (the None marker): no busy loop
     return NONE
 
 

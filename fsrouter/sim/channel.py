@@ -12,6 +12,7 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 
+import gevent
 import gevent.event
 import gevent.queue
 
@@ -124,8 +125,13 @@ class Channel:
         self.hit_dialplan = True
         self.times: dict[str, int] = {"created": profile.created_us, "created_": 0}
         self.times["created"] = profile.created_us
+        # ``other``: the leg named in this leg's Other-Type/Other-Leg-* headers (the bridged
+        # leg, or the caller whose ``bridge`` dials this leg). ``bridge_peer``: the leg this
+        # one's hang-up takes down with it (for ``bridge``, the caller's hang-up ends the agent
+        # leg but not the other way round: hangup_after_bridge decides).
         self.other: Channel | None = None
         self.other_type = ""
+        self.bridge_peer: Channel | None = None
         self.dtmf: gevent.queue.Queue[str] = gevent.queue.Queue()
         self.hungup = gevent.event.Event()
         self.answered = gevent.event.Event()
@@ -135,6 +141,9 @@ class Channel:
         # b-leg of a scripted phone) and whether CHANNEL_HANGUP_COMPLETE was already sent.
         self.loop_peer: Channel | None = None
         self.app_depth = 0  # applications running (nested ones count too)
+        # Greenlets running an application inside the current one (uuid_broadcast): the
+        # outer application completes only after them, as on the switch's one thread.
+        self.nested: list[gevent.Greenlet] = []
         self.event_lock = False  # the running application was sent with event-lock: true
         self.shadow = False
         self.finished = False

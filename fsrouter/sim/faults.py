@@ -15,6 +15,10 @@ class Faults:
     split_every_byte: bool = False  # write every frame one byte at a time
     slow_read_s: float = 0.0  # real seconds to pause between reads of commands
     swallow_background_job: bool = False  # never send BACKGROUND_JOB for an originate
+    # Command words ("sendmsg", "api", "bgapi") a call's socket takes but never answers nor
+    # carries out: from then on that socket is silent (no reply, no event), as a switch
+    # whose listener thread hangs in a command. Counted in ``fired`` as "withheld:<word>".
+    withhold_replies: tuple[str, ...] = ()
     fired: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -38,10 +38,20 @@ CREATE = ("switch_core_state_machine.c", "switch_core_session_run", 626)
 
 
 def make_pair(sim: Simulator, number: str, context: str, variables: dict[str, str],
-              a_uuid: str, b_uuid: str) -> tuple[Channel, Channel]:
-    """Create both legs with the variables the real switch gives them; fire both CREATEs."""
-    cid_num = variables.get("origination_caller_id_number", "0000000000")
-    cid_name = variables.get("origination_caller_id_name", "")
+              a_uuid: str, b_uuid: str, origin: Channel | None = None,
+              caller_id: tuple[str, str] | None = None) -> tuple[Channel, Channel]:
+    """Create both legs with the variables the real switch gives them; fire both CREATEs.
+
+    ``origin``: the channel whose ``bridge`` dials this pair. As measured on 1.11.1, the a-leg
+    then carries ``variable_originator``/``variable_originating_leg_uuid``, ``Other-Type:
+    originator`` and that channel's ``Other-Leg-*`` from its CHANNEL_CREATE on; the b-leg
+    does not. (A hang-up follows ``bridge_peer``, not ``other``: this does not tie the legs.)
+    ``caller_id``: (name, number) both legs show unless ``origination_caller_id_*`` say
+    otherwise (a ``bridge`` passes the caller's; no such variables are added, as on 1.11.1).
+    """
+    default_name, default_num = caller_id or ("", "0000000000")
+    cid_num = variables.get("origination_caller_id_number", default_num)
+    cid_name = variables.get("origination_caller_id_name", default_name)
     now = sim.clock.micros()
     a_prof = Profile("outbound", cid_name, cid_num, number, context, f"loopback/{number}-a",
                      a_uuid, callee_id_number=context, created_us=now)
@@ -52,6 +62,8 @@ def make_pair(sim: Simulator, number: str, context: str, variables: dict[str, st
               ("read_rate", "8000"), ("write_codec", "L16"), ("write_rate", "8000"),
               ("channel_name", a_prof.channel_name), ("uuid", a_uuid), ("call_uuid", a_uuid)]
     a_vars += list(variables.items())
+    if origin is not None:
+        a_vars += [("originator", origin.uuid), ("originating_leg_uuid", origin.uuid)]
     a_vars += [("originate_early_media", "true"), ("originate_endpoint", "loopback"),
                ("other_loopback_leg_uuid", b_uuid), ("loopback_leg", "A")]
     b_vars = [("direction", "inbound"), ("uuid", b_uuid), ("call_uuid", b_uuid),
@@ -66,6 +78,8 @@ def make_pair(sim: Simulator, number: str, context: str, variables: dict[str, st
     for leg in (a, b):
         leg.state, leg.call_state = "CS_INIT", "DOWN"
     a.loop_peer, b.loop_peer = b, a
+    if origin is not None:
+        a.other, a.other_type = origin, "originator"
     sim.loopback_peer[a_uuid] = b
     sim.fire(a, "CHANNEL_CREATE", CREATE)
     sim.fire(b, "CHANNEL_CREATE", CREATE)
@@ -125,6 +139,8 @@ def run_public(sim: Simulator, b: Channel, target: str | None) -> None:
     b.set_var("current_application", "socket")
     sim.fire(b, "CHANNEL_EXECUTE", EXEC, [("Application", "socket"),
                                           ("Application-Data", arg)])
+    if sim.on_mark is not None:
+        sim.on_mark(b.uuid, "socket_open", target)
     sock = _connect_any(sim, target)
     if sock is not None and b.alive:
         b.set_var("socket_host", sock.getpeername()[0])

@@ -49,6 +49,11 @@ class OriginateRequest:
     exten: str = ""
     raw: str = ""
     extra: list[str] = field(default_factory=list)
+    origin: str = ""  # the channel whose ``bridge`` placed this originate (its a-leg's originator)
+    # (name, number) the legs show unless the variables set origination_caller_id_*: for a
+    # ``bridge``, the caller's (switch_ivr_originate copies the originating channel's profile).
+    caller_id: tuple[str, str] | None = None
+    leg_uuid: str = ""  # set by Simulator.originate: the uuid the (a-)leg got
 
 
 class OriginateError(ValueError):

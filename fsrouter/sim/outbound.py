@@ -180,7 +180,12 @@ class OutboundSession(Connection):
         self.parked = False
         self.park_loop: gevent.Greenlet | None = None
         self.returned = gevent.event.Event()  # the socket app returned, the call is still up
+        self.hung = False  # Faults.withhold_replies hit: this socket answers nothing more
         sim.call_sockets[chan.uuid] = self.offer
+
+    def send(self, data: bytes) -> None:
+        if not self.hung:
+            super().send(data)
 
     # events ---------------------------------------------------------------------------
     def offer(self, headers: Headers, head: dict[str, str], body: str | None) -> None:
@@ -205,6 +210,8 @@ class OutboundSession(Connection):
                     self.handle(cmd)
         except (OSError, wire.FrameError) as exc:
             log.info("sim.outbound_read_error", error=str(exc), uuid=self.chan.uuid)
+        if self.sim.on_mark is not None:
+            self.sim.on_mark(self.chan.uuid, "socket_closed", "")
         self.detach()
 
     def detach(self) -> None:
@@ -219,8 +226,15 @@ class OutboundSession(Connection):
 
     def handle(self, cmd: Command) -> None:
         word = cmd.line.split(" ", 1)[0]
+        if self.sim.on_mark is not None:
+            self.sim.on_mark(self.chan.uuid, "command", f"{word} {cmd.header('execute-app-name')}")
         if not self.connected and word != "connect":
             self.connected = True  # the first command's reply is swallowed unless connect
+            return
+        if self.hung or word in self.sim.faults.withhold_replies:
+            if not self.hung:
+                self.sim.faults.fired.append(f"withheld:{word}")
+            self.hung = True  # the listener thread is stuck: nothing more goes out
             return
         handler = getattr(self, "cmd_" + word, None)
         if handler is None:

@@ -10,7 +10,7 @@ import gevent
 import gevent.socket
 import structlog
 
-from fsrouter.sim import cdr, loopback
+from fsrouter.sim import bridge, cdr, loopback
 from fsrouter.sim.apps import APPS, NONE, AppContext
 from fsrouter.sim.channel import Channel, Core, Profile, new_uuid
 from fsrouter.sim.clock import Clock
@@ -93,7 +93,8 @@ class Simulator:
 
     def fire_fifo(self, chan: Channel, name: str, action: str, extra: Headers | None = None,
                   line: int = 2743) -> None:
-        lines = {"abort": 2866, "bridge-caller-start": 3403, "bridge-caller-stop": 3499}
+        lines = {"abort": 2866, "timeout": 2866, "bridge-caller-start": 3403,
+                 "bridge-caller-stop": 3499}
         where = ("mod_fifo.c", "fifo_function", lines.get(action, line))
         self.fire(chan, "CUSTOM", where, [("FIFO-Name", name), ("FIFO-Action", action)]
                   + (extra or []), subclass="fifo::info")
@@ -202,6 +203,11 @@ class Simulator:
     def hangup(self, chan: Channel, cause: str = "NORMAL_CLEARING") -> None:
         if not chan.alive:
             return
+        partner = chan.other
+        if partner is not None and partner.alive:
+            # switch_channel_set_variable_partner (switch_channel.c:3430): the bridged leg, or
+            # the caller whose bridge rang this leg, learns why it ended.
+            partner.set_var("last_bridge_hangup_cause", cause)
         chan.hangup_cause = cause
         chan.answer_state = "hangup"
         chan.times["hangup"] = self.clock.micros()
@@ -215,9 +221,9 @@ class Simulator:
             for leg in rec.agent_legs:
                 if leg.uuid == chan.uuid:
                     leg.hangup_cause = cause
-        if chan.other is not None and chan.other.alive:
-            chan.set_var("last_bridge_hangup_cause", cause)
-            gevent.spawn(self.hangup, chan.other, "NORMAL_CLEARING")
+        bridged = chan.bridge_peer
+        if bridged is not None and bridged.alive:
+            gevent.spawn(self.hangup, bridged, "NORMAL_CLEARING")
         peer = chan.loop_peer
         if peer is not None and peer.alive:
             gevent.spawn(self._hangup_peer, peer, cause)
@@ -287,6 +293,7 @@ class Simulator:
         chan.set_var("total_loops", "1")
         chan.set_var("current_application", name)
         chan.set_var("current_application_data", arg)
+        chan.set_var("current_application_response", None)  # switch_core_session.c:2947
         extra = [("Application", name)] + ([("Application-Data", arg)] if arg else [])
         self.fire(chan, "CHANNEL_EXECUTE", EXEC, extra + [("Application-UUID", app_uuid)])
         chan.set_var("current_application_data", arg)
@@ -296,9 +303,16 @@ class Simulator:
             response = func(AppContext(self, chan, name, arg)) or NONE
         finally:
             chan.app_depth -= 1
+        current = gevent.getcurrent()
+        inner = [run for run in chan.nested if run is not current]
+        if inner:
+            gevent.joinall(inner)  # what a uuid_broadcast started inside this app ends first
         chan.last_app = (name, arg)  # type: ignore[attr-defined]
         if response != NONE:
             chan.set_var("current_application_response", response)
+        # The header is the variable: an application run inside this one (a uuid_broadcast
+        # into park) leaves its response here too, as on the real switch.
+        response = chan.get_var("current_application_response", NONE)
         self.fire(chan, "CHANNEL_EXECUTE_COMPLETE", EXEC_DONE,
                   extra + [("Application-Response", response), ("Application-UUID", app_uuid)])
 
@@ -322,10 +336,12 @@ class Simulator:
         beh, name, context = self._behaviour(req.dial)
         v = req.variables
         leg_uuid = v.get("origination_uuid") or new_uuid()
+        req.leg_uuid = leg_uuid
         if dial_target(req.dial)[0] == "loopback" and context == "public":
             return loopback.dial_public(self, req, leg_uuid, name, owner)
-        cid_num = v.get("origination_caller_id_number", "0000000000")
-        cid_name = v.get("origination_caller_id_name", "FreeSWITCH")
+        default_name, default_num = req.caller_id or ("FreeSWITCH", "0000000000")
+        cid_num = v.get("origination_caller_id_number", default_num)
+        cid_name = v.get("origination_caller_id_name", default_name)
         rec = self._record_for_originate(v, owner)
         leg = AgentLeg(req.dial, cid_num, cid_name, "", leg_uuid)
         if rec is not None:
@@ -349,11 +365,16 @@ class Simulator:
             return f"-ERR {beh.ident}"
         timeout = _int(req.variables.get("leg_timeout")) or _int(
             req.variables.get("originate_timeout")) or 60
+        origin = self.channels.get(req.origin)
         chan, shadow = loopback.make_pair(self, name, context, req.variables, leg_uuid,
-                                          new_uuid(), origin=self.channels.get(req.origin))
+                                          new_uuid(), origin=origin, caller_id=req.caller_id)
         shadow.shadow = True
+        if origin is not None:
+            # Measured on 1.11.1: a caller not yet answered gets early media as soon as its
+            # bridge has created the loopback leg, ringback set or not (busy phones too).
+            self.pre_answer(origin)
         began = self.clock.now()
-        cause = self._ring(chan, beh, timeout)
+        cause = self._ring(chan, beh, timeout, origin)
         if cause:
             if chan.alive:
                 self.hangup(chan, cause)
@@ -364,7 +385,10 @@ class Simulator:
         shadow.set_var("call_uuid", shadow.uuid)
         shadow.set_var("current_application", "answer")
         self.answer(shadow)
-        chan.flip_caller_id()
+        if origin is None:
+            # An originate without a caller flips the answered leg's caller ID; a leg a
+            # ``bridge`` placed keeps the caller's (measured on 1.11.1).
+            chan.flip_caller_id()
         talk_ms = _int(chan.get_var("agent_talk_ms")) or _int(chan.get_var("talk_ms"))
         if beh.kind in ("hangup", "press") or talk_ms:
             gevent.spawn(self._phone_actions, chan, beh, talk_ms)
@@ -395,19 +419,27 @@ class Simulator:
             chan.app_depth -= 1
         return chan.alive and digit == key
 
-    def _ring(self, chan: Channel, beh: PhoneBehaviour, timeout_s: int) -> str:
+    def _ring(self, chan: Channel, beh: PhoneBehaviour, timeout_s: int,
+              origin: Channel | None = None) -> str:
         """Ring; '' when answered, else the hang-up cause."""
         if beh.kind in ("busy", "gone"):
-            if chan.hungup.wait(self.clock.real(beh.ring_ms / 1000)):
-                return chan.hangup_cause
-            return "USER_BUSY" if beh.kind == "busy" else "UNALLOCATED_NUMBER"
+            return self._ended(chan, origin, beh.ring_ms / 1000) or (
+                "USER_BUSY" if beh.kind == "busy" else "UNALLOCATED_NUMBER")
         ring_s = timeout_s + 1 if beh.kind == "noanswer" else beh.ring_ms / 1000
         if ring_s > timeout_s:
-            if chan.hungup.wait(self.clock.real(timeout_s)):
-                return chan.hangup_cause
-            return "NO_ANSWER"
-        if chan.hungup.wait(self.clock.real(ring_s)):
+            return self._ended(chan, origin, timeout_s) or "NO_ANSWER"
+        return self._ended(chan, origin, ring_s)
+
+    def _ended(self, chan: Channel, origin: Channel | None, seconds: float) -> str:
+        """Wait up to ``seconds`` for the ringing leg to end: its hang-up cause, or
+        ORIGINATOR_CANCEL when the caller whose ``bridge`` rings it hung up first; '' if
+        neither happened."""
+        waits = [chan.hungup] + ([origin.hungup] if origin is not None else [])
+        gevent.wait(waits, count=1, timeout=self.clock.real(seconds))
+        if not chan.alive:
             return chan.hangup_cause
+        if origin is not None and not origin.alive:
+            return "ORIGINATOR_CANCEL"
         return ""
 
     def _run_leg(self, chan: Channel, req: OriginateRequest) -> None:
@@ -437,6 +469,7 @@ class Simulator:
         now = self.clock.micros()
         caller.other, caller.other_type = agent, "originator"
         agent.other, agent.other_type = caller, "originatee"
+        caller.bridge_peer, agent.bridge_peer = agent, caller
         caller.set_var("fifo_status", "TALKING")
         caller.set_var("fifo_target", agent.uuid)
         caller.set_var("fifo_role", "caller")
@@ -469,6 +502,7 @@ class Simulator:
 
     def direct_bridge(self, a: Channel, b: Channel) -> None:
         a.other, a.other_type, b.other, b.other_type = b, "originatee", a, "originator"
+        a.bridge_peer, b.bridge_peer = b, a
         rec = self.record_for(a) or self.record_for(b)
         if rec is not None:
             rec.bridged_to.append(b.uuid if self.record_for(a) else a.uuid)
@@ -477,25 +511,7 @@ class Simulator:
             leg.dtmf.put(None)
 
     def bridge_app(self, ctx: AppContext) -> None:
-        from fsrouter.sim.originate import parse_originate
-
-        req = parse_originate(ctx.arg + " &park()")
-        req.origin = ctx.chan.uuid
-        # Like switch_ivr_originate: the bridged leg shows the caller's ID unless told otherwise.
-        profile = ctx.chan.profile
-        req.variables.setdefault("origination_caller_id_number", profile.caller_id_number)
-        req.variables.setdefault("origination_caller_id_name", profile.caller_id_name)
-        result = self.originate(req, ctx.chan.uuid)
-        if result.startswith("+OK"):
-            agent = self.channels[result.split()[1]]
-            self.direct_bridge(ctx.chan, agent)
-            self.fire_bridge(ctx.chan, agent, "CHANNEL_BRIDGE")
-            gevent.wait([ctx.chan.hungup, agent.hungup], count=1)
-            self.fire_bridge(ctx.chan, agent, "CHANNEL_UNBRIDGE")
-            for leg in (ctx.chan, agent):
-                self.hangup(leg, "NORMAL_CLEARING")
-        else:
-            ctx.chan.set_var("originate_disposition", result.split()[-1])
+        bridge.run(self, ctx)
 
     def voicemail_left(self, chan: Channel, box: str, domain: str, path: str, ms: int) -> None:
         rec = self.record_for(chan)

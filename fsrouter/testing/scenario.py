@@ -17,10 +17,12 @@ app.
 from __future__ import annotations
 
 import re
+import tempfile
 import time
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import gevent
@@ -40,14 +42,22 @@ INVALID_FILE = "tone_stream://%(200,0,300)"
 BUSY_TONE = "tone_stream://%(480,480,425);loops=2"
 HOLD_MUSIC = "tone_stream://%(1000,0,350);loops=-1"
 ACCEPT_FILE = "tone_stream://%(200,0,800)"
+RINGBACK = "%(2000,4000,440,480)"
+# What a caller "says" into a recording (uuid_broadcast onto the caller's own leg).
+VOICE = "tone_stream://%(900,100,350);loops=-1"
+QUEUE_EXIT_KEY = "#"
 RECORDED_EVENTS = [
-    "CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_EXECUTE", "CHANNEL_BRIDGE",
-    "CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB", "DTMF", "CUSTOM", "fifo::info",
-    "vm::maintenance",
+    "CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE",
+    "CHANNEL_BRIDGE", "CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB", "DTMF", "CUSTOM",
+    "fifo::info", "vm::maintenance",
 ]
 # The caller's "menu" stage starts with the first app that waits for their keys.
 KEY_APPS = ("play_and_get_digits", "voicemail")
-STAGES = ("menu", "queue", "ringing", "bridged")
+STAGES = ("menu", "queue", "ringing", "bridged", "record")
+# Caller variables a ``bridge`` leaves, compared after it completes (src/mod/applications/
+# mod_dptools bridge, switch_ivr_originate.c, switch_channel.c:3430).
+BRIDGE_VARS = ("originate_disposition", "DIALSTATUS", "originate_failed_cause",
+               "last_bridge_hangup_cause", "bridge_hangup_cause", "originate_causes")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -57,6 +67,7 @@ class EslSwitch(Protocol):
     speed: float
 
     def esl_endpoint(self) -> tuple[str, int, str]: ...
+    def api(self, cmd: str, timeout: float = ...) -> str: ...
     def route_to(self, port: int, host: str = "127.0.0.1") -> None: ...
     def place_call(self, number: str, caller_number: str = ..., caller_name: str = ...,
                    uuid: str | None = None) -> str: ...
@@ -73,11 +84,16 @@ class Scenario:
 
     ``flow`` picks what the calibration app does: ``menu`` (menu, queue, sequential agent legs,
     busy tone when nobody takes the call), ``busy_tone``, ``voicemail``, ``sit`` (unassigned
-    number) or ``agent_outbound`` (an agent's own call to a customer, seen on the event
-    connection only). ``digits`` are (seconds after the menu starts, key). ``hangup`` is
-    (stage, seconds after the stage is reached), stage one of menu, queue, ringing, bridged.
-    ``phones`` are scripted phone behaviours without their id: ``answer-500``, ``noanswer``,
-    ``busy``, ``gone``, ``press-1-300``, ``hangup-800``.
+    number), ``agent_outbound`` (an agent's own call to a customer, seen on the event
+    connection only), or the contact-center steps the daemon uses: ``bridge`` (ringback,
+    ``hangup_after_bridge``, optionally ``continue_on_fail``, ``bridge`` to the first phone,
+    busy tone if the caller is still there), ``queue_exit`` (mod_fifo with the exit key and
+    ``fifo_orbit_exten=_continue_:<max_wait>``, busy tone once the caller is out) and
+    ``record`` (the caller is recorded; ``broadcast`` makes them talk). ``digits`` are
+    (seconds after the ``digits_after`` stage, key). ``hangup`` is (stage, seconds after the
+    stage is reached), stage one of menu, queue, ringing, bridged, record. ``phones`` are
+    scripted phone behaviours without their id: ``answer-500``, ``noanswer``, ``busy``,
+    ``gone``, ``press-1-300``, ``hangup-800``.
     """
 
     name: str
@@ -91,6 +107,11 @@ class Scenario:
     caller_number: str = "+4915112345678"
     caller_name: str = "Erika Mustermann"
     valid_digits: str = "1-3"
+    digits_after: str = "menu"
+    continue_on_fail: bool = False  # flow bridge
+    max_wait: int = 30  # flow queue_exit: seconds before mod_fifo gives the caller back
+    recv_dtmf_after: float | None = None  # flow queue_exit: the app sends the exit key itself
+    broadcast: tuple[float, str] | None = None  # (seconds after the record starts, file)
 
     def phone_destinations(self, suffix: str) -> list[str]:
         return [f"{behaviour}-{suffix}{n}" for n, behaviour in enumerate(self.phones)]
@@ -108,6 +129,7 @@ class _Run:
         default_factory=lambda: {name: gevent.event.Event() for name in STAGES})
     caller_b: str = ""
     done: gevent.event.Event = field(default_factory=gevent.event.Event)
+    facts: list[str] = field(default_factory=list)  # API replies seen by the app or driver
 
     def observe(self, event: Event) -> None:
         self.events.append(event)
@@ -120,6 +142,9 @@ class _Run:
             self.stages["menu"].set()
         if name == "CUSTOM" and event.get("FIFO-Action") == "push" and uuid == self.caller_b:
             self.stages["queue"].set()
+        if uuid == self.caller_b and name == "CHANNEL_EXECUTE" and \
+                event.get("Application") == "record":
+            self.stages["record"].set()
         if name == "CHANNEL_CREATE" and self._agent_leg(event) is not None:
             self.stages["ringing"].set()
         if name == "CHANNEL_BRIDGE" and self.caller_b in (
@@ -146,8 +171,11 @@ class _Run:
 
 
 def calibration_app(scenario: Scenario, destinations: list[str], queue: str,
-                    speed: float) -> Callable[[OutboundSession], None]:
-    """The fixed app on the outbound socket; each branch mirrors a recorded trace."""
+                    speed: float, facts: list[str] | None = None
+                    ) -> Callable[[OutboundSession], None]:
+    """The fixed app on the outbound socket; each branch mirrors a recorded trace or what
+    the daemon does (bridge, queue_exit, record). API replies it gets go to ``facts``."""
+    facts = facts if facts is not None else []
 
     def wait(execution: Any, seconds: float) -> Event | None:
         try:
@@ -169,8 +197,43 @@ def calibration_app(scenario: Scenario, destinations: list[str], queue: str,
         finally:
             ended.wait(30 / speed + 5)
 
+    def caller_still_there(done: Event | None, session: OutboundSession) -> bool:
+        return done is not None and done.get("Hangup-Cause") is None and not session.closed
+
+    def bridge(session: OutboundSession) -> None:
+        # As fsrouter's agent route: ringback, hangup_after_bridge, continue_on_fail.
+        wait(session.execute("set", f"ringback={RINGBACK}"), 5)
+        wait(session.execute("set", "hangup_after_bridge=true"), 5)
+        if scenario.continue_on_fail:
+            wait(session.execute("set", "continue_on_fail=true"), 5)
+        block = f"{{originate_timeout={scenario.ring_timeout},talk_ms={scenario.talk_ms}}}"
+        done = wait(session.execute("bridge", f"{block}loopback/{destinations[0]}/agents"),
+                    scenario.ring_timeout + scenario.talk_ms / 1000 + 10)
+        if caller_still_there(done, session):
+            hang_up_after_busy_tone(session, "NORMAL_CLEARING")
+
+    def queue_exit(session: OutboundSession) -> None:
+        wait(session.execute("set", f"fifo_caller_exit_key={QUEUE_EXIT_KEY}"), 5)
+        wait(session.execute("set", f"fifo_orbit_exten=_continue_:{scenario.max_wait}"), 5)
+        waiting = session.execute("fifo", f"{queue} in undef {HOLD_MUSIC}")
+        if scenario.recv_dtmf_after is not None:
+            gevent.sleep(scenario.recv_dtmf_after / speed)
+            reply = session.api(f"uuid_recv_dtmf {session.uuid} {QUEUE_EXIT_KEY}")
+            facts.append("uuid_recv_dtmf: " + _UUID.sub("<uuid>", reply.strip()))
+        if caller_still_there(wait(waiting, scenario.max_wait + 10), session):
+            hang_up_after_busy_tone(session, "NORMAL_CLEARING")
+
+    def record(session: OutboundSession) -> None:
+        path = recording_path(session.uuid)
+        wait(session.execute("record", f"{path} 30"), 40)
+        if not session.closed:
+            wait(session.execute("hangup", "NORMAL_CLEARING"), 5)
+
     def flow_of(session: OutboundSession) -> None:
         flow = scenario.flow
+        if flow == "bridge":  # the caller is not answered first: the bridge gives early media
+            bridge(session)
+            return
         if flow == "sit":
             wait(session.execute("pre_answer"), 5)
             wait(session.execute("playback",
@@ -186,6 +249,12 @@ def calibration_app(scenario: Scenario, destinations: list[str], queue: str,
             wait(session.execute("voicemail", "default fsrouter.test 1000"), 30)
             wait(session.execute("hangup", "NORMAL_CLEARING"), 5)
             return
+        if flow == "queue_exit":
+            queue_exit(session)
+            return
+        if flow == "record":
+            record(session)
+            return
         menu = session.execute(
             "play_and_get_digits",
             f"1 1 1 2000 # {MENU_FILE} {INVALID_FILE} fsr_choice ^[{scenario.valid_digits}]$ 2000",
@@ -199,6 +268,11 @@ def calibration_app(scenario: Scenario, destinations: list[str], queue: str,
         _ring_agents(session, scenario, destinations, queue, speed)
 
     return run
+
+
+def recording_path(caller_uuid: str) -> str:
+    """Where the ``record`` flow writes (the same on both switches; run_scenario removes it)."""
+    return str(Path(tempfile.gettempdir()) / f"fsr-scenario-{caller_uuid}.wav")
 
 
 def _ring_agents(session: OutboundSession, scenario: Scenario, destinations: list[str],
@@ -262,7 +336,8 @@ def run_scenario(switch: EslSwitch, scenario: Scenario, timeout: float = 60.0) -
     watcher.connect()
     watcher.on_event(run.observe)
     server = OutboundServer("127.0.0.1", 0, calibration_app(
-        scenario, destinations, queue, switch.speed), max_calls=4, linger_seconds=2)
+        scenario, destinations, queue, switch.speed, run.facts), max_calls=4,
+        linger_seconds=2)
     server.start()
     try:
         switch.route_to(server.port)
@@ -282,10 +357,15 @@ def run_scenario(switch: EslSwitch, scenario: Scenario, timeout: float = 60.0) -
         server.stop(timeout=2)
         server.close_all()
         watcher.close()
+        if run.caller_b:
+            Path(recording_path(run.caller_b)).unlink(missing_ok=True)
 
 
 def _drive_caller(switch: EslSwitch, scenario: Scenario, run: _Run) -> None:
-    jobs = [gevent.spawn(_press, switch, run, at, digit) for at, digit in scenario.digits]
+    jobs = [gevent.spawn(_press, switch, run, scenario.digits_after, at, digit)
+            for at, digit in scenario.digits]
+    if scenario.broadcast is not None:
+        jobs.append(gevent.spawn(_talk, switch, run, *scenario.broadcast))
     if scenario.hangup is not None:
         stage, delay = scenario.hangup
         run.stages[stage].wait()
@@ -297,8 +377,16 @@ def _drive_caller(switch: EslSwitch, scenario: Scenario, run: _Run) -> None:
     gevent.joinall(jobs)
 
 
-def _press(switch: EslSwitch, run: _Run, at: float, digit: str) -> None:
-    run.stages["menu"].wait()
+def _talk(switch: EslSwitch, run: _Run, at: float, path: str) -> None:
+    """The caller talks: ``path`` plays on the caller's own (a-)leg, as the e2e tests do."""
+    run.stages["record"].wait()
+    gevent.sleep(at / switch.speed)
+    reply = switch.api(f"uuid_broadcast {run.caller_a} {path} aleg")
+    run.facts.append("uuid_broadcast: " + _UUID.sub("<uuid>", reply.strip()))
+
+
+def _press(switch: EslSwitch, run: _Run, stage: str, at: float, digit: str) -> None:
+    run.stages[stage].wait()
     gevent.sleep(at / switch.speed)
     try:
         switch.send_dtmf(run.caller_a, digit)
@@ -351,6 +439,8 @@ def build_record(run: _Run, number: str) -> SwitchRecord:
     for event in events:
         if event.name == "CHANNEL_EXECUTE" and event.uuid == run.caller_b:
             app, arg = event.get("Application") or "", event.get("Application-Data") or ""
+            for dest in run.destinations:  # a bridge names a phone: without this run's id
+                arg = arg.replace(f"/{dest}/", f"/{dest.rsplit('-', 1)[0]}/")
             record.apps.append(AppRun(app, _UUID.sub("<uuid>", arg)))
             if app in ("playback", "play_and_get_digits"):
                 record.prompts.append(arg.split()[5] if app == "play_and_get_digits" else arg)
@@ -370,7 +460,31 @@ def build_record(run: _Run, number: str) -> SwitchRecord:
     record.faults += [f"voicemail {e.get('VM-Action')} {e.get('VM-User')}@{e.get('VM-Domain')}"
                       for e in events if e.get("Event-Subclass") == "vm::maintenance"
                       and e.get("VM-Action") == "leave-message" and e.uuid == run.caller_b]
+    record.faults += [fact for event in events if (fact := _fact(run, event))]
+    record.faults += run.facts
     return record
+
+
+def _fact(run: _Run, event: Event) -> str:
+    """What an event says about the contact-center steps, or '' (mostly: nothing)."""
+    name, uuid, app = event.name, event.uuid, event.get("Application") or ""
+    cause = event.get("Hangup-Cause") or "-"
+    if name == "CHANNEL_EXECUTE_COMPLETE" and uuid == run.caller_b and app == "bridge":
+        found = " ".join(f"{key}={event.get('variable_' + key) or '-'}" for key in BRIDGE_VARS)
+        return _UUID.sub("<uuid>", f"bridge done: {found} hangup={cause}")
+    status = event.get("variable_fifo_status") or ""
+    if name == "CHANNEL_EXECUTE_COMPLETE" and uuid == run.caller_b and app == "fifo" and \
+            status in ("ABORTED", "TIMEOUT"):
+        key = event.get("variable_fifo_caller_exit_key") or "-"
+        return f"fifo done: status={status} exit_key={key} hangup={cause}"
+    action = event.get("FIFO-Action") or ""
+    if name == "CUSTOM" and uuid == run.caller_b and action in ("abort", "timeout"):
+        return f"fifo {action}"
+    if name == "CHANNEL_EXECUTE" and uuid == run.caller_a and app != "park":
+        return f"caller-a {app} {event.get('Application-Data') or ''}"
+    if name == "CHANNEL_CREATE" and run._agent_leg(event) and event.get("Other-Type"):
+        return f"agent leg Other-Type={event.get('Other-Type')}"
+    return ""
 
 
 def _agent_legs(run: _Run, dest: str) -> list[AgentLeg]:

@@ -11,23 +11,106 @@ from __future__ import annotations
 import gevent
 import pytest
 
-from fsrouter.testing.scenario import ROUTING_NUMBER, comparable, run_scenario
+from fsrouter.testing.scenario import (
+    BUSY_TONE,
+    ROUTING_NUMBER,
+    VOICE,
+    Scenario,
+    comparable,
+    run_scenario,
+)
 from tests.e2e.scenarios import EXPECTED, SCENARIOS
 
 pytestmark = pytest.mark.realswitch
 
+CALLER = Scenario("x").caller_number
+# The contact-center steps fsrouter takes (fsrouter/calls/inbound.py, queueing.py), as the
+# real switch answers them: bridge failures with and without continue_on_fail, a bridged
+# agent, mod_fifo's exit key and maximum wait, a caller talking into a recording.
+CONTACT_CENTER = [
+    Scenario("bridge_no_answer_keeps_the_caller", flow="bridge", phones=("noanswer",)),
+    Scenario("bridge_busy_hangs_the_caller_up", flow="bridge", phones=("busy",)),
+    Scenario("bridge_busy_with_continue_on_fail", flow="bridge", phones=("busy",),
+             continue_on_fail=True),
+    Scenario("bridge_answered_then_agent_hangs_up", flow="bridge", phones=("answer-200",),
+             talk_ms=800),
+    Scenario("bridge_caller_hangs_up_while_ringing", flow="bridge", phones=("noanswer",),
+             ring_timeout=5, hangup=("ringing", 0.5)),
+    Scenario("queue_exit_key_pressed", flow="queue_exit", digits=((1.0, "#"),),
+             digits_after="queue"),
+    Scenario("queue_exit_key_sent_by_the_app", flow="queue_exit", recv_dtmf_after=1.0),
+    Scenario("queue_maximum_wait", flow="queue_exit", max_wait=2),
+    Scenario("broadcast_into_a_recording", flow="record", broadcast=(0.5, VOICE),
+             hangup=("record", 2.5)),
+]
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+
+def _bridge(disposition, dialstatus, failed, last, hangup, bridge_cause="-", leg_cause=None):
+    causes = f"<uuid>;{leg_cause or disposition}"
+    return (f"bridge done: originate_disposition={disposition} DIALSTATUS={dialstatus} "
+            f"originate_failed_cause={failed} last_bridge_hangup_cause={last} "
+            f"bridge_hangup_cause={bridge_cause} originate_causes={causes} hangup={hangup}")
+
+
+# What the real switch must show: agent leg results, the caller's cause, the caller ID the
+# agent's phone sees, and facts (bridge/fifo variables, API replies) that must be there.
+CC_EXPECTED = {
+    "bridge_no_answer_keeps_the_caller": {
+        "results": [""], "caller_cause": "NORMAL_CLEARING", "agent_caller_id": CALLER,
+        "prompts": [BUSY_TONE],
+        "facts": [_bridge("NO_ANSWER", "NOANSWER", "NO_ANSWER", "NO_ANSWER", "-"),
+                  "agent leg Other-Type=originator"]},
+    "bridge_busy_hangs_the_caller_up": {
+        "results": [""], "caller_cause": "USER_BUSY", "agent_caller_id": CALLER, "prompts": [],
+        "facts": [_bridge("USER_BUSY", "BUSY", "USER_BUSY", "USER_BUSY", "USER_BUSY")]},
+    "bridge_busy_with_continue_on_fail": {
+        "results": [""], "caller_cause": "NORMAL_CLEARING", "agent_caller_id": CALLER,
+        "prompts": [BUSY_TONE],
+        "facts": [_bridge("USER_BUSY", "BUSY", "USER_BUSY", "USER_BUSY", "-")]},
+    "bridge_answered_then_agent_hangs_up": {
+        "results": [""], "caller_cause": "NORMAL_CLEARING", "agent_caller_id": CALLER,
+        "prompts": [],
+        "facts": [_bridge("SUCCESS", "SUCCESS", "-", "NORMAL_CLEARING", "NORMAL_CLEARING",
+                          bridge_cause="NORMAL_CLEARING", leg_cause="NONE"),
+                  "agent leg Other-Type=originator"]},
+    "bridge_caller_hangs_up_while_ringing": {
+        "results": [""], "caller_cause": "NORMAL_CLEARING", "agent_caller_id": CALLER,
+        "prompts": [],
+        "facts": [_bridge("ORIGINATOR_CANCEL", "CANCEL", "ORIGINATOR_CANCEL", "-",
+                          "NORMAL_CLEARING")]},
+    "queue_exit_key_pressed": {
+        "results": [], "caller_cause": "NORMAL_CLEARING", "prompts": [BUSY_TONE],
+        "facts": ["dtmf #", "fifo abort", "fifo done: status=ABORTED exit_key=# hangup=-"]},
+    "queue_exit_key_sent_by_the_app": {
+        "results": [], "caller_cause": "NORMAL_CLEARING", "prompts": [BUSY_TONE],
+        "facts": ["dtmf #", "fifo abort", "fifo done: status=ABORTED exit_key=# hangup=-",
+                  "uuid_recv_dtmf: +OK <uuid> received DTMF #."]},
+    "queue_maximum_wait": {
+        "results": [], "caller_cause": "NORMAL_CLEARING", "prompts": [BUSY_TONE],
+        "facts": ["fifo timeout", "fifo done: status=TIMEOUT exit_key=# hangup=-"]},
+    "broadcast_into_a_recording": {
+        "results": [], "caller_cause": "NORMAL_CLEARING", "prompts": [],
+        "facts": [f"caller-a playback {VOICE}", "uuid_broadcast: +OK Message sent"]},
+}
+ALL_SCENARIOS = SCENARIOS + CONTACT_CENTER
+ALL_EXPECTED = {**EXPECTED, **CC_EXPECTED}
+
+
+@pytest.mark.parametrize("scenario", ALL_SCENARIOS, ids=lambda s: s.name)
 def test_simulator_agrees_with_real_switch(real_switch, sim_switch, scenario):
     # Both runs at once: each mostly waits for its switch, and the tier has a time budget.
     runs = [gevent.spawn(run_scenario, switch, scenario) for switch in (real_switch, sim_switch)]
     real, sim = (run.get() for run in runs)
-    expected = EXPECTED[scenario.name]
+    expected = ALL_EXPECTED[scenario.name]
     real_view = comparable(real)
     assert [leg["result"] for leg in real_view["agent_legs"]] == expected["results"]
     assert real_view["hangup_causes"].get("caller") == expected["caller_cause"]
     for leg in real_view["agent_legs"]:
-        assert leg["caller_id_number"] == ROUTING_NUMBER
+        assert leg["caller_id_number"] == expected.get("agent_caller_id", ROUTING_NUMBER)
+    if "prompts" in expected:
+        assert real_view["prompts"] == expected["prompts"]
+    for fact in expected.get("facts", []):
+        assert fact in real_view["faults"]
     assert comparable(sim) == real_view
 
 
@@ -67,10 +150,37 @@ def _answer_reported_late(sim):
     sim.publish = publish_reordered
 
 
+def _bridge_failure_always_hangs_up(sim):
+    """A ``bridge`` that ignores continue_on_fail (the old simulator kept every caller up)."""
+    bridge_app = sim.bridge_app
+
+    def hanging_up(ctx):
+        bridge_app(ctx)
+        cause = ctx.chan.get_var("originate_disposition")
+        if ctx.chan.alive and cause not in ("", "SUCCESS"):
+            sim.hangup(ctx.chan, cause)
+
+    sim.bridge_app = hanging_up
+
+
+def _queue_without_maximum_wait(sim):
+    """mod_fifo without fifo_orbit_exten: the caller is never given back."""
+    wait = sim.fifos._wait
+
+    def forever(ctx, entry):
+        ctx.chan.set_var("fifo_orbit_exten", None)
+        return wait(ctx, entry)
+
+    sim.fifos._wait = forever
+
+
 SABOTAGE = {
     "bridge_event_dropped": (_drop_bridge_events, "menu_valid_key_answered"),
     "wrong_hangup_cause": (_wrong_busy_cause, "no_answer_then_busy_then_answer"),
     "events_reordered": (_answer_reported_late, "hangup_in_menu"),
+    "continue_on_fail_ignored": (_bridge_failure_always_hangs_up,
+                                 "bridge_busy_with_continue_on_fail"),
+    "no_maximum_wait": (_queue_without_maximum_wait, "queue_maximum_wait"),
 }
 
 
@@ -80,7 +190,7 @@ def test_differential_catches_a_broken_simulator(real_switch, tmp_path, sabotage
     from fsrouter.sim.driver import SimSwitch
 
     breaker, name = SABOTAGE[sabotage]
-    scenario = next(s for s in SCENARIOS if s.name == name)
+    scenario = next(s for s in ALL_SCENARIOS if s.name == name)
     broken = SimSwitch(tmp_path / "sim", speed=1.0)
     broken.start()
     try:
