@@ -10,14 +10,26 @@ a reader sees in one place what talks to what. The call flow itself lives in ``c
 - the mailer and the webhook sender work through their outboxes in the database;
 - the metrics/health endpoint, when enabled.
 
-SIGHUP reloads the configuration (an invalid file is logged and ignored); calls in progress
-keep the configuration they started with. SIGTERM stops taking calls, lets running calls
-finish (up to the drain time) and exits 0.
+Lifecycle:
+
+- **SIGHUP** reloads the configuration. An invalid file is logged (``config.reload_rejected``,
+  one line per problem) and the old configuration stays. Each call keeps the configuration in
+  force when it arrived (its services are pinned to it), so a reload applies to the next call
+  only. Sections bound or connected once (the listener address, the switch, the database, the
+  metrics endpoint) keep their running values until a restart (``config.reload_needs_restart``).
+- **SIGTERM/SIGINT** drains: the listener closes at once (the dialplan's fallback after
+  ``socket`` answers new callers), calls in progress finish, and the process exits 0 when the
+  last one ends or ``listener.drain_seconds`` pass, whichever is first; a second signal ends
+  the drain at once. Calls still running then stay on the switch: the next start adopts them.
+- **Start and every reconnect** of the inbound connection: :mod:`fsrouter.recovery` reconciles
+  the records a previous process left open with the switch, once the listener accepts calls.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,16 +38,27 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.lock
 import structlog
 
 from fsrouter import systemd
-from fsrouter.calls import CallHandler
+from fsrouter.calls import CallHandler, pending
 from fsrouter.calls.services import CallServices, utc_now
 from fsrouter.config import Config, ConfigError, load_config
+from fsrouter.config.schema import Listener
 
 log = structlog.get_logger(__name__)
 
-DRAIN_SECONDS = 30.0
+# Seconds between looks at the number of calls still running while draining.
+DRAIN_POLL = 0.1
+# The default of listener.drain_seconds (systemd's TimeoutStopSec must be longer).
+DRAIN_SECONDS = Listener.model_fields["drain_seconds"].default
+# A silent event connection (stalled, half-open, hung switch) is replaced within 5 s.
+KEEPALIVE_S = 2.0
+KEEPALIVE_TIMEOUT = 3.0
+# Reconnect attempts back off from 1 s (jittered) to at most this far apart: a switch that
+# comes back after a long outage is reconnected within a few seconds.
+BACKOFF_MAX_S = 4.0
 
 
 @dataclass
@@ -50,24 +73,46 @@ class Daemon:
     parts: dict[str, Any] = field(default_factory=dict)
     listen_port: int | None = None
     switch_endpoint: tuple[str, int, str] | None = None
+    # Settings given on the command line / by a test, re-applied on every reload.
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     stopping: gevent.event.Event = field(default_factory=gevent.event.Event)
+    # Set while the listener takes calls (recovery adopts callers only then).
+    accepting: gevent.event.Event = field(default_factory=gevent.event.Event)
+    # A second stop signal: end the drain at once.
+    drain_cut: gevent.event.Event = field(default_factory=gevent.event.Event)
+    _reloading: gevent.lock.Semaphore = field(default_factory=gevent.lock.Semaphore)
 
     @property
     def config(self) -> Config:
         return self.holder["config"]
 
+    def live_calls(self) -> set[str]:
+        """The uuids of the calls this process is handling right now."""
+        if self.server is None:
+            return set()
+        # A call whose closing writes wait for the store (calls.pending) is still ours.
+        return {session.uuid for session in list(self.server.sessions) if session.uuid} | \
+            pending.calls()
+
     def request_stop(self, reason: str) -> None:
         if not self.stopping.is_set():
             log.info("daemon.stopping", reason=reason)
             self.stopping.set()
+        elif not self.drain_cut.is_set():
+            log.warning("daemon.drain_cut", reason=reason)
+            self.drain_cut.set()
 
     def wait(self) -> None:
         self.stopping.wait()
 
     def reload(self) -> bool:
         """Load the configuration again; keep the old one if the new one is invalid."""
+        with self._reloading:
+            return self._reload()
+
+    def _reload(self) -> bool:
         try:
-            config = _with_port(load_config(self.config_path), self.listen_port)
+            config = _with_overrides(load_config(self.config_path), self.overrides)
         except ConfigError as error:
             for issue in error.issues:
                 log.error("config.reload_rejected", problem=str(issue))
@@ -75,9 +120,9 @@ class Daemon:
         except Exception:
             log.exception("config.reload_failed")
             return False
-        ignored = _needs_restart(self.config, config)
-        if ignored:
-            log.warning("config.reload_needs_restart", sections=ignored)
+        config, kept = _keep_running_sections(self.config, config)
+        if kept:
+            log.warning("config.reload_needs_restart", sections=kept)
         self.holder["config"] = config
         metrics = self.parts.get("metrics")
         if metrics is not None:
@@ -88,9 +133,15 @@ class Daemon:
         log.info("config.reloaded", numbers=len(config.numbers), config=str(self.config_path))
         return True
 
-    def shutdown(self, drain_seconds: float = DRAIN_SECONDS) -> None:
-        """Stop accepting calls, let running calls finish (up to the drain time), close."""
-        self.server.stop(timeout=drain_seconds)
+    def shutdown(self, drain_seconds: float | None = None) -> bool:
+        """Stop accepting calls, let running calls finish (up to ``listener.drain_seconds``
+        unless given), close everything; True when no call was left running."""
+        limit = self.config.listener.drain_seconds if drain_seconds is None else drain_seconds
+        self.accepting.clear()
+        drained = self.drain(limit)
+        recovery = self.parts.get("recovery")
+        if recovery is not None:
+            recovery.stop()
         for name in ("mailer", "webhooks"):
             part = self.parts.get(name)
             if part is not None:
@@ -102,23 +153,53 @@ class Daemon:
             part = self.parts.get(name)
             if part is not None:
                 part.stop() if name == "metrics_server" else part.close()
-        self.database.close()
-        log.info("daemon.stopped")
+        _close_store(self.database)
+        log.info("daemon.stopped", drained=drained)
+        return drained
+
+    def drain(self, limit: float) -> bool:
+        """Close the listener (new callers get the dialplan's fallback) and wait until the
+        calls in progress end, ``limit`` seconds pass or a second signal comes."""
+        began = time.monotonic()
+        self.server.stop(timeout=0)
+        log.info("daemon.draining", calls=self.server.active_calls, limit=limit)
+        deadline = began + limit
+        while self.server.active_calls and not self.drain_cut.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.drain_cut.wait(min(DRAIN_POLL, left))
+        running = self.server.active_calls
+        seconds = round(time.monotonic() - began, 3)
+        if running:
+            log.warning("daemon.drain_timeout", calls_left=running, seconds=seconds)
+        else:
+            log.info("daemon.drained", seconds=seconds)
+        return running == 0
 
 
-# Sections a reload cannot change in a running process (they are bound or connected once).
+# Sections a reload cannot change in a running process (they are bound or connected once);
+# the listener's drain time is the exception, it applies to the next stop.
 _RESTART_SECTIONS = ("listener", "switch", "database", "metrics")
+_RELOADABLE = {"listener": ("drain_seconds",)}
 
 
-def _needs_restart(old: Config, new: Config) -> list[str]:
-    return [name for name in _RESTART_SECTIONS if getattr(old, name) != getattr(new, name)]
+def _keep_running_sections(old: Config, new: Config) -> tuple[Config, list[str]]:
+    """``new`` with the sections a restart would change kept as they run; and their names."""
+    kept: dict[str, Any] = {}
+    for name in _RESTART_SECTIONS:
+        before, after = getattr(old, name), getattr(new, name)
+        reloadable = {key: getattr(after, key) for key in _RELOADABLE.get(name, ())}
+        if before.model_copy(update=reloadable).model_dump() != after.model_dump():
+            kept[name] = before.model_copy(update=reloadable)
+    return (new.model_copy(update=kept) if kept else new), list(kept)
 
 
-def _with_port(config: Config, port: int | None) -> Config:
-    if port is None:
-        return config
-    listener = config.listener.model_copy(update={"port": port})
-    return config.model_copy(update={"listener": listener})
+def _with_overrides(config: Config, overrides: dict[str, dict[str, Any]]) -> Config:
+    """``config`` with some sections' values replaced (``{"listener": {"port": 0}}``)."""
+    update = {name: getattr(config, name).model_copy(update=values)
+              for name, values in overrides.items() if values}
+    return config.model_copy(update=update) if update else config
 
 
 def _open_store(url: str) -> Any:
@@ -129,13 +210,25 @@ def _open_store(url: str) -> Any:
     return database
 
 
+def _call_handler(services: CallServices) -> Callable[[Any], None]:
+    """Runs each call with the configuration in force when it arrived: a reload during the
+    call changes nothing for it (tones, fallbacks, queues it reads later)."""
+
+    def handle(session: Any) -> None:
+        config = services.config
+        pinned = dataclasses.replace(services, config_source=lambda: config)
+        CallHandler(pinned)(session)
+
+    return handle
+
+
 def _start_listener(config: Config, services: CallServices) -> Any:
     from fsrouter.esl.outbound import OutboundServer
 
     server = OutboundServer(
         config.listener.bind,
         config.listener.port,
-        handler=CallHandler(services),
+        handler=_call_handler(services),
         max_calls=config.listener.max_calls,
         allow=config.listener.allow,
     )
@@ -144,27 +237,37 @@ def _start_listener(config: Config, services: CallServices) -> Any:
 
 
 def _start_switch_connection(daemon: Daemon) -> None:
-    """The inbound event connection: agent presence, 2-way VoIP, switch health."""
+    """The inbound event connection: agent presence, 2-way VoIP, switch health, and the
+    reconciliation of records left open (after every (re)connect)."""
     from fsrouter.calls.agents import AgentWatcher
     from fsrouter.esl import InboundClient
+    from fsrouter.recovery import Recovery
 
     config = daemon.config
     watcher = AgentWatcher(lambda: daemon.holder["config"], daemon.services.now)
     metrics = daemon.parts.get("metrics")
+    recovery = Recovery(daemon.services.host, daemon.services.now, daemon.live_calls,
+                        can_adopt=daemon.accepting.is_set,
+                        notify=lambda event, data: daemon.services.notify(event, data))
 
     def on_connect(client: Any) -> None:
         if metrics is not None:
             metrics.set_switch_connected(True)
             gevent.spawn(_report_loss, client.conn, metrics)
         watcher.resync(client)
+        # After the listener is up: adopted callers come back through it.
+        recovery.schedule(client, ready=daemon.accepting)
 
     host, port, password = daemon.switch_endpoint or (
         config.switch.host, config.switch.port, config.switch.resolve_password())
     client = InboundClient(host, port, password, events=list(watcher.EVENTS),
-                           on_reconnect=on_connect)
+                           on_reconnect=on_connect, keepalive_s=KEEPALIVE_S,
+                           keepalive_timeout=KEEPALIVE_TIMEOUT, backoff_max=BACKOFF_MAX_S)
     client.on_event(watcher.handle)
+    client.on_event(recovery.handle)
     client.start()
-    daemon.parts |= {"switch": client, "watcher": watcher}
+    daemon.services.switch_api = client.api
+    daemon.parts |= {"switch": client, "watcher": watcher, "recovery": recovery}
 
 
 def _report_loss(conn: Any, metrics: Any) -> None:
@@ -227,17 +330,17 @@ def start_daemon(config_path: Path, database_url: str | None = None,
     routed by (tests of schedules, the demo); ``switch_endpoint`` (host, port, password)
     replaces the configured event socket (the demo's simulator).
     """
-    config = _with_port(load_config(config_path), listen_port)
     if metrics_port is None and listen_port == 0:
         metrics_port = 0
-    if metrics_port is not None:
-        config = config.model_copy(update={"metrics": config.metrics.model_copy(
-            update={"port": metrics_port})})
+    overrides = {"listener": {} if listen_port is None else {"port": listen_port},
+                 "metrics": {} if metrics_port is None else {"port": metrics_port}}
+    config = _with_overrides(load_config(config_path), overrides)
     database = _open_store(database_url or config.database.url)
     holder = {"config": config}
     services = CallServices(config_source=lambda: holder["config"], now=now or utc_now)
     daemon = Daemon(holder=holder, config_path=config_path, database=database, server=None,
-                    services=services, listen_port=listen_port, switch_endpoint=switch_endpoint)
+                    services=services, listen_port=listen_port, switch_endpoint=switch_endpoint,
+                    overrides=overrides)
     services.notify = _notifier(daemon)
     try:
         _start_metrics(daemon)
@@ -247,12 +350,15 @@ def start_daemon(config_path: Path, database_url: str | None = None,
     except (OSError, ConfigError):
         _abort(daemon)
         raise
+    daemon.accepting.set()
     log.info("daemon.ready", listen=f"{config.listener.bind}:{daemon.server.port}",
              numbers=len(config.numbers), config=str(config_path))
     return daemon
 
 
 def _abort(daemon: Daemon) -> None:
+    if daemon.parts.get("recovery") is not None:
+        daemon.parts["recovery"].stop()
     for name in ("mailer", "webhooks"):
         if daemon.parts.get(name) is not None:
             daemon.parts[name].stop()
@@ -260,7 +366,15 @@ def _abort(daemon: Daemon) -> None:
         daemon.parts["switch"].close()
     if daemon.parts.get("metrics_server") is not None:
         daemon.parts["metrics_server"].stop()
-    daemon.database.close()
+    _close_store(daemon.database)
+
+
+def _close_store(database: Any) -> None:
+    """Close every pooled connection (``close()`` closes only this greenlet's: the others
+    would keep their file descriptors, and the database file busy, after the stop)."""
+    from fsrouter.store.db import close_database
+
+    close_database(database)
 
 
 def run_daemon(config_path: Path, database_url: str | None = None) -> int:

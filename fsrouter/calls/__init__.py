@@ -14,6 +14,7 @@ from fsrouter.calls import features, inbound
 from fsrouter.calls.call import Call
 from fsrouter.calls.services import CallServices
 from fsrouter.config import normalise_number
+from fsrouter.store import StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -28,11 +29,20 @@ class CallHandler:
         call.metrics.call_started()
         try:
             self._route(call)
+        except StoreError as error:
+            # The store refused the call's own record (full, read-only, locked for too long):
+            # refuse the call at once (503) so the caller's network can try elsewhere; writes
+            # of calls already under way wait for the store (calls.pending).
+            call.outcome = "failed"
+            call.log.error("call.refused_store_unavailable", error=str(error)[:300])
+            call.hangup("NORMAL_TEMPORARY_FAILURE")
         except Exception:
             call.outcome = "failed"
             call.log.exception("call.failed")
             call.hangup("NORMAL_TEMPORARY_FAILURE")
         finally:
+            if call.lost.is_set():
+                call.release_lost()
             call.metrics.call_ended(call.number, call.outcome)
 
     def _route(self, call: Call) -> None:

@@ -271,7 +271,8 @@ class AgentWatcher:
                 self._flush()
                 self._handle(event)
         except Exception:
-            log.exception("agents.event_failed", event=_short(event.name), uuid=_short(event.uuid))
+            log.exception("agents.event_failed", event_name=_short(event.name),
+                          uuid=_short(event.uuid))
 
     def close(self) -> None:
         """Stop retrying failed store writes (at shutdown)."""

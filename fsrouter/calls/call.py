@@ -2,6 +2,13 @@
 
 Every wait has a timeout, and every wait ends early when the caller hangs up or the socket
 closes, so a flow never hangs on a call that is gone.
+
+A socket that closes before the switch reported a hang-up means the switch dropped us (a
+network fault, a restart) while the call may still be up: ``lost`` is set, ``api()`` goes on
+over the inbound event connection (``CallServices.switch_api``) so ringing legs can still be
+cancelled, and :meth:`Call.release_lost` ends a caller left waiting in a queue nobody serves.
+A command the switch never answers (a reply timeout) means the same: the switch handles a
+socket's commands in order, so nothing later would be answered either (:meth:`no_reply`).
 """
 
 from __future__ import annotations
@@ -15,10 +22,15 @@ import structlog
 
 from fsrouter.calls.services import CallServices
 from fsrouter.config import normalise_number
-from fsrouter.esl import ESLError, Event
+from fsrouter.esl import ESLError, ESLTimeout, Event
 from fsrouter.logs import bind_call
+from fsrouter.recovery import ADOPTED_VARIABLE
+from fsrouter.store import NotFound, queries
+from fsrouter.store.models import CallRecord
 
 HANGUP_EVENTS = ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
+# The outbound server's close reason once our handler is done (fsrouter.esl.outbound).
+HANDLER_DONE = "call handler finished"
 
 
 class Call:
@@ -32,10 +44,15 @@ class Call:
         self.gone = gevent.event.Event()
         self.queued = gevent.event.Event()   # mod_fifo has the caller (FIFO-Action push)
         self.bridged = gevent.event.Event()  # the caller is talking to someone
+        self.bridged_to: str | None = None  # the leg mod_fifo bridged us to
+        self.lost = gevent.event.Event()  # the socket closed before any hang-up was seen
+        self.stuck = False  # ... because the switch stopped answering on it (no_reply)
         self.hangup_cause: str | None = None
         self.number = ""  # the routing number (E.164) once known, for metrics
         self.outcome = "hangup"  # how the call ended, for metrics (the store has it too)
         self.started = time.monotonic()
+        # The record an adopted caller left open (see open_record); None for a new call.
+        self.resumed: CallRecord | None = None
         self.log = bind_call(structlog.get_logger("fsrouter.calls"), call_uuid=self.uuid)
         session.on_event(self._on_event)
         gevent.spawn(self._watch_socket)
@@ -60,12 +77,32 @@ class Call:
         except ValueError:
             return ""
 
+    def open_record(self, number: str, route_type: str) -> CallRecord:
+        """Create this call's record, or take over the one it left open when fsrouter.recovery
+        sent the caller back to us after a restart (``fsr_adopted``: only the event socket
+        sets it)."""
+        if self.channel.get(f"variable_{ADOPTED_VARIABLE}") == "true":
+            try:
+                record = queries.get_call(self.uuid)
+            except NotFound:
+                record = None
+            if record is not None and record.ended_at is None:
+                self.resumed = record
+                self.log.info("call.adopted", number=record.number, incident_id=record.incident_id)
+                self.run("unset", ADOPTED_VARIABLE)  # a later transfer back here: a new call
+                return record
+        return queries.create_call_record(self.uuid, number, route_type, self.caller_number,
+                                          self.caller_name, self.services.now(),
+                                          host=self.services.host)
+
     def _on_event(self, event: Event) -> None:
         if event.uuid == self.uuid and event.name == "CUSTOM":
             action = event.get("FIFO-Action")
             if action == "push":
                 self.queued.set()
             elif action == "bridge-caller-start":  # mod_fifo bridged us (we are its B-leg)
+                self.bridged_to = event.get("variable_fifo_target") or event.get(
+                    "Other-Leg-Unique-ID")
                 self.bridged.set()
         if event.name == "CHANNEL_BRIDGE" and event.uuid == self.uuid:
             self.bridged.set()  # the bridge app connected us
@@ -75,6 +112,10 @@ class Call:
 
     def _watch_socket(self) -> None:
         self.session.wait_closed(None)
+        reason = self.session.close_reason
+        if self.hangup_cause is None and reason != HANDLER_DONE:
+            self.log.warning("call.socket_lost", reason=reason)
+            self.lost.set()  # before gone: a flow woken by gone must see it
         self.gone.set()
 
     def run(self, app: str, arg: str | None = None, timeout: float | None = None
@@ -86,16 +127,18 @@ class Call:
             execution = self.session.execute(app, arg)
         except ESLError as error:
             self.log.info("call.app_not_sent", app=app, error=str(error))
+            self.no_reply(error)
             self.gone.set()
             return None
-        waiter = gevent.spawn(execution.wait, timeout or self.services.step_timeout)
+        waiter = gevent.spawn(_completion, execution, timeout or self.services.step_timeout)
         gevent.wait([waiter, self.gone], count=1)
         if not waiter.ready():
             # The caller left; the app's completion still arrives (or the socket closed).
             waiter.join(timeout=1.0)
-        if waiter.successful():
+        if waiter.ready() and isinstance(waiter.value, Event):
             return waiter.value
-        self.log.info("call.app_unfinished", app=app, error=str(waiter.exception or "gone"))
+        waiter.kill(block=False)
+        self.log.info("call.app_unfinished", app=app, error=str(waiter.value or "gone"))
         return None
 
     def start(self, app: str, arg: str | None = None) -> Any | None:
@@ -106,14 +149,58 @@ class Call:
             return self.session.execute(app, arg)
         except ESLError as error:
             self.log.info("call.app_not_sent", app=app, error=str(error))
+            self.no_reply(error)
             return None
 
-    def api(self, command: str, timeout: float | None = None) -> str:
-        """An API command on this call's socket (``full`` mode); errors come back as text."""
+    def bgapi(self, command: str) -> Any:
+        """``bgapi`` on this call's socket; a reply that never comes gives the socket up."""
         try:
-            return self.session.api(command, timeout=timeout or self.services.step_timeout)
+            return self.session.bgapi(command)
         except ESLError as error:
+            self.no_reply(error)
+            raise
+
+    def no_reply(self, error: ESLError) -> None:
+        """The switch never answered a command on this socket. It handles a socket's commands
+        one after another, so it is stuck on it and will answer nothing later (events
+        included): give the socket up and end what is left over the event connection."""
+        if isinstance(error, ESLTimeout) and not self.session.closed:
+            self.log.error("call.switch_not_answering", error=str(error))
+            self.stuck = True
+            self.lost.set()  # now, not when the socket watcher wakes: the flow must see it
+            self.session.close(f"no reply from the switch: {error}")
+
+    def api(self, command: str, timeout: float | None = None) -> str:
+        """An API command on this call's socket (``full`` mode), or over the inbound event
+        connection once the socket is gone; errors come back as text."""
+        timeout = timeout or self.services.step_timeout
+        try:
+            if not self.session.closed:
+                return self.session.api(command, timeout=timeout)
+            if self.services.switch_api is not None:
+                return self.services.switch_api(command, timeout)
+            return "-ERR the call's socket is closed"
+        except ESLError as error:
+            if not self.session.closed:
+                self.no_reply(error)
             return f"-ERR {error}"
+
+    def release_lost(self) -> None:
+        """After a lost socket: end the caller if it still waits in a queue nobody serves,
+        or if the switch got stuck on the socket (its fallback after ``socket`` may never
+        run then), with NORMAL_TEMPORARY_FAILURE so the caller's network can go elsewhere.
+
+        Otherwise the switch goes on by itself: a running prompt, tone or recording ends and
+        the dialplan's fallback after ``socket`` runs; a bridged caller keeps talking.
+        """
+        if self.bridged.is_set():
+            return
+        status = self.api(f"uuid_getvar {self.uuid} fifo_status", timeout=5.0).strip()
+        if status == "TALKING" or (status != "WAITING" and not self.stuck):
+            return
+        reply = self.api(f"uuid_kill {self.uuid} NORMAL_TEMPORARY_FAILURE", timeout=5.0)
+        self.log.warning("call.released", reply=reply.strip()[:80], stuck=self.stuck,
+                         fifo_status=status[:20])
 
     @property
     def metrics(self) -> Any:
@@ -125,6 +212,15 @@ class Call:
         if self.gone.is_set():
             return
         self.run("hangup", cause, timeout=5.0)
+
+
+def _completion(execution: Any, timeout: float) -> Event | Exception:
+    """The app's completion, or the error that ended the wait (never raised: a greenlet
+    that dies with an exception would be reported by the hub as unhandled)."""
+    try:
+        return execution.wait(timeout)
+    except ESLError as error:
+        return error
 
 
 class _Ignore:

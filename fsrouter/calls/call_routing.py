@@ -20,6 +20,7 @@ from fsrouter.calls.call import Call
 from fsrouter.calls.dialer import Accept, Dialled, Ringing
 from fsrouter.calls.endings import fallback
 from fsrouter.calls.media import concatenated, menu_argument, menu_prompts, playable
+from fsrouter.calls.pending import settle
 from fsrouter.calls.queueing import (
     DEFAULT_HOLD_MUSIC,
     enter_queue,
@@ -32,6 +33,7 @@ from fsrouter.routing.escalation import plan_escalation
 from fsrouter.routing.hours import option_route
 from fsrouter.routing.menu import MenuPlan, Prompt, build_menu, menu_outcome
 from fsrouter.store import queries
+from fsrouter.store.models import Incident
 
 MENU_VARIABLE = "fsr_choice"
 
@@ -45,24 +47,39 @@ def run(call: Call, number: CallRoutingNumber) -> None:
     """The whole hotline call; returns when the caller is gone (every row final)."""
     config = call.services.config
     now = call.services.now
-    queries.create_call_record(call.uuid, number.number, "call_routing", call.caller_number,
-                               call.caller_name, now(), host=call.services.host)
+    call.open_record(number.number, "call_routing")
     outcome = "hangup"
     try:
         if call.run("answer") is None:
             outcome = "hangup_before_answer"
             return
-        queries.mark_answered(call.uuid, now())
-        option = choose_option(call, number, config)
+        if call.resumed is None:
+            settle(queries.mark_answered, call.uuid, now())
+        incident, option = resumed_option(call, number)
+        option = option or choose_option(call, number, config)
         if option is None:
             outcome = "hangup_in_menu" if call.gone.is_set() else "no_choice"
             call.hangup()
             return
-        outcome = serve_option(call, number, option, config)
+        outcome = serve_option(call, number, option, config, incident)
     finally:
+        if call.lost.is_set() and outcome != "bridged":
+            outcome = "socket_lost"
         call.outcome = outcome
-        queries.finish_call(call.uuid, outcome, call.hangup_cause, now())
+        settle(queries.finish_call, call.uuid, outcome, call.hangup_cause, now())
         call.log.info("call.ended", outcome=outcome)
+
+
+def resumed_option(call: Call, number: CallRoutingNumber) -> tuple[Incident | None, Option | None]:
+    """An adopted caller who had chosen an option goes back to it with the same incident."""
+    record = call.resumed
+    if record is None or record.incident_id is None:
+        return None, None
+    incident = queries.get_incident(record.incident_id)
+    option = next((o for o in number.options if str(o.digit) == incident.option_digit), None)
+    if incident.state not in ("open", "accepted") or option is None:
+        return None, None
+    return incident, option
 
 
 def choose_option(call: Call, number: CallRoutingNumber, config: Config) -> Option | None:
@@ -101,19 +118,27 @@ def _play(call: Call, prompt: Prompt, config: Config) -> None:
     call.run("playback", playable(prompt, config.tts))
 
 
-def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: Config) -> str:
-    """Incident, queue, escalation, and the end of the call; returns the call's outcome."""
+def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: Config,
+                 incident: Incident | None = None) -> str:
+    """Incident (a new one, or the one an adopted caller comes back with), queue, escalation,
+    and the end of the call; returns the call's outcome."""
     now = call.services.now
-    incident = queries.create_incident(number.number, str(option.digit), option.label,
-                                       call.caller_number, call.caller_name, call.uuid, now())
-    queries.link_call(call.uuid, incident_id=incident.id)
-    call.log = call.log.bind(incident_id=incident.id)
-    call.log.info("incident.created", option=option.digit, label=option.label)
-    call.services.notify("incident.created", _incident_data(incident.id, number, option, call))
+    if incident is None:
+        incident = queries.create_incident(number.number, str(option.digit), option.label,
+                                           call.caller_number, call.caller_name, call.uuid,
+                                           now())
+        settle(queries.link_call, call.uuid, incident_id=incident.id)
+        call.log = call.log.bind(incident_id=incident.id)
+        call.log.info("incident.created", option=option.digit, label=option.label)
+        call.services.notify("incident.created",
+                             _incident_data(incident.id, number, option, call))
+    else:
+        call.log = call.log.bind(incident_id=incident.id)
+        call.log.info("incident.resumed", option=option.digit, label=option.label)
     route = option_route(option, now(), config.defaults.timezone)
     if route.policy is None:  # out of hours, and the option says where callers go then
         call.log.info("option.out_of_hours", action=str(option.out_of_hours))
-        queries.note_incident(incident.id, "out_of_hours")
+        settle(queries.note_incident, incident.id, "out_of_hours")
         fallback(call, route.fallback, incident.id)
         return "out_of_hours"
     queue = queue_name(number, option)
@@ -136,9 +161,14 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
 
 
 def _display_name(option: Option, call: Call) -> str:
-    """What the called person's phone shows next to the routing number."""
+    """What the called person's phone shows next to the routing number.
+
+    No colon after the label: mod_sofia drops everything up to the last ``:`` or ``/`` of
+    the caller ID name of a SIP leg (switch_sanitize_number, measured on 1.11.1), so a SIP
+    phone showed "Label: Name" as " Name".
+    """
     who = call.caller_name or call.caller_number or "unknown"
-    return f"{option.label}: {who}"
+    return f"{option.label} - {who}"
 
 
 def _accept_prompt(option: Option, policy: Policy, config: Config) -> str:
@@ -163,25 +193,28 @@ def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, wait
     now = call.services.now
     if dialled.accepted is not None:
         who = dialled.accepted.user_id
-        queries.accept_incident(incident_id, who, now())
-        queries.link_call(call.uuid, bridged_to_user=who)
+        settle(queries.accept_incident, incident_id, who, now())
+        settle(queries.link_call, call.uuid, bridged_to_user=who)
         call.log.info("incident.accepted", user=who)
         call.services.notify("incident.accepted", {"incident_id": incident_id, "user": who,
                                                    "phone": dialled.accepted.phone})
         call.gone.wait()
-        queries.resolve_incident(incident_id, now(), "resolved", "call ended")
+        settle(queries.resolve_incident, incident_id, now(), "resolved", "call ended")
         call.services.notify("incident.resolved", {"incident_id": incident_id,
                                                    "resolution": "resolved"})
         return "bridged"
+    if call.lost.is_set():  # the switch dropped our socket: we do not know how it ended
+        settle(queries.note_incident, incident_id, "socket_lost")
+        return "socket_lost"
     if dialled.caller_left or call.gone.is_set():
         if option.resolve_abandoned:
-            queries.resolve_incident(incident_id, now(), "abandoned", "caller_abandoned")
+            settle(queries.resolve_incident, incident_id, now(), "abandoned", "caller_abandoned")
             call.services.notify("incident.resolved", {"incident_id": incident_id,
                                                        "resolution": "abandoned"})
         else:
-            queries.note_incident(incident_id, "caller_abandoned")
+            settle(queries.note_incident, incident_id, "caller_abandoned")
         return "abandoned_in_queue"
-    queries.note_incident(incident_id, "nobody_answered")  # stays open for follow-up
+    settle(queries.note_incident, incident_id, "nobody_answered")  # stays open for follow-up
     leave_queue(call, waiting)
     fallback(call, option.fallback, incident_id)
     return "no_answer_fallback"

@@ -11,18 +11,21 @@ do not apply on the phone. When the caller leaves, every ringing leg is killed a
 
 from __future__ import annotations
 
+import time
 import uuid as uuidlib
 from dataclasses import dataclass
+from datetime import datetime
 
 import gevent
 import gevent.event
 
 from fsrouter.calls.call import Call
+from fsrouter.calls.pending import settle
 from fsrouter.config.schema import Defaults
-from fsrouter.esl import ESLError
-from fsrouter.esl.escape import originate_command
+from fsrouter.esl import ESLError, ESLTimeout, Job
+from fsrouter.esl.escape import UnsafeText, originate_command
 from fsrouter.routing.escalation import Attempt, Plan
-from fsrouter.store import queries
+from fsrouter.store import StoreError, queries
 
 # -ERR causes of an originate, as the attempt results we store.
 RESULTS = {
@@ -42,15 +45,26 @@ RESULTS = {
 JOB_GRACE = 15.0
 # Seconds an answered leg may take to be bridged to the caller before it counts as failed.
 BRIDGE_WAIT = 10.0
+# Seconds between looks at the caller's bridge while a BACKGROUND_JOB is overdue.
+JOB_POLL = 1.0
+# Bytes of the caller's display name put on a ringing leg (escape.MAX_VALUE_BYTES is 4096).
+DISPLAY_NAME_BYTES = 1024
+
+
+# An attempt's row as record_attempt takes it: (call uuid, seq, user, phone, started, phone
+# type, incident id, leg uuid).
+AttemptRow = tuple[str, int, str, str, datetime, str, int | None, str]
 
 
 @dataclass(frozen=True)
 class Leg:
-    """One ringing phone: the attempt, its leg uuid and its row in the store."""
+    """One ringing phone: the attempt, its leg uuid and its row in the store (None: the
+    store refused it; ``row`` is what to write once it takes writes again)."""
 
     attempt: Attempt
     leg_uuid: str
-    row_id: int
+    row_id: int | None
+    row: AttemptRow
 
 
 @dataclass(frozen=True)
@@ -113,11 +127,35 @@ def leg_command(call: Call, ringing: Ringing, attempt: Attempt, leg_uuid: str) -
             "group_confirm_read_timeout": str(ringing.accept.timeout * 1000),
         }
     # The display name carries caller text; every value goes through the escaping module.
-    variables["origination_caller_id_name"] = ringing.display_name
     # SIP phones (contact-center agents) come as dial strings, other phones as E.164 numbers.
     dial = (attempt.phone if attempt.phone_type == "sip"
             else ringing.defaults.dial_string(attempt.phone))
+    variables["origination_caller_id_name"] = _displayable(sip_displayable(
+        ringing.display_name, dial))
     return originate_command(variables, dial, "fifo", f"{ringing.queue} out nowait")
+
+
+def sip_displayable(name: str, dial: str) -> str:
+    """``name`` as a leg to ``dial`` can carry it to the phone.
+
+    mod_sofia writes the caller ID name into the quotes of the From header as it is and
+    cannot build the request when the name has a double quote or a backslash that is no
+    valid quoted-pair (one at the end, or before a non-ASCII character): the leg fails at
+    once with DESTINATION_OUT_OF_ORDER (1.11.1, measured with SIPp phones), so the person is
+    never rung. Full-width ones look the same. Loopback legs (no SIP) carry any name.
+    """
+    if dial.startswith("loopback/"):
+        return name
+    return name.replace('"', "\uff02").replace("\\", "\uff3c")
+
+
+def _displayable(name: str) -> str:
+    """The caller's name cut to what an originate variable may carry (escape.py refuses
+    more): a 10 KB display name must not stop the person from being rung."""
+    data = name.encode("utf-8", "surrogatepass")
+    if len(data) <= DISPLAY_NAME_BYTES:
+        return name
+    return data[:DISPLAY_NAME_BYTES].decode("utf-8", "ignore")
 
 
 def result_of(reply: str, press_to_accept: bool) -> tuple[str, str]:
@@ -176,37 +214,66 @@ class Dialer:
 
     def _start(self, attempt: Attempt) -> Leg:
         leg_uuid = str(uuidlib.uuid4())
-        now = self.call.services.now()
-        row = queries.record_attempt(
-            self.call.uuid, self.seq, attempt.user_id, attempt.phone, now,
-            phone_type=attempt.phone_type, incident_id=self.ringing.incident_id,
-            leg_uuid=leg_uuid)
+        row = (self.call.uuid, self.seq, attempt.user_id, attempt.phone,
+               self.call.services.now(), attempt.phone_type, self.ringing.incident_id, leg_uuid)
+        try:
+            row_id: int | None = _create_attempt(*row)
+        except StoreError as error:
+            # The person is rung all the same; the row is written with its result later.
+            self.call.log.warning("attempt.row_deferred", leg_uuid=leg_uuid, error=str(error))
+            row_id = None
         self.seq += 1
         self.call.log.info("attempt.ringing", user=attempt.user_id, phone=attempt.phone,
                            level=attempt.level + 1, ring_timeout=attempt.ring_timeout,
                            leg_uuid=leg_uuid)
-        return Leg(attempt, leg_uuid, row.id)
+        return Leg(attempt, leg_uuid, row_id, row)
+
+    def _finish(self, leg: Leg, result: str, cause: str) -> None:
+        now = self.call.services.now()
+        if leg.row_id is not None:
+            settle(queries.finish_attempt, leg.row_id, result, cause, now)
+        else:
+            settle(_create_finished_attempt, leg.row, result, cause, now)
 
     def _wait(self, leg: Leg) -> str:
-        command = leg_command(self.call, self.ringing, leg.attempt, leg.leg_uuid)
         try:
-            job = self.call.session.bgapi(command)
-            reply = job.wait(leg.attempt.ring_timeout + self.ringing.accept_timeout
-                             + JOB_GRACE)
+            command = leg_command(self.call, self.ringing, leg.attempt, leg.leg_uuid)
+        except UnsafeText as error:  # never from caller text (cut or escaped above)
+            self.call.log.error("attempt.unsafe_command", leg_uuid=leg.leg_uuid, error=str(error))
+            self._finish(leg, "failed", "UNSAFE_TEXT")
+            return "failed"
+        try:
+            job = self.call.bgapi(command)
+            reply = self._job_result(job, leg, leg.attempt.ring_timeout
+                                     + self.ringing.accept_timeout + JOB_GRACE)
         except ESLError as error:
             self.call.log.warning("attempt.no_result", leg_uuid=leg.leg_uuid, error=str(error))
             self._cancel(leg, "failed")
             return "failed"
         result, cause = result_of(reply, self.ringing.accept is not None)
-        queries.finish_attempt(leg.row_id, result, cause, self.call.services.now())
+        self._finish(leg, result, cause)
         self.call.metrics.attempt_ended(result, cause)
         self.call.log.info("attempt.ended", user=leg.attempt.user_id, result=result,
                            cause=cause)
         if result in ("answered", "accepted") and not self._bridged():
             self.call.log.warning("attempt.not_bridged", leg_uuid=leg.leg_uuid)
-            queries.finish_attempt(leg.row_id, "failed", "NOT_BRIDGED", self.call.services.now())
+            self._finish(leg, "failed", "NOT_BRIDGED")
             return "failed"
         return "won" if result in ("answered", "accepted") else result
+
+    def _job_result(self, job: Job, leg: Leg, timeout: float) -> str:
+        """The BACKGROUND_JOB body; if it never comes but mod_fifo bridged this very leg to
+        the caller, the leg was answered (a lost job must not cut the conversation)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return job.wait(max(0.0, min(JOB_POLL, deadline - time.monotonic())))
+            except ESLTimeout:
+                if self.call.bridged_to == leg.leg_uuid:
+                    self.call.log.warning("attempt.job_lost_but_bridged", leg_uuid=leg.leg_uuid)
+                    return f"+OK {leg.leg_uuid}"
+                if time.monotonic() >= deadline:
+                    raise
 
     def _bridged(self) -> bool:
         """mod_fifo bridges the answering leg to our caller right after ``+OK``."""
@@ -216,5 +283,23 @@ class Dialer:
     def _cancel(self, leg: Leg, result: str) -> None:
         """Stop a leg that may still ring (the switch does not cancel it for us)."""
         self.call.api(f"uuid_kill {leg.leg_uuid} ORIGINATOR_CANCEL", timeout=5.0)
-        queries.finish_attempt(leg.row_id, result, "ORIGINATOR_CANCEL",
-                               self.call.services.now())
+        self._finish(leg, result, "ORIGINATOR_CANCEL")
+
+
+
+def _create_attempt(call_uuid: str, seq: int, user_id: str, phone: str, started: datetime,
+                    phone_type: str, incident_id: int | None, leg_uuid: str) -> int:
+    row = queries.record_attempt(call_uuid, seq, user_id, phone, started,
+                                 phone_type=phone_type, incident_id=incident_id,
+                                 leg_uuid=leg_uuid)
+    return int(row.id)
+
+
+def _create_finished_attempt(row: AttemptRow, result: str, cause: str, ended: datetime
+                             ) -> None:
+    """The row of an attempt the store refused at its start, written with its result; safe
+    to run again (an earlier try may have created the row before failing)."""
+    leg_uuid = row[7]
+    known = [a.id for a in queries.attempts_for_call(row[0]) if a.leg_uuid == leg_uuid]
+    row_id = known[0] if known else _create_attempt(*row)
+    queries.finish_attempt(row_id, result, cause, ended)

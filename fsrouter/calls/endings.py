@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fsrouter.calls.call import Call
 from fsrouter.calls.media import finite_tone
+from fsrouter.calls.pending import settle
 from fsrouter.calls.voicemail import leave_voicemail
 from fsrouter.config.schema import Fallback
 from fsrouter.store import queries
@@ -16,6 +17,9 @@ def busy_tone(call: Call) -> str:
     """The national busy tone as early media (no answer, no charge), then USER_BUSY."""
     call.run("pre_answer")
     call.run("playback", finite_tone(call.services.config.tone("busy"), BUSY_LOOPS))
+    # Our cause, not the agent's: mod_sofia otherwise answers a SIP caller with the SIP code
+    # the agent's phone gave the bridge (480, 487, 503 ...) instead of 486 (1.11.1, measured).
+    call.run("set", "sip_ignore_remote_cause=true")
     call.hangup("USER_BUSY")
     return "busy_tone"
 
@@ -41,8 +45,7 @@ def not_in_service(call: Call, number: str, behaviour: str, reason: str) -> None
     call.log.warning("call.unassigned", destination=call.destination[:40], reason=reason)
     now = call.services.now
     if number:
-        queries.create_call_record(call.uuid, number, "unassigned", call.caller_number,
-                                   call.caller_name, now(), host=call.services.host)
+        call.open_record(number, "unassigned")
     try:
         if behaviour == "404":
             call.run("respond", "404")
@@ -53,4 +56,4 @@ def not_in_service(call: Call, number: str, behaviour: str, reason: str) -> None
     finally:
         call.outcome = "unassigned"
         if number:
-            queries.finish_call(call.uuid, "unassigned", call.hangup_cause, now())
+            settle(queries.finish_call, call.uuid, "unassigned", call.hangup_cause, now())

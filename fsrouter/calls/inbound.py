@@ -23,8 +23,9 @@ import gevent
 
 from fsrouter.calls import call_routing
 from fsrouter.calls.call import Call
-from fsrouter.calls.dialer import RESULTS, Ringing
+from fsrouter.calls.dialer import RESULTS, Ringing, sip_displayable
 from fsrouter.calls.endings import busy_tone, fallback, not_in_service
+from fsrouter.calls.pending import settle
 from fsrouter.calls.queueing import enter_queue, ring_until_left, wait_left_queue
 from fsrouter.calls.voicemail import leave_voicemail
 from fsrouter.config.schema import AgentNumber, Fallback
@@ -65,14 +66,15 @@ def run(call: Call, number: str, entry: NumberEntry | None) -> None:
         not_in_service(call, number, destination.behaviour, reason)
         return
     now = call.services.now
-    queries.create_call_record(call.uuid, number, _route_type(destination), call.caller_number,
-                               call.caller_name, now(), host=call.services.host)
+    call.open_record(number, _route_type(destination))
     outcome = "failed"
     try:
         outcome = serve(call, number, entry, destination)
     finally:
+        if call.lost.is_set() and outcome != "bridged":
+            outcome = "socket_lost"
         call.outcome = outcome
-        queries.finish_call(call.uuid, outcome, call.hangup_cause, now())
+        settle(queries.finish_call, call.uuid, outcome, call.hangup_cause, now())
         call.log.info("call.ended", outcome=outcome)
 
 
@@ -159,22 +161,34 @@ def ring_agent(call: Call, dest: RingAgent, ring_timeout: int) -> str:
     call.run("set", "continue_on_fail=true")
     target = bridge_target({"origination_uuid": leg_uuid,
                             "originate_timeout": str(ring_timeout),
-                            "fsr_agent": dest.user_id, "fsr_kind": "agent"}, dest.dial_string)
+                            "fsr_agent": dest.user_id, "fsr_kind": "agent",
+                            **_sip_safe_name(call, dest.dial_string)}, dest.dial_string)
     call.log.info("agent.ringing", user=dest.user_id, leg_uuid=leg_uuid)
     done = call.run("bridge", target, timeout=ring_timeout + call.services.step_timeout)
     if call.bridged.is_set():
-        queries.finish_attempt(row.id, "answered", "NORMAL_CLEARING", call.services.now())
-        queries.link_call(call.uuid, bridged_to_user=dest.user_id)
+        settle(queries.finish_attempt, row.id, "answered", "NORMAL_CLEARING", call.services.now())
+        settle(queries.link_call, call.uuid, bridged_to_user=dest.user_id)
         call.gone.wait()  # hangup_after_bridge: the call ends with the conversation
         return "bridged"
     cause = _bridge_cause(done, call)
     result = RESULTS.get(cause, "failed")
-    queries.finish_attempt(row.id, result, cause, call.services.now())
+    settle(queries.finish_attempt, row.id, result, cause, call.services.now())
     call.log.info("agent.not_answered", user=dest.user_id, result=result, cause=cause)
     if call.gone.is_set():
         _cancel_leg(call, leg_uuid)
         return "abandoned"
     return "no_answer"
+
+
+def _sip_safe_name(call: Call, dial_string: str) -> dict[str, str]:
+    """The bridged leg copies the caller's ID, but a SIP leg cannot carry every name (see
+    :func:`fsrouter.calls.dialer.sip_displayable`): such a caller would only ever hear the
+    busy tone. The phone then shows the caller's number as the name (``bridge`` takes no
+    caller text in its arguments)."""
+    name = call.caller_name
+    if sip_displayable(name, dial_string) == name:
+        return {}
+    return {"origination_caller_id_name": _shown_number(call, call.number or "unknown")}
 
 
 def _bridge_cause(done: object, call: Call) -> str:
@@ -194,7 +208,8 @@ def custom(call: Call, dest: Custom) -> str:
     if dest.dial_string is not None:
         call.run("set", "hangup_after_bridge=true")
         call.run("set", "continue_on_fail=true")
-        call.run("bridge", bridge_target({"fsr_kind": "custom"}, dest.dial_string),
+        safe_name = _sip_safe_name(call, dest.dial_string)
+        call.run("bridge", bridge_target({"fsr_kind": "custom", **safe_name}, dest.dial_string),
                  timeout=call.services.step_timeout + 120)
         if call.bridged.is_set():
             call.gone.wait()
@@ -211,7 +226,8 @@ def serve_queue(call: Call, number: str, queue: str) -> str:
     settings = config.queues[queue]
     if call.run("answer") is None:
         return "hangup_before_answer"
-    queries.mark_answered(call.uuid, call.services.now())
+    if call.resumed is None:  # an adopted caller keeps the time it was first answered
+        settle(queries.mark_answered, call.uuid, call.services.now())
     waiting = enter_queue(call, queue, settings.hold_music, settings.max_wait)
     ringing = Ringing(queue=queue, caller_id_number=_shown_number(call, number),
                       display_name=call.caller_name or call.caller_number or number,
@@ -226,7 +242,7 @@ def serve_queue(call: Call, number: str, queue: str) -> str:
             continue
         dialled = ring_until_left(call, plan, ringing, waiting)
         if dialled.accepted is not None:
-            queries.link_call(call.uuid, bridged_to_user=dialled.accepted.user_id)
+            settle(queries.link_call, call.uuid, bridged_to_user=dialled.accepted.user_id)
             call.gone.wait()
             return "bridged"
         if dialled.caller_left:

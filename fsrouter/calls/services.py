@@ -36,6 +36,9 @@ class CallServices:
     notify: Callable[[str, dict[str, Any]], None] = ignore
     # fsrouter.metrics.Metrics when the daemon runs with metrics (None: nobody counts).
     metrics: Any = None
+    # ``api(command, timeout)`` over the inbound event connection (the daemon's
+    # InboundClient.api): how a call whose socket the switch dropped still cancels its legs.
+    switch_api: Callable[[str, float], str] | None = None
 
     @property
     def config(self) -> Config:

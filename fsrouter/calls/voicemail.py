@@ -41,6 +41,22 @@ def recording_path(config: Config, user_id: str, call: Call) -> Path:
     return Path(config.voicemail.directory) / user_id / f"{stamp}-{call.uuid}.wav"
 
 
+def make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents as DIRECTORY_MODE whatever the umask
+    (``mkdir(parents=True)`` gives the parents the umask's mode: a world-writable
+    voicemail root under umask 0 would let anyone plant a symlink where messages go)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir(mode=DIRECTORY_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(created, DIRECTORY_MODE)
+
+
 def wav_seconds(path: Path) -> float | None:
     """The length of a WAV recording, or None when there is no readable file."""
     try:
@@ -64,7 +80,7 @@ def _greeting(config: Config, user_id: str) -> str:
 
 def record(call: Call, path: Path, config: Config) -> float | None:
     """Beep, then record to ``path`` until ``#``, silence, the limit or hang-up; seconds."""
-    path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     settings = config.voicemail
     call.run("set", "playback_terminators=#")
     call.run("playback", config.tone("beep"))

@@ -133,6 +133,10 @@ class Listener(Strict):
     port: Port = 8084
     max_calls: Annotated[int, ranged(1, 100_000)] = 500
     allow: tuple[Network, ...] = (ip_network("127.0.0.1/32"), ip_network("::1/128"))
+    # SIGTERM: seconds the calls in progress may take to finish before the daemon exits anyway
+    # (new calls get the dialplan's fallback at once; callers still waiting then are adopted
+    # by the next start, see fsrouter.recovery). 0 exits at once.
+    drain_seconds: Annotated[int, ranged(0, 86_400)] = 30
 
     @field_validator("allow", mode="after")
     @classmethod

@@ -8,8 +8,13 @@ matched by the ``Job-UUID`` we choose, and application runs by the ``Event-UUID`
 must not satisfy each other's waits (greenswitch gets this wrong, freeswitch-facts.md §6).
 
 Event callbacks run in a separate dispatcher greenlet, so a callback may itself call
-``api()`` without deadlocking the reader. When the connection ends (peer close, protocol
-error, ``close()``), every waiter is released with :class:`ConnectionClosed`.
+``api()`` without deadlocking the reader; its queue is bounded, so callbacks that fall far
+behind hold the reader back (backpressure on the switch) rather than fill memory. Events
+are either pulled (``next_event``) or pushed to callbacks (``on_event``), not both: once a
+callback is registered, events stop queueing for ``next_event``, so a long call nobody
+pulls from does not keep every event it saw (~10 KB each; bench/README.md). When the
+connection ends (peer close, protocol error, ``close()``), every waiter is released with
+:class:`ConnectionClosed`.
 
 Example::
 
@@ -142,6 +147,7 @@ class Connection:
         name: str = "esl",
         max_body_bytes: int | None = None,
         event_queue_size: int = 10_000,
+        dispatch_queue_size: int = 10_000,
     ) -> None:
         self.sock = sock
         self.name = name
@@ -154,7 +160,9 @@ class Connection:
         self._executions: dict[str, Execution] = {}
         self._callbacks: list[EventCallback] = []
         self._events: gevent.queue.Queue = gevent.queue.Queue(maxsize=event_queue_size)
-        self._dispatch: gevent.queue.Queue = gevent.queue.Queue()
+        # Bounded: a callback that cannot keep up stops the reader (the switch then queues,
+        # and drops a listener that falls 100,000 events behind) instead of growing memory.
+        self._dispatch: gevent.queue.Queue = gevent.queue.Queue(maxsize=dispatch_queue_size)
         self._auth_request = gevent.event.Event()
         self._closed = gevent.event.Event()
         self.close_reason: str | None = None
@@ -211,8 +219,19 @@ class Connection:
         self._jobs.clear()
         self._executions.clear()
         self._auth_request.set()
-        self._dispatch.put(None)
+        self._end_dispatch()
         self._put_event(None)
+
+    def _end_dispatch(self) -> None:
+        """Tell the dispatcher to stop, never waiting: events not yet handed to callbacks
+        are dropped (a reconnect resynchronises), so a stalled callback cannot stall this."""
+        while True:
+            try:
+                self._dispatch.put_nowait(None)
+                return
+            except gevent.queue.Full:
+                self._dispatch.get_nowait()
+                self.dropped_events += 1
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -354,8 +373,14 @@ class Connection:
         return self.command(f"filter {header} {value}", timeout)
 
     def on_event(self, callback: EventCallback) -> None:
-        """Call ``callback(event)`` for every event, in order, from the dispatcher greenlet."""
+        """Call ``callback(event)`` for every event, in order, from the dispatcher greenlet.
+
+        Events queued for ``next_event`` so far go to the callbacks first; later ones are not
+        queued for ``next_event`` any more.
+        """
         self._callbacks.append(callback)
+        while not self._events.empty() and self._events.peek() is not None:
+            self._dispatch.put(self._events.get_nowait())
 
     def next_event(self, timeout: float | None) -> Event:
         """The next event from this connection's queue (raises ConnectionClosed at the end)."""
@@ -380,17 +405,23 @@ class Connection:
             if not data:
                 self.close("peer closed the socket")
                 return
-            try:
-                for frame in self._parser.feed(data):
-                    self._handle(frame)
-            except ProtocolError as exc:
-                self.close(f"protocol error: {exc}")
+            if not self._feed(data):
                 return
-            except Exception as exc:
-                # A bug here must still release every waiter rather than strand them.
-                self._log.exception("esl.reader_failed")
-                self.close(f"internal error: {exc!r}")
-                return
+            del data  # an idle connection must not hold its last read while it waits
+
+    def _feed(self, data: bytes) -> bool:
+        try:
+            for frame in self._parser.feed(data):
+                self._handle(frame)
+        except ProtocolError as exc:
+            self.close(f"protocol error: {exc}")
+            return False
+        except Exception as exc:
+            # A bug here must still release every waiter rather than strand them.
+            self._log.exception("esl.reader_failed")
+            self.close(f"internal error: {exc!r}")
+            return False
+        return True
 
     def _handle(self, frame: Frame) -> None:
         kind = frame.content_type
@@ -421,9 +452,10 @@ class Connection:
             self._jobs.pop(event.job_uuid)._complete(event)
         elif event.name == "CHANNEL_EXECUTE_COMPLETE" and event.app_uuid in self._executions:
             self._executions.pop(event.app_uuid)._complete(event)
-        self._put_event(event)
         if self._callbacks:
             self._dispatch.put(event)
+        else:
+            self._put_event(event)
 
     def _handle_disconnect(self, frame: Frame) -> None:
         self.disconnect_notice = frame
@@ -454,4 +486,5 @@ class Connection:
                 try:
                     callback(event)
                 except Exception:
-                    self._log.exception("esl.callback_failed", event=event.name)
+                    self._log.exception("esl.callback_failed", event_name=event.name)
+            del event  # not kept alive while the loop waits for the next one

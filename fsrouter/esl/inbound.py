@@ -10,7 +10,8 @@ Long-running use: ``client.start()`` keeps a connection up in a background green
 reconnecting with exponential backoff and jitter (at most one attempt per ``backoff_initial``
 seconds at first, at most ``backoff_max`` seconds apart), re-subscribing, and calling
 ``on_reconnect(client)`` after every successful (re)connection so the daemon can reconcile
-its state with the switch.
+its state with the switch. With ``keepalive_s`` it also notices a connection that went
+silent (no reply to ``api status``) and replaces it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fsrouter.esl.connection import (
     Connection,
     ConnectionClosed,
     ESLError,
+    ESLTimeout,
     EventCallback,
     Execution,
     Job,
@@ -59,6 +61,8 @@ class InboundClient:
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
         connect_timeout: float = 5.0,
+        keepalive_s: float | None = None,
+        keepalive_timeout: float = 3.0,
     ) -> None:
         if any(c in password for c in "\r\n\x00"):
             raise UnsafeCommand("the ESL password contains a line break or NUL")
@@ -70,6 +74,8 @@ class InboundClient:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.connect_timeout = connect_timeout
+        self.keepalive_s = keepalive_s
+        self.keepalive_timeout = keepalive_timeout
         self.conn: Connection | None = None
         self.connects = 0
         self._callbacks: list[EventCallback] = []
@@ -182,12 +188,32 @@ class InboundClient:
             failures = 0
             self._after_connect()
             assert self.conn is not None
+            keeper = gevent.spawn(self._keep_alive, self.conn) if self.keepalive_s else None
             self.conn.wait_closed(None)
+            if keeper is not None:
+                keeper.kill(block=False)
             self._connected.clear()
             if not self._stopping:
                 self._log.warning("esl.inbound.lost", reason=self.conn.close_reason)
                 # Even after a clean session, never hammer the switch faster than the base rate.
                 gevent.sleep(self.backoff_delay(1))
+
+    def _keep_alive(self, conn: Connection) -> None:
+        """``api status`` every ``keepalive_s``: no reply within ``keepalive_timeout`` means
+        the connection is dead for us (a half-open TCP connection, a hung switch, or our own
+        reader stalled until the switch dropped us): close it, so run_forever reconnects,
+        subscribes again and reconciles, within keepalive_s + keepalive_timeout seconds."""
+        assert self.keepalive_s is not None
+        while not conn.closed:
+            gevent.sleep(self.keepalive_s)
+            try:
+                conn.api("status", timeout=self.keepalive_timeout)
+            except ESLTimeout:
+                self._log.warning("esl.inbound.stalled", timeout=self.keepalive_timeout)
+                conn.close(f"no reply to the keepalive within {self.keepalive_timeout} s")
+                return
+            except ESLError:
+                return
 
     def _after_connect(self) -> None:
         if self.on_reconnect is None:

@@ -119,14 +119,14 @@ class Event:
 
 
 def url_decode(value: str) -> str:
-    """Decode ``%XX`` escapes the way switch_url_decode does ('+' stays '+')."""
+    """Decode ``%XX`` escapes the way switch_url_decode does ('+' stays '+').
+
+    Bytes that are not UTF-8 become U+FFFD: they come from caller-controlled text (a SIP
+    display name from a Latin-1 PBX, say), and refusing the frame would refuse the call.
+    """
     if "%" not in value:
         return value
-    try:
-        return unquote(value, encoding="utf-8", errors="strict")
-    except UnicodeDecodeError as exc:
-        reason = f"header value is not UTF-8 after URL-decoding: {value[:80]!r}"
-        raise ProtocolError(reason) from exc
+    return unquote(value, encoding="utf-8", errors="replace")
 
 
 def _decode_text(data: bytes, what: str) -> str:

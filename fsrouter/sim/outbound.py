@@ -131,6 +131,7 @@ class Connection:
         """Drop the TCP connection at once (a crash or network fault)."""
         self.closed = True
         self._close_socket()
+        self.out.put(STOP)  # the writer greenlet ends too (it would wait for ever)
 
     def _close_socket(self) -> None:
         try:

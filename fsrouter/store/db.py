@@ -314,7 +314,7 @@ def translate_errors(db: Any) -> Iterator[None]:
 
 
 def _describe(label: str, db: Any, exc: Exception) -> str:
-    text = _first_line(exc)
+    text = _first_line(_root_error(exc))
     lowered = text.lower()
     if "locked" in lowered:
         timeout = getattr(db, "busy_timeout_ms", None) or getattr(
@@ -329,6 +329,20 @@ def _describe(label: str, db: Any, exc: Exception) -> str:
     if "unable to open database file" in lowered:
         return f"cannot open {label}: check the path and that its directory is writable"
     return f"{label} is unavailable: {text}"
+
+
+def _root_error(exc: BaseException) -> BaseException:
+    """The error to report: after "database or disk is full" SQLite has already rolled back,
+    so peewee's own ROLLBACK fails ("cannot rollback - no transaction is active"), hiding
+    the real reason further down the exception chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if "cannot rollback" not in str(current):
+            return current
+        current = current.__cause__ or current.__context__
+    return exc
 
 
 def _first_line(exc: BaseException) -> str:

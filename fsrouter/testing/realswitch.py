@@ -235,6 +235,16 @@ def _sofia_conf(ports: Ports) -> str:
         "outbound-codec-prefs": "PCMA,PCMU",
         "dtmf-type": "rfc2833",
         "rfc2833-pt": "101",
+        # Keys by SIP INFO too (phones that send them): without it the profile answers the
+        # INFO 200 but drops the key ("IGNORE INFO DTMF", 1.11.1).
+        "liberal-dtmf": "true",
+        # Media paced by a timer, as in FreeSWITCH's stock profiles: without one, reading a
+        # SIP leg blocks until RTP arrives, so a tone to a phone that sends none in early
+        # media (most do not) never ends (measured with SIPp on 1.11.1).
+        "rtp-timer-name": "soft",
+        # No unsolicited MWI NOTIFY to a phone that just registered: a test phone waiting
+        # for its INVITE would take it for a call.
+        "send-message-query-on-register": "false",
         "manage-presence": "false",
         "tls": "false",
     }
@@ -319,9 +329,10 @@ SIP_DIAL_TEMPLATE = f"user/{{number}}@{VOICEMAIL_DOMAIN}"
 _SIP_USERS = "".join(
     f'<user id="{uid}"><params><param name="password" value="{SIP_PASSWORD}"/></params></user>'
     for uid in SIP_EXTENSIONS + SIP_NUMBERS)
-# Where the user endpoint sends a call: the phone's registered contact on our profile.
-_DIAL_STRING = ("{presence_id=${dialed_user}@${dialed_domain}}"
-                f"${{sofia_contact({SIP_PROFILE}/${{dialed_user}}@${{dialed_domain}})}}")
+# Where the user endpoint sends a call: the phone's registration on our profile (``%``:
+# look the user up among the registrations). Not ${sofia_contact(...)}: that is an API call
+# in an expansion, which the shipped api-expansion=false turns off.
+_DIAL_STRING = f"sofia/{SIP_PROFILE}/${{dialed_user}}%${{dialed_domain}}"
 _DIRECTORY = f"""
 <section name="directory">
   <domain name="{VOICEMAIL_DOMAIN}">

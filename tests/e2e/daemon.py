@@ -85,7 +85,8 @@ class Daemon:
         return lines
 
     def rows(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        with sqlite3.connect(self.db_path) as db:
+        # closing(): a sqlite3 connection used as a context manager commits but stays open.
+        with contextlib.closing(sqlite3.connect(self.db_path)) as db:
             db.row_factory = sqlite3.Row
             return [dict(row) for row in db.execute(sql, args)]
 
@@ -103,9 +104,10 @@ class Daemon:
     def store(self) -> Iterator[Any]:
         """The daemon's database opened in this process (for setting up presence, routes)."""
         from fsrouter.store import open_database, queries
+        from fsrouter.store.db import close_database
 
         db = open_database(f"sqlite:///{self.db_path}")
         try:
             yield queries
         finally:
-            db.close()
+            close_database(db)  # every connection, the WAL keeper's too

@@ -195,5 +195,5 @@ def test_hostile_caller_name_reaches_the_phone_inert(hotline, tmp_path):
     shown = leg.get("Caller-Caller-ID-Name")
     # The phone shows the option and the caller's name; ${ is defused (a full-width dollar),
     # everything else arrives as the caller sent it.
-    assert shown == "Datenbank: " + name.replace("${", "\uff04{")
+    assert shown == "Datenbank - " + name.replace("${", "\uff04{")
     assert not marker.exists()

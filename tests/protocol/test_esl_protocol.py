@@ -72,8 +72,8 @@ def test_url_decoding_matches_switch() -> None:
     assert url_decode("M%C3%BCller+J") == "Müller+J"
     assert url_decode("100%") == "100%"  # an incomplete escape stays as it is
     assert url_encode("Müller, Jörg & +49") == "M%C3%BCller,%20J%C3%B6rg%20%26%20%2B49"
-    with pytest.raises(ProtocolError):
-        url_decode("%FF%FE")
+    # Not UTF-8 (caller text from a Latin-1 PBX): replaced, never a reason to drop the call.
+    assert url_decode("M%FCller%FF%FE") == "M\ufffdller\ufffd\ufffd"
 
 
 @pytest.mark.parametrize(

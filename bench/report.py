@@ -1,0 +1,152 @@
+"""The benchmark's table (Markdown) and the issue's targets, from the results dictionary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+APPS = ("fsrouter", "floor", "greenswitch")
+Getter = Callable[[dict[str, Any]], Any]
+
+
+def _get(data: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _rows(results: dict[str, Any]) -> list[tuple[str, Getter]]:
+    rows: list[tuple[str, Getter]] = []
+    for rate in results["settings"]["rates"]:
+        key = str(int(rate))
+        for stat in ("median", "p99"):
+            rows.append((f"setup latency at {key}/s, {stat} (ms)",
+                         lambda a, k=key, s=stat: _get(a, "load", "latency", k, "setup_ms", s)))
+        rows.append((f"  at {key}/s: calls completed / placed",
+                     lambda a, k=key: _of(_get(a, "load", "latency", k, "completed"),
+                                          _get(a, "load", "latency", k, "calls"))))
+        rows.append((f"  at {key}/s: placed per s (simulator CPU %)",
+                     lambda a, k=key: _pair(_get(a, "load", "latency", k, "placed_per_s"),
+                                            _get(a, "load", "latency", k, "sim_cpu_percent"))))
+    waiting = results["settings"]["waiting"]
+    rows += [
+        ("throughput: complete calls/s sustained (p99 <= 250 ms)",
+         lambda a: _get(a, "load", "throughput", "sustained_calls_per_s")),
+        ("  ramp stopped by", lambda a: _get(a, "load", "throughput", "stopped_by")),
+        ("CPU per complete call (ms)", lambda a: _get(a, "load", "cpu", "ms_per_complete_call")),
+        ("one core: complete calls/s (1000 / CPU ms)",
+         lambda a: _get(a, "load", "cpu", "one_core_calls_per_s")),
+        ("memory per waiting caller (KB, RSS slope)",
+         lambda a: _get(a, "waiting", "kb_per_waiting_caller")),
+        ("  callers waiting at the end (not taken by the application)",
+         lambda a: _of_pair(_get(a, "waiting", "waiting"), _get(a, "waiting", "not_taken"))),
+        ("RSS at the most callers waiting (MB)", lambda a: _get(a, "waiting", "rss_mb_at_max")),
+        (f"idle CPU with {waiting} waiting (%)",
+         lambda a: _get(a, "waiting", "idle_cpu_percent")),
+        ("event lag, nobody waiting, median (ms)",
+         lambda a: _get(a, "waiting", "event_lag_ms_idle", "median")),
+        (f"event lag with {waiting} waiting, median (ms)",
+         lambda a: _get(a, "waiting", "event_lag_ms", "median")),
+        (f"event lag with {waiting} waiting, p99 (ms)",
+         lambda a: _get(a, "waiting", "event_lag_ms", "p99")),
+        (f"setup latency with {waiting} waiting, median (ms)",
+         lambda a: _get(a, "waiting", "probe_setup_ms", "median")),
+    ]
+    return rows
+
+
+def _pair(first: Any, second: Any) -> str | None:
+    return None if first is None else f"{first} ({second})"
+
+
+def _of_pair(count: Any, missing: Any) -> str | None:
+    return None if count is None else f"{count} ({missing or 0})"
+
+
+def _of(part: Any, whole: Any) -> str | None:
+    return None if part is None else f"{part}/{whole}"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}" if abs(value) >= 100 else f"{value:.2f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if not isinstance(a, int | float) or not isinstance(b, int | float) or not b:
+        return "-"
+    return f"{a / b:.2f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    apps = results["apps"]
+    head = ["measurement", *APPS, "fsrouter/floor", "fsrouter/greenswitch"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, get in _rows(results):
+        values = [get(apps.get(kind, {})) for kind in APPS]
+        cells = [label, *(_cell(v) for v in values), _ratio(values[0], values[1]),
+                 _ratio(values[0], values[2])]
+        lines.append("| " + " | ".join(cells) + " |")
+    routing = results.get("routing") or {}
+    for label, key in (("routing decision (µs)", "decision_us"),
+                       ("  of which plan_escalation (µs)", "plan_escalation_us"),
+                       ("  routing decision, CPU time (µs)", "decision_cpu_us")):
+        stats = routing.get(key) or {}
+        cell = f"{_cell(stats.get('median'))} median, {_cell(stats.get('p99'))} p99"
+        lines.append(f"| {label} | {cell} | - | - | - | - |")
+    lines.append("")
+    verdicts = {True: "met", False: "NOT met", None: "not judged"}
+    lines += [f"- {t['target']}: {t['value']} -> {verdicts[t['met']]}"
+              for t in results.get("targets", [])]
+    return "\n".join(lines)
+
+
+def _latency_target(target: str, a: float, b: float, met: bool,
+                    apps: tuple[dict[str, Any], ...], key: str) -> dict[str, Any]:
+    """Judged only where both completed every call: an overloaded step measures its queue."""
+    steps = [_get(app, "load", "latency", key) or {} for app in apps]
+    failed = [f"{s.get('completed')}/{s.get('calls')}" for s in steps
+              if s.get("completed") != s.get("calls")]
+    value = f"{a} vs {b} ms"
+    if failed:
+        return {"target": target, "met": None,
+                "value": f"{value}; overloaded (completed {', '.join(failed)})"}
+    return {"target": target, "value": value, "met": met}
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the figure it was judged on."""
+    apps = results["apps"]
+    fsr, floor, gs = (apps.get(kind, {}) for kind in APPS)
+    out = []
+    for rate in results["settings"]["rates"]:
+        key = str(int(rate))
+        a, b, c = (_get(x, "load", "latency", key, "setup_ms", "median") for x in (fsr, floor, gs))
+        if None not in (a, b):
+            out.append(_latency_target(f"setup median at {key}/s within 2 ms of the floor",
+                                       a, b, a - b <= 2.0, (fsr, floor), key))
+        if None not in (a, c):
+            out.append(_latency_target(f"setup median at {key}/s below greenswitch",
+                                       a, c, a < c, (fsr, gs), key))
+    for label, path in (("sustained rate", ("load", "throughput", "sustained_calls_per_s")),
+                        ("one-core rate from CPU per call",
+                         ("load", "cpu", "one_core_calls_per_s"))):
+        a, b = _get(fsr, *path), _get(floor, *path)
+        if a and b:
+            out.append({"target": f"throughput at least 70% of the floor ({label})",
+                        "value": f"{a} vs {b} calls/s = {100 * a / b:.0f}%",
+                        "met": a >= 0.7 * b})
+    kb = _get(fsr, "waiting", "kb_per_waiting_caller")
+    if kb is not None:
+        out.append({"target": "under 50 KB per waiting caller", "value": f"{kb} KB",
+                    "met": kb < 50})
+    decision = _get(results.get("routing"), "decision_us", "median")
+    if decision is not None:
+        out.append({"target": "routing decision under 1 ms (median)",
+                    "value": f"{decision} µs", "met": decision < 1000})
+    return out

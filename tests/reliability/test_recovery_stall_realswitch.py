@@ -1,0 +1,172 @@
+"""A stalled event reader on the real switch (issue 12.2).
+
+mod_event_socket queues up to 100,000 events per listener and kills a listener once 500 more
+could not be queued ("Killing listener because of too many lost events", measured on 1.11.1
+after ~10 s of a 12,000 events/s flood). Here the daemon's event callbacks are stalled (the
+test hook: one more callback that blocks), so its bounded dispatch queue fills and its
+reader stops reading, while a second client floods the switch with ``sendevent
+CHANNEL_CREATE``; meanwhile the agent's call ends unseen.
+
+1. As shipped, the daemon's keepalive (``api status`` every 2 s, 3 s to answer) finds the
+   connection deaf and replaces it itself, within 5 s.
+2. With the keepalive off, the switch loses events until 501 are lost; it drops the
+   listener only once its writes get through again, i.e. when the stall ends (as a GC pause
+   or a long database lock would): the daemon notices within 5 s and reconnects. (A reader
+   stalled for good is never dropped by the switch: it just goes deaf. Hence 1.)
+
+Either way it subscribes again (a later call's answer and hang-up are seen: the agent turns
+busy, then free) and reconciles (the hang-up it missed frees the agent), and a hotline call
+with a key press goes end to end.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid as uuidlib
+
+import gevent
+import gevent.event
+import gevent.socket
+import pytest
+
+from fsrouter import daemon as daemon_module
+from fsrouter.esl import Event
+from tests.reliability.conftest import (
+    AGENT_NUMBER,
+    HOTLINE,
+    SwitchDaemon,
+    full_config,
+    sip,
+    wait_for,
+)
+
+KILLED = "Killing listener because of too many lost events"
+LOST = "Event enqueue ERROR"
+# The switch's queue (100,000) + 501 lost + what our side holds (socket buffers, the bounded
+# dispatch queue): 130,000 left the switch exactly 500 short once.
+FLOOD_EVENTS = 160_000
+WAKE_UP = 20_000  # enough to fill our dispatch queue and socket buffers
+
+
+class Flood:
+    """A raw event-socket client sending ``sendevent`` as fast as the switch takes them."""
+
+    def __init__(self, endpoint: tuple[str, int, str], count: int) -> None:
+        host, port, password = endpoint
+        self.sock = gevent.socket.create_connection((host, port), timeout=10)
+        self.sock.recv(1024)  # auth/request
+        self.sock.sendall(f"auth {password}\n\n".encode())
+        assert b"+OK" in self.sock.recv(1024)
+        self.sock.settimeout(None)
+        self.replies = 0
+        self.reader = gevent.spawn(self._read)
+        self.writer = gevent.spawn(self._write, count)
+
+    def _write(self, count: int) -> None:
+        batch = b"sendevent CHANNEL_CREATE\nUnique-ID: fsr-flood\n\n" * 1000
+        for _ in range(count // 1000):
+            self.sock.sendall(batch)
+
+    def _read(self) -> None:
+        while data := self.sock.recv(1 << 20):
+            self.replies += data.count(b"Reply-Text")
+
+    def close(self) -> None:
+        self.writer.kill()
+        self.reader.kill()
+        self.sock.close()
+
+
+@pytest.fixture
+def stalled(switch_daemon, tmp_path, real_switch):
+    """A daemon whose agent alice is on a call, and a stall hook for its event callbacks."""
+    def start() -> tuple[SwitchDaemon, str, gevent.event.Event]:
+        run = switch_daemon(full_config(tmp_path, agent_phone=sip("answer", 100, 80)))
+        run.login("alice")
+        caller = real_switch.place_call(AGENT_NUMBER, "+4915112345678", "Stalled Reader")
+        wait_for(lambda: run.busy("alice"), 10, "alice busy on her call")
+        release = gevent.event.Event()
+
+        def hook(event: Event) -> None:  # the dispatcher stops here until released
+            release.wait()
+
+        run.client.on_event(hook)
+        return run, caller, release
+    return start
+
+
+def after_the_stall(run: SwitchDaemon, real_switch) -> None:
+    """Reconciled, subscribed again, and calls go end to end."""
+    wait_for(lambda: not run.busy("alice"), 5, "alice freed by the resync")
+    again = real_switch.place_call(AGENT_NUMBER, "+4915112345678", "After Stall")
+    wait_for(lambda: run.busy("alice"), 10, "alice busy again (CHANNEL_ANSWER seen)")
+    real_switch.hangup(again)
+    wait_for(lambda: not run.busy("alice"), 10, "alice free again (hang-up seen)")
+    hotline = real_switch.place_call(HOTLINE, "+4915112345678", "Key Presser",
+                                     uuid=str(uuidlib.uuid4()))
+    leg = run.daemon_leg(hotline)
+    wait_for(lambda: run.rows("SELECT id FROM call_records WHERE call_uuid = ?", leg), 10,
+             "the hotline call")
+    gevent.sleep(0.5)
+    real_switch.send_dtmf(hotline, "1")
+    [incident] = wait_for(lambda: run.rows("SELECT option_digit FROM incidents"), 10,
+                          "the incident")
+    assert incident["option_digit"] == "1"
+    real_switch.hangup(hotline)
+    wait_for(lambda: not run.rows("SELECT id FROM call_records WHERE ended_at IS NULL"), 15,
+             "every record final")
+
+
+def test_the_keepalive_replaces_a_stalled_connection_within_5_s(stalled, real_switch):
+    run, caller, release = stalled()
+    client, first = run.client, run.client.conn
+    flood = Flood(real_switch.esl_endpoint(), WAKE_UP)
+    try:
+        began = time.monotonic()
+        wait_for(lambda: first._dispatch.full(), 10, "the daemon's reader held back")
+        deaf = time.monotonic()
+        real_switch.hangup(caller)  # alice's call ends while the daemon hears nothing
+        wait_for(lambda: first.closed, 10, "the daemon noticing it is deaf")
+        noticed = time.monotonic() - deaf
+        assert KILLED not in real_switch.log_text()  # we were first, not the switch
+        wait_for(lambda: client.connects >= 2, 5, "the reconnect")
+        release.set()
+        assert "esl.inbound.stalled" in run.events()
+    finally:
+        release.set()
+        flood.close()
+    assert noticed <= 5.5, noticed  # keepalive every 2 s + 3 s for the reply
+    wait_for(lambda: run.client.connected, 10, "connected after the stall")
+    after_the_stall(run, real_switch)
+    print(f"\nkeepalive: deaf after {deaf - began:.1f} s of flood, noticed {noticed:.2f} s later")
+
+
+def test_the_switch_drops_a_stalled_reader_and_the_daemon_comes_back(stalled, real_switch,
+                                                                      monkeypatch):
+    monkeypatch.setattr(daemon_module, "KEEPALIVE_S", None)  # the switch must end it
+    run, caller, release = stalled()
+    client, first = run.client, run.client.conn
+    flood = Flood(real_switch.esl_endpoint(), FLOOD_EVENTS)
+    try:
+        gevent.sleep(0.5)
+        real_switch.hangup(caller)  # alice's call ends while the daemon hears nothing
+        # The switch marks the listener for killing after 501 lost events, but its thread only
+        # acts on it once a write to us gets through (measured): a reader stalled for good is
+        # never dropped, it just loses every event; the keepalive (the test above) is what
+        # notices that.
+        wait_for(lambda: real_switch.log_text().count(LOST) > 500, 40, "501 lost events")
+        assert client.conn is first and client.connects == 1
+        release.set()  # the stall ends
+        resumed = time.monotonic()
+        wait_for(lambda: first.closed, 5, "the daemon noticing the dropped connection")
+        noticed = time.monotonic() - resumed
+        assert KILLED in real_switch.log_text()  # it was the switch that dropped it
+        wait_for(lambda: client.connects == 2 and client.connected, 5, "the reconnect")
+        back = time.monotonic() - resumed
+    finally:
+        release.set()
+        flood.close()
+    assert noticed <= 5.0 and back <= 5.0 + client.backoff_initial * 1.5, (noticed, back)
+    after_the_stall(run, real_switch)
+    print(f"\nstalled reader dropped by the switch; noticed {noticed:.2f} s, reconnected "
+          f"{back:.2f} s after the stall ended; {flood.replies} events flooded")

@@ -1,0 +1,84 @@
+"""Crash reconciliation of rows a dead process left behind, on the simulator (issue 6.5).
+
+The database is prepared as a daemon killed long ago would have left it (records, attempts and
+incidents open for channels the switch no longer has), then the daemon starts in this
+process: its first pass closes every one of this host's rows with an explicit outcome and
+leaves another host's rows alone. The full kill-and-restart with live channels runs on the
+real switch (test_restart_realswitch.py).
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime, timedelta
+
+from fsrouter.store import open_database, queries, upgrade
+from tests.reliability.conftest import CALLER, HOTLINE, full_config, wait_for
+
+PHONE = "+4915192000099"
+
+
+def crashed_long_ago(url: str) -> dict[str, int]:
+    """The rows of a process that died: returns the incident ids by name."""
+    db = open_database(url)
+    upgrade(db)
+    host, then = socket.gethostname(), datetime.now(UTC) - timedelta(minutes=5)
+    try:
+        def call(uuid: str, host: str = host) -> None:
+            queries.create_call_record(uuid, HOTLINE, "call_routing", CALLER, "Erika", then,
+                                       host=host)
+
+        def incident(uuid: str) -> int:
+            return queries.create_incident(HOTLINE, "1", "Datenbank", CALLER, "Erika", uuid,
+                                           then).id
+
+        call("waited-1")  # waiting in the queue while olga's phone rang
+        waited = incident("waited-1")
+        queries.record_attempt("waited-1", 0, "olga", PHONE, then, incident_id=waited,
+                               leg_uuid="leg-of-waited-1")
+        call("talked-1")  # talking to olga (the flow had accepted the incident)
+        talked = incident("talked-1")
+        queries.accept_incident(talked, "olga", then)
+        queries.link_call("talked-1", bridged_to_user="olga")
+        call("menu-1")  # in the menu: no incident yet
+        call("ended-1")  # the record was closed, the incident not (died in between)
+        between = incident("ended-1")
+        queries.accept_incident(between, "olga", then)
+        queries.finish_call("ended-1", "bridged", "NORMAL_CLEARING", then)
+        call("elsewhere-1", host="another-host")  # a shared database: not ours to judge
+        return {"waited": waited, "talked": talked, "between": between}
+    finally:
+        db.close()
+
+
+def test_rows_left_open_by_a_dead_process_are_closed_with_a_reason(sim_daemon, tmp_path):
+    incidents = crashed_long_ago(f"sqlite:///{tmp_path / 'fsrouter.db'}")
+    run = sim_daemon(full_config(tmp_path), speed=1.0)
+    [done] = wait_for(lambda: [e for e in run.logs if e.get("event") == "recovery.done"], 5,
+                      "the first reconciliation")
+    assert sorted(done["closed"]) == ["menu-1", "talked-1", "waited-1"]
+    assert done["adopted"] == [] and done["legs_killed"] == []
+
+    calls = {r["call_uuid"]: (r["outcome"], r["hangup_cause"]) for r in run.rows(
+        "SELECT * FROM call_records")}
+    assert calls == {
+        "waited-1": ("lost_in_restart", None),  # how it ended cannot be known
+        "talked-1": ("bridged", None),
+        "menu-1": ("lost_in_restart", None),
+        "ended-1": ("bridged", "NORMAL_CLEARING"),
+        "elsewhere-1": (None, None),
+    }
+    state = {r["id"]: (r["state"], r["outcome_reason"]) for r in run.rows(
+        "SELECT * FROM incidents")}
+    assert state == {
+        incidents["waited"]: ("open", "lost_in_restart"),  # left open for follow-up
+        incidents["talked"]: ("resolved", "call ended"),
+        incidents["between"]: ("resolved", "call ended"),
+    }
+    [attempt] = run.rows("SELECT * FROM attempts")
+    assert (attempt["result"], attempt["cause"]) == ("failed", "LOST_IN_RESTART")
+    assert attempt["ended_at"] is not None
+
+    # A later pass (every reconnect runs one) finds nothing more to do.
+    report = run.daemon.parts["recovery"].reconcile(run.daemon.parts["switch"])
+    assert report is not None and report.checked == 0 and report.closed == []
