@@ -152,8 +152,16 @@ class SimSide:
             if i % max(int(rate / 100), 1) == 0:
                 gevent.sleep(0.01)
 
+    def channels_up(self) -> int:
+        """Channels of the simulator still up (a leg left ringing counts)."""
+        return sum(1 for chan in self.sim.channels.values() if chan.alive)
+
     def stop(self) -> None:
+        """Stop timing and hang up whatever is still up, so nothing keeps running here."""
         self.sim.on_mark = None
+        for chan in list(self.sim.channels.values()):
+            if chan.alive:
+                self.sim.hangup(chan, "NORMAL_CLEARING")
 
 
 def pin_here(cpu: int) -> bool:

@@ -277,6 +277,9 @@ def measure_waiting(kind: str, settings: Settings, root: Path) -> dict[str, Any]
         out["probe_setup_ms"] = summary([c.setup_ms for c in probes if c.setup_ms])
         side.hang_up(waiting)
         out["all_hung_up_closed"] = side.wait_closed(waiting, 120)
+        # The application must have cancelled every ringing leg (uuid_kill) by now.
+        side.wait_until(lambda: side.channels_up() == 0, 10)
+        out["channels_left_up"] = side.channels_up()
     finally:
         side.stop()
         out["exit_code"] = app.stop()

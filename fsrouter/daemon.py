@@ -54,7 +54,7 @@ DRAIN_POLL = 0.1
 # The default of listener.drain_seconds (systemd's TimeoutStopSec must be longer).
 DRAIN_SECONDS = Listener.model_fields["drain_seconds"].default
 # A silent event connection (stalled, half-open, hung switch) is replaced within 5 s.
-KEEPALIVE_S = 2.0
+KEEPALIVE_S = 1.5
 KEEPALIVE_TIMEOUT = 3.0
 # Reconnect attempts back off from 1 s (jittered) to at most this far apart: a switch that
 # comes back after a long outage is reconnected within a few seconds.

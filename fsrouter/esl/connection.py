@@ -170,6 +170,7 @@ class Connection:
         self.linger_time: int | None = None
         self.disconnect_notice: Frame | None = None
         self.dropped_events = 0
+        self._discarding = False  # discard_events(): no more events to callbacks
         self._greenlets: list[gevent.Greenlet] = []
         self._log = log.bind(conn=name)
 
@@ -221,6 +222,16 @@ class Connection:
         self._auth_request.set()
         self._end_dispatch()
         self._put_event(None)
+
+    def discard_events(self) -> None:
+        """Hand no more events of this (closed) connection to the callbacks, however many
+        wait: for a client that reconnects and resynchronises they are stale (a leg that
+        ended while we were deaf would come back to life)."""
+        self._discarding = True
+        while not self._dispatch.empty():
+            if self._dispatch.get_nowait() is not None:
+                self.dropped_events += 1
+        self._end_dispatch()
 
     def _end_dispatch(self) -> None:
         """Tell the dispatcher to stop, never waiting: events not yet handed to callbacks
@@ -452,7 +463,9 @@ class Connection:
             self._jobs.pop(event.job_uuid)._complete(event)
         elif event.name == "CHANNEL_EXECUTE_COMPLETE" and event.app_uuid in self._executions:
             self._executions.pop(event.app_uuid)._complete(event)
-        if self._callbacks:
+        if self._discarding:
+            self.dropped_events += 1
+        elif self._callbacks:
             self._dispatch.put(event)
         else:
             self._put_event(event)
@@ -482,6 +495,8 @@ class Connection:
 
     def _dispatch_loop(self) -> None:
         while (event := self._dispatch.get()) is not None:
+            if self._discarding:
+                continue
             for callback in list(self._callbacks):
                 try:
                     callback(event)

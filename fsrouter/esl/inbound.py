@@ -190,6 +190,7 @@ class InboundClient:
             assert self.conn is not None
             keeper = gevent.spawn(self._keep_alive, self.conn) if self.keepalive_s else None
             self.conn.wait_closed(None)
+            self.conn.discard_events()  # stale now: the next connection resynchronises
             if keeper is not None:
                 keeper.kill(block=False)
             self._connected.clear()

@@ -199,7 +199,10 @@ class _BlockParser:
         head, length = self._pending
         if len(self._buf) < length:
             return None
-        body = _decode_text(bytes(self._buf[:length]), "frame body")
+        # Not strict: an api/response body is raw text of the switch, caller names included
+        # (``uuid_dump``/``show channels as json`` of a caller from a Latin-1 PBX); one such
+        # caller must not take the event connection down. The frame was cut by bytes.
+        body = bytes(self._buf[:length]).decode("utf-8", "replace")
         del self._buf[:length]
         self._pending = None
         return head, body
@@ -295,7 +298,7 @@ def parse_event(frame: Frame) -> Event:
     data = rest.encode("utf-8")
     if not sep or len(data) < size:
         raise ProtocolError(f"event body shorter than its Content-Length {size}")
-    return Event(headers, _decode_text(data[:size], "event body"))
+    return Event(headers, data[:size].decode("utf-8", "replace"))
 
 
 def _parse_json_event(text: str) -> Event:

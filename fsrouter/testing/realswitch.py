@@ -599,10 +599,12 @@ class RealSwitch:
         if self.freeswitch is None:
             raise SwitchError("no FreeSWITCH found (set FSROUTER_FREESWITCH)")
         if self.freeswitch.is_dir():
-            return [str(self.freeswitch / "run-switch"), str(self.workdir)]
+            # -core: a crash leaves a core file (in workdir, its cwd), which fails the session.
+            return [str(self.freeswitch / "run-switch"), str(self.workdir), "-core"]
         folders = ["log", "db", "run", "storage", "recordings", "cache", "certs", "scripts"]
         folders += ["grammar", "htdocs", "temp", "sounds"]
-        cmd = [str(self.freeswitch), "-nc", "-nf", "-nonat", "-conf", str(self.workdir / "conf")]
+        cmd = [str(self.freeswitch), "-nc", "-nf", "-nonat", "-core",
+               "-conf", str(self.workdir / "conf")]
         modules = self.freeswitch.parent.parent / "mod"
         if modules.is_dir():  # a self-contained build (bin/ next to mod/), like run-switch's
             cmd += ["-mod", str(modules)]
@@ -645,6 +647,7 @@ class RealSwitch:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() ends all of it
+                cwd=self.workdir,  # where a core file lands (core_pattern "core")
             )
         atexit.register(self._kill)
         log.info("realswitch.started", pid=self.process.pid, workdir=str(self.workdir))

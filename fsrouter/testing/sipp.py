@@ -46,6 +46,8 @@ PACKAGE = "sip-tester"
 PCAP_DIR = Path("/usr/share/sip-tester")
 SPEECH_PCAP = PCAP_DIR / "g711a.pcap"
 _APT_TIMEOUT_S = 600
+_START_TRIES = 5
+_EXIT_BIND_FAILED = 254  # SIPp's exit code for "fatal error binding a socket"
 _DTMF_FILES = {**{str(d): f"dtmf_2833_{d}.pcap" for d in range(10)},
                "#": "dtmf_2833_pound.pcap", "*": "dtmf_2833_star.pcap"}
 
@@ -148,11 +150,6 @@ class SipMessage:
         if parts[0].startswith("SIP/") and len(parts) > 1 and parts[1].isdigit():
             return int(parts[1])
         return None
-
-    @property
-    def cseq_method(self) -> str | None:
-        value = self.header("CSeq")
-        return value.split()[-1] if value else None
 
     def headers(self) -> list[tuple[str, str]]:
         """(name, value) pairs in order; folded lines joined with one space."""
@@ -470,6 +467,22 @@ def free_udp_port(pair: bool = False) -> int:
     raise SippError("no free UDP port on 127.0.0.1")
 
 
+def udp_ports_in_use() -> set[int]:
+    """Local UDP ports bound on this host right now (from /proc/net/udp, without binding:
+    a probe that binds would itself take the port from the process starting up)."""
+    ports: set[int] = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text(encoding="ascii").splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 1 and ":" in fields[1]:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 class SippRun:
     """One SIPp process running one scenario for one call, with its message log.
 
@@ -491,6 +504,8 @@ class SippRun:
         self.output_path = self.workdir / "output.log"
         self.remote = remote
         self.port = port
+        self.fixed_port = port  # a server's port, known to others; None: any free port
+        self.control_port = 0
         self.service = service
         self.keys = dict(keys or {})
         self.timeout_s = timeout_s
@@ -499,16 +514,17 @@ class SippRun:
         self.started_at = 0.0
 
     def command(self) -> list[str]:
+        """The command line, with ports picked now (see :meth:`start`)."""
         self.media_port = free_udp_port(pair=True)
-        cmd = [str(ensure_sipp()), "-sf", str(self.scenario_path), "-m", "1",
-               "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", str(self.media_port),
-               "-cp", str(free_udp_port()), "-bind_local", "-nostdin", "-aa",
-               "-trace_msg", "-message_file", str(self.message_path),
-               "-trace_err", "-error_file", str(self.error_path),
-               "-timeout", f"{int(self.timeout_s)}s", "-timeout_error",
-               "-s", self.service]
+        self.control_port = free_udp_port()
         # Never SIPp's own default (5060 when free): every run gets a port of its own.
-        cmd += ["-p", str(self.port or free_udp_port())]
+        self.port = self.port or free_udp_port()
+        cmd = [str(ensure_sipp()), "-sf", str(self.scenario_path), "-m", "1",
+               "-i", "127.0.0.1", "-p", str(self.port), "-mi", "127.0.0.1",
+               "-mp", str(self.media_port), "-cp", str(self.control_port), "-bind_local",
+               "-nostdin", "-aa", "-trace_msg", "-message_file", str(self.message_path),
+               "-trace_err", "-error_file", str(self.error_path),
+               "-timeout", f"{int(self.timeout_s)}s", "-timeout_error", "-s", self.service]
         for key, value in self.keys.items():
             cmd += ["-key", key, value]
         if self.remote is not None:
@@ -516,13 +532,42 @@ class SippRun:
         return cmd
 
     def start(self) -> SippRun:
-        with open(self.output_path, "wb") as out:
-            self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                            stdout=out, stderr=subprocess.STDOUT,
-                                            cwd=self.workdir, start_new_session=True)
-        self.started_at = time.monotonic()
-        log.info("sipp.started", name=self.name, pid=self.process.pid)
-        return self
+        """Start SIPp; return once it holds its ports (or has already finished).
+
+        The ports are free when picked, but another process may take one before SIPp binds
+        it (the kernel hands a just-released port out again). SIPp then exits at once with
+        254 ("fatal error binding a socket"): it is started again on new ports.
+        """
+        for _ in range(_START_TRIES):
+            with open(self.output_path, "wb") as out:
+                self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                                stdout=out, stderr=subprocess.STDOUT,
+                                                cwd=self.workdir, start_new_session=True)
+            self.started_at = time.monotonic()
+            if self._bound_or_done():
+                log.info("sipp.started", name=self.name, pid=self.process.pid, port=self.port)
+                return self
+            log.warning("sipp.port_taken", name=self.name, port=self.port)
+            if self.fixed_port is None:
+                self.port = None
+            else:
+                self.port = self.fixed_port = free_udp_port()  # the caller reads .port
+        raise SippError(f"{self.name}: no free ports in {_START_TRIES} tries\n{self.report()}")
+
+    def _bound_or_done(self, timeout: float = 10.0) -> bool:
+        """False when SIPp could not bind a port; True once it holds all three, or ended
+        otherwise (its exit code is for :meth:`wait` to report)."""
+        assert self.process is not None
+        ports = {self.port, self.media_port, self.control_port}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                return code != _EXIT_BIND_FAILED
+            if ports <= udp_ports_in_use():
+                return True
+            gevent.sleep(0.005)
+        return True  # still starting after 10 s: let the scenario's own timeouts judge
 
     @property
     def running(self) -> bool:
@@ -604,9 +649,8 @@ class SipPhone:
         self.workdir = Path(workdir)
         self.switch_port = switch_port
         self.keys = {"fsr_user": user, "fsr_password": password, "fsr_domain": domain}
-        self.port = free_udp_port()
         self.call = SippRun(name, agent_scenario(answer, ring_ms, talk_ms), self.workdir,
-                            port=self.port, keys=self.keys, timeout_s=timeout_s)
+                            port=free_udp_port(), keys=self.keys, timeout_s=timeout_s)
         self.registered = False
 
     def start(self) -> SipPhone:
@@ -616,7 +660,7 @@ class SipPhone:
         return self
 
     def _register(self, expires: int, label: str) -> None:
-        keys = {**self.keys, "fsr_contact_port": str(self.port)}
+        keys = {**self.keys, "fsr_contact_port": str(self.call.port)}
         user, password = self.keys["fsr_user"], self.keys["fsr_password"]
         run = SippRun(f"{self.name}-{label}", register_scenario(user, password, expires),
                       self.workdir,

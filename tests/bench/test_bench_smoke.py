@@ -11,7 +11,7 @@ from bench.report import evaluate, table
 
 TINY = replace(run.QUICK, apps=("fsrouter",), rates=(20.0,), latency_s=0.15, ramp_s=0.15,
                ramp_steps=1, waiting=4, waiting_step=2, probes=2, decisions=5, profile_s=0,
-               warm_calls=2, speed=50.0, waiting_speed=20.0, settle_s=0.2, idle_s=0.3,
+               warm_calls=2, speed=50.0, waiting_speed=5.0, settle_s=0.2, idle_s=0.3,
                quiet_s=0.1, pin=False)
 
 
@@ -37,10 +37,12 @@ def test_whole_run_at_a_tiny_size() -> None:
     assert waiting["kb_per_waiting_caller"] is not None
     assert [n for n, _ in waiting["rss_kb_points"]] == [0, 2, 4]
     assert waiting["probes_completed"] == 2 and waiting["all_hung_up_closed"]
+    assert waiting["channels_left_up"] == 0  # every ringing leg was cancelled
     # Warm-up and probes were bridged; the waiting callers hung up in the queue.
     assert waiting["store"]["call_records"] == {"bridged": 1 + 2, "abandoned_in_queue": 1 + 4}
     assert waiting["store"]["open_call_records"] == 0
     assert waiting["store"]["open_attempts"] == 0
+    assert waiting["store"]["attempts"] == {"no_answer": 3, "answered": 3, "cancelled": 5}
     routing = results["routing"]
     assert (routing["users"], routing["schedules"], routing["numbers"]) == (1000, 100, 50)
     assert routing["mean_attempts_per_plan"] > 0

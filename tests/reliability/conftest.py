@@ -393,9 +393,10 @@ class SwitchDaemon:
 
     def daemon_leg(self, caller: str) -> str:
         """The uuid the daemon knows a caller by: the loopback leg in the ``public`` context."""
-        dump = wait_for(lambda: _json(self.switch.api(f"uuid_dump {caller} json")), 10,
-                        "the caller's channel")
-        return str(dump["variable_other_loopback_leg_uuid"])
+        def leg() -> str | None:
+            dump = _json(self.switch.api(f"uuid_dump {caller} json")) or {}
+            return dump.get("variable_other_loopback_leg_uuid")
+        return str(wait_for(leg, 10, "the caller's channel and its partner"))
 
     def stop(self) -> None:
         self.daemon.request_stop("test over")

@@ -343,7 +343,7 @@ def test_mail_and_webhook_receivers_down_then_back_lose_nothing(sim_daemon, tmp_
         hotline = run.call(HOTLINE, name="O'Brien & Söhne",
                            script=CallerScript(presses=MENU_KEY))
         voicemail = run.call(VOICEMAIL_NUMBER, name="Müller, Jörg",
-                             script=CallerScript(hangup_at_s=3.0))
+                             script=CallerScript(hangup_at_s=10.0))
         assert run.wait_ended(hotline)["outcome"] == "bridged"
         assert run.wait_ended(voicemail)["outcome"] == "voicemail"
         wait_for(lambda: run.rows("SELECT id FROM voicemails WHERE email_attempts > 0"), 10,

@@ -183,7 +183,7 @@ def open_umask():
 def test_files_written_are_private_even_under_umask_000(sim_daemon, tmp_path, open_umask):
     data = tmp_path / "var" / "lib" / "fsrouter"
     run = sim_daemon(full_config(tmp_path), speed=10.0, db_dir=data)
-    record = run.call(VOICEMAIL_NUMBER, script=CallerScript(hangup_at_s=3.0))
+    record = run.call(VOICEMAIL_NUMBER, script=CallerScript(hangup_at_s=10.0))
     assert run.wait_ended(record)["outcome"] == "voicemail"
     for name in ("fsrouter.db", "fsrouter.db-wal", "fsrouter.db-shm"):
         assert mode(data / name) == 0o600, (name, oct(mode(data / name)))

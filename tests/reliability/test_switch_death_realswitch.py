@@ -155,7 +155,6 @@ def test_the_switch_killed_mid_call_loses_nothing_and_routes_again(own_switch, t
         back = time.time()
         watcher = Watcher(switch.esl_endpoint())
         fresh = call(switch, watcher, "2")
-        routed = time.time()
         watcher.wait("CHANNEL_BRIDGE", timeout=20, **{"Bridge-B-Unique-ID": fresh})
         switch.hangup(fresh)
         reconnected = wait_log(daemon, "esl.inbound.connected", count=2)[1]
@@ -167,18 +166,17 @@ def test_the_switch_killed_mid_call_loses_nothing_and_routes_again(own_switch, t
         code = daemon.stop()
     assert code == 0, daemon.log()[-3000:]
 
-    # Measured: the switch's own start, then how soon the daemon served it again.
-    first_app = min(stamp(line) for line in daemon.log_lines()
-                    if line.get("call_uuid") == fresh)
-    figures = {"switch_start_s": round(ready_after, 2),
-               "first_app_on_new_call_after_ready_s": round(first_app - back, 2),
-               "new_call_routed_after_ready_s": round(routed - back, 2),
-               "inbound_reconnected_after_ready_s": round(stamp(reconnected) - back, 2),
-               "switch_down_s": round(back - killed, 2)}
+    # Measured: the switch's own start, then how soon the daemon served it again (a new
+    # call is placed as soon as the switch is ready; the daemon's first line about it).
+    taken = min(stamp(line) for line in daemon.log_lines() if line.get("call_uuid") == fresh)
+    figures = {"switch_down_s": round(back - killed, 2),
+               "switch_start_s": round(ready_after, 2),
+               "new_call_taken_after_ready_s": round(taken - back, 2),
+               "inbound_reconnected_after_ready_s": round(stamp(reconnected) - back, 2)}
     for name, value in figures.items():
         record_property(name, value)
     print("switch death figures:", figures)
-    assert figures["first_app_on_new_call_after_ready_s"] < ROUTED_WITHIN_S
+    assert figures["new_call_taken_after_ready_s"] < ROUTED_WITHIN_S
     assert figures["inbound_reconnected_after_ready_s"] < 35  # backoff is capped at 30 s
 
     # Reconnecting with backoff: the failed attempts while the switch was away are spaced by
