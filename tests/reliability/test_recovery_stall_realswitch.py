@@ -119,7 +119,8 @@ def after_the_stall(run: SwitchDaemon, real_switch) -> None:
 
 
 @pytest.mark.skipif(os.environ.get("FSROUTER_QUARANTINE") != "run", reason=(
-    "quarantined: timed out once under load waiting for the agent to be free again (FSROUTER_QUARANTINE=run runs it)"))
+    "quarantined: timed out once under load waiting for the agent to be free again"
+    " (FSROUTER_QUARANTINE=run runs it)"))
 def test_the_keepalive_replaces_a_stalled_connection_within_5_s(stalled, real_switch):
     run, caller, release = stalled()
     client, first = run.client, run.client.conn

@@ -255,7 +255,8 @@ def steady_phase(sim: Simulator, daemon: DaemonProcess, count: int, rate: float,
 
 
 @pytest.mark.skipif(os.environ.get("FSROUTER_QUARANTINE") != "run", reason=(
-    "quarantined: failed once in CI with a gevent threadpool cross-thread switch (FSROUTER_QUARANTINE=run runs it)"))
+    "quarantined: failed once in CI with a gevent threadpool cross-thread switch"
+    " (FSROUTER_QUARANTINE=run runs it)"))
 def test_load_waiting_callers_then_a_steady_run(tmp_path):
     report = run_load(tmp_path, waiting=200, calls=2000, rate=40.0)
     assert report["problems"] == []
