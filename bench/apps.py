@@ -3,6 +3,7 @@
     python -m bench.apps fsrouter    CONFIG FLOW   the real daemon (start_daemon), logs at warning
     python -m bench.apps floor       CONFIG FLOW   our protocol layer alone, same commands
     python -m bench.apps greenswitch CONFIG FLOW   the same flow as a plain greenswitch app
+    python -m bench.apps rawfloor    CONFIG FLOW   a bare gevent StreamServer, same flow
 
 Each prints ``PORT <n>`` once it listens on 127.0.0.1, runs until SIGTERM (or until its
 parent, the benchmark, is gone), and exits 0. Like ``fsrouter run`` they monkey-patch first.
@@ -141,6 +142,147 @@ def run_floor(flow: Flow) -> None:
     server.stop(timeout=5)
 
 
+# --- rawfloor: a bare gevent StreamServer, one greenlet per call ---------------------------
+
+
+class RawFloorCall:
+    """The same flow on a raw socket: one greenlet, blocking reads, no dispatcher.
+
+    Framing and event parsing are fsrouter.esl's ``FrameParser`` and ``parse_event`` (pure
+    functions, no Connection, no extra greenlets); commands are bytes written straight to the
+    socket. Events that arrive while waiting for something else are kept in order.
+    """
+
+    def __init__(self, sock: Any, flow: Flow) -> None:
+        from fsrouter.esl.protocol import FrameParser
+
+        self.sock = sock
+        self.flow = flow
+        self.parser = FrameParser()
+        self.frames: list[Any] = []
+        self.events: list[Any] = []
+        self.uuid = ""
+        self.gone = False
+        sock.settimeout(STEP_TIMEOUT + 120)
+
+    def _frame(self) -> Any:
+        while not self.frames:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("the switch closed the socket")
+            self.frames.extend(self.parser.feed(data))
+        return self.frames.pop(0)
+
+    def _reply(self, command: bytes) -> Any:
+        """Send one command; its reply (events read meanwhile are kept for later)."""
+        from fsrouter.esl.protocol import parse_event
+
+        self.sock.sendall(command)
+        while True:
+            frame = self._frame()
+            kind = frame.content_type
+            if kind in ("command/reply", "api/response"):
+                return frame
+            if kind == "text/event-plain":
+                self._keep(parse_event(frame))
+            elif kind == "text/disconnect-notice":
+                self.gone = True
+
+    def _keep(self, event: Any) -> None:
+        if event.name == "CHANNEL_HANGUP" and event.uuid == self.uuid:
+            self.gone = True
+        self.events.append(event)
+
+    def _wait(self, match: Any) -> Any:
+        """The first event ``match`` accepts, or None once the caller is gone."""
+        from fsrouter.esl.protocol import parse_event
+
+        while True:
+            for i, event in enumerate(self.events):
+                if match(event):
+                    return self.events.pop(i)
+            self.events.clear()
+            if self.gone:
+                return None
+            frame = self._frame()
+            if frame.content_type == "text/event-plain":
+                self._keep(parse_event(frame))
+            elif frame.content_type == "text/disconnect-notice":
+                self.gone = True
+
+    def _execute(self, app: str, arg: str, wait: bool = True) -> Any:
+        from fsrouter.esl.protocol import encode_command
+
+        app_uuid = str(uuidlib.uuid4())
+        headers = {"call-command": "execute", "execute-app-name": app, "Event-UUID": app_uuid}
+        if arg:
+            headers["execute-app-arg"] = arg
+        self._reply(encode_command("sendmsg", headers))
+        if not wait:
+            return None
+        return self._wait(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE"
+                          and e.get("Application-UUID") == app_uuid)
+
+    def run(self) -> None:
+        flow = self.flow
+        connect = self._reply(b"connect\n\n")
+        self.uuid = connect.headers.get("Unique-ID", "")
+        caller_name = connect.headers.get("Caller-Caller-ID-Name", "")
+        for command in (b"myevents\n\n", b"linger\n\n",
+                        b"event plain BACKGROUND_JOB CUSTOM fifo::info\n\n"):
+            self._reply(command)
+        self._execute("answer", "")
+        done = self._execute("play_and_get_digits", flow.menu_arg)
+        digit = done.get(f"variable_{flow.menu_variable}") if done is not None else None
+        if digit not in flow.queues:
+            self._reply(b"sendmsg\ncall-command: hangup\nhangup-cause: NORMAL_CLEARING\n\n")
+            return
+        for app, arg in flow.queue_args(digit)[:-1]:
+            self._execute(app, arg)
+        self._execute(*flow.queue_args(digit)[-1], wait=False)
+        self._wait(lambda e: e.get("FIFO-Action") == "push" and e.uuid == self.uuid)
+        for dial, ring_timeout in flow.phones[digit]:
+            if self._ring(digit, caller_name, dial, ring_timeout):
+                break
+        self._wait(lambda e: False)  # until the caller is gone
+
+    def _ring(self, digit: str, caller_name: str, dial: str, ring_timeout: int) -> bool:
+        """Ring one phone; True when it is over (bridged, or the caller hung up)."""
+        from fsrouter.esl.protocol import encode_command
+
+        job, leg = str(uuidlib.uuid4()), str(uuidlib.uuid4())
+        command = self.flow.leg_command(digit, self.uuid, caller_name, dial, ring_timeout, leg)
+        self._reply(encode_command(f"bgapi {command}", {"Job-UUID": job}))
+        result = self._wait(lambda e: e.name == "BACKGROUND_JOB" and e.job_uuid == job)
+        if result is None:  # the caller hung up: stop the ringing leg, as fsrouter does
+            self.sock.sendall(f"api uuid_kill {leg} ORIGINATOR_CANCEL\n\n".encode())
+            return True
+        if result.body.startswith("+OK"):
+            self._wait(lambda e: e.get("FIFO-Action") == "bridge-caller-start"
+                       and e.uuid == self.uuid)
+            return True
+        return self.gone
+
+
+def run_rawfloor(flow: Flow) -> None:
+    from gevent.server import StreamServer
+
+    def handle(sock: Any, address: Any) -> None:
+        try:
+            RawFloorCall(sock, flow).run()
+            sock.sendall(b"exit\n\n")
+        except (OSError, ConnectionError):
+            pass  # the switch closed the socket (caller gone): nothing left to do
+        finally:
+            sock.close()
+
+    server = StreamServer(("127.0.0.1", 0), handle)
+    server.start()
+    _announce(server.server_port)
+    _wait_for_stop()
+    server.stop(timeout=5)
+
+
 # --- greenswitch as shipped ---------------------------------------------------------------
 
 
@@ -254,7 +396,7 @@ def run_greenswitch(flow: Flow) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[0] not in ("fsrouter", "floor", "greenswitch"):
+    if len(argv) != 3 or argv[0] not in ("fsrouter", "floor", "greenswitch", "rawfloor"):
         print(__doc__, file=sys.stderr)
         return 2
     kind, config_path, flow_path = argv[0], Path(argv[1]), Path(argv[2])
@@ -262,6 +404,8 @@ def main(argv: list[str]) -> int:
         run_fsrouter(config_path)
     elif kind == "floor":
         run_floor(Flow.load(flow_path))
+    elif kind == "rawfloor":
+        run_rawfloor(Flow.load(flow_path))
     else:
         run_greenswitch(Flow.load(flow_path))
     return 0

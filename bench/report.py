@@ -84,6 +84,14 @@ def _ratio(a: Any, b: Any) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
+    """The simulator's table, then the real switch's when the results have one."""
+    parts = [sim_table(results)] if "apps" in results else []
+    if results.get("real_switch"):
+        parts.append(real_table(results["real_switch"]))
+    return "\n\n".join(parts)
+
+
+def sim_table(results: dict[str, Any]) -> str:
     apps = results["apps"]
     head = ["measurement", *APPS, "fsrouter/floor", "fsrouter/greenswitch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -150,3 +158,81 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"target": "routing decision under 1 ms (median)",
                     "value": f"{decision} µs", "met": decision < 1000})
     return out
+
+
+# --- the real switch (bench/realswitch.py) ---------------------------------------------------
+
+
+def _real_rows(real: dict[str, Any]) -> list[tuple[str, Getter]]:
+    rows: list[tuple[str, Getter]] = []
+    for rate in real["settings"]["rates"]:
+        key = str(int(rate))
+        for stat in ("median", "p99"):
+            rows.append((f"set-up latency at {key}/s, {stat} (ms, switch clock)",
+                         lambda a, k=key, s=stat: _get(a, "latency", k, "setup_ms", s)))
+        rows.append((f"  at {key}/s: calls completed / placed",
+                     lambda a, k=key: _of(_get(a, "latency", k, "completed"),
+                                          _get(a, "latency", k, "calls"))))
+        rows.append((f"  at {key}/s: first application after socket",
+                     lambda a, k=key: _counts(_get(a, "latency", k, "first_apps"))))
+        rows.append((f"  at {key}/s: switch CPU per call (ms)",
+                     lambda a, k=key: _get(a, "latency", k, "switch_cpu_ms_per_call")))
+        rows.append((f"  at {key}/s: application CPU per call (ms)",
+                     lambda a, k=key: _get(a, "latency", k, "app_cpu_ms_per_call")))
+    limit = real["settings"]["p99_limit_ms"]
+    rows += [
+        (f"calls/s sustained, no call lost (p99 <= {limit:g} ms)",
+         lambda a: _get(a, "throughput", "sustained_calls_per_s")),
+        ("  ramp stopped by", lambda a: _get(a, "throughput", "stopped_by")),
+        ("  ramp: offered/s (completed/placed, p99 ms)",
+         lambda a: _ramp(_get(a, "throughput", "steps"))),
+    ]
+    return rows
+
+
+def _counts(counts: Any) -> str | None:
+    if not isinstance(counts, dict):
+        return None
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
+
+
+def _ramp(steps: Any) -> str | None:
+    if not steps:
+        return None
+    return "; ".join(f"{s['offered_per_s']:g} ({s['completed']}/{s['calls']}, "
+                     f"{_cell(_get(s, 'setup_ms', 'p99'))})" for s in steps)
+
+
+def real_table(real: dict[str, Any]) -> str:
+    """The real switch's figures: per application, then the switch's CPU per call."""
+    apps = real["apps"]
+    machine = real.get("machine") or {}
+    switch = real.get("switch") or {}
+    lines = [f"Real switch: {switch.get('version')}, {machine.get('cpu_count')} x "
+             f"{machine.get('cpu_model')}, load average "
+             f"{_load(machine.get('load_average_at_start'))} at the start, "
+             f"{_load(machine.get('load_average_at_end'))} at the end; switch idle CPU "
+             f"{switch.get('idle_cpu_percent')}%", ""]
+    head = ["measurement", *APPS, "fsrouter/floor", "fsrouter/greenswitch"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, get in _real_rows(real):
+        values = [get(apps.get(kind, {})) for kind in APPS]
+        cells = [label, *(_cell(v) for v in values), _ratio(values[0], values[1]),
+                 _ratio(values[0], values[2])]
+        lines.append("| " + " | ".join(cells) + " |")
+    cpu = real.get("cpu") or {}
+    fsr, xml = cpu.get("fsrouter") or {}, cpu.get("dialplan") or {}
+    rate = real["settings"]["cpu_rate"]
+    lines += ["", "| switch CPU, menu-queue-agent flow | fsrouter | XML dialplan + mod_fifo "
+              "| fsrouter/dialplan |", "|---|---|---|---|"]
+    for label, key in ((f"switch CPU per call at {rate:g}/s (ms)", "switch_cpu_ms_per_call"),
+                       ("switch CPU (% of one core)", "switch_cpu_percent")):
+        a, b = fsr.get(key), xml.get(key)
+        lines.append(f"| {label} | {_cell(a)} | {_cell(b)} | {_ratio(a, b)} |")
+    done = [_cell(_of(x.get("completed"), x.get("calls"))) for x in (fsr, xml)]
+    lines.append(f"| calls completed / placed | {done[0]} | {done[1]} | - |")
+    return "\n".join(lines)
+
+
+def _load(values: Any) -> str:
+    return "/".join(f"{v:.2f}" for v in values) if values else "-"

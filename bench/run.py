@@ -14,6 +14,9 @@ and the same call script (bench/scenario.py):
 
 The application runs pinned to CPU 0 and this process, the simulator, to CPU 1 when there
 are two CPUs. fsrouter's hot path is profiled once with py-spy (bench/hotpath.py).
+
+``--real`` adds the same comparison on the real FreeSWITCH (bench/realswitch.py) under the
+key ``real_switch``; ``--real-only`` runs just that and merges it into the existing JSON.
 """
 
 from __future__ import annotations
@@ -414,8 +417,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write JSON")
     parser.add_argument("--table", type=Path, metavar="JSON",
                         help="only print the table of an earlier run's results")
+    parser.add_argument("--real", action="store_true",
+                        help="also run the benchmark on the real FreeSWITCH")
+    parser.add_argument("--real-only", action="store_true",
+                        help="only the real FreeSWITCH part, merged into the existing JSON")
     args = parser.parse_args(argv)
-    from bench.report import evaluate, table
+    from bench.report import evaluate, real_table, table
 
     if args.table:
         print(table(json.loads(args.table.read_text("utf-8"))))
@@ -427,10 +434,31 @@ def main(argv: list[str]) -> int:
     from fsrouter import logs
 
     logs.configure("warning", json=True)  # the simulator's own log lines stay quiet
-    results = run_all(settings, say=lambda text: print(text, file=sys.stderr, flush=True))
-    results["targets"] = evaluate(results)
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    if args.real_only:
+        results = _previous(args.output)
+    else:
+        results = run_all(settings, say=say)
+        results["targets"] = evaluate(results)
+    if args.real or args.real_only:
+        results["real_switch"] = _run_real(args.quick, apps, say)
     args.output.write_text(json.dumps(results, indent=1) + "\n", "utf-8")
-    print(table(results))
+    print(real_table(results["real_switch"]) if args.real_only else table(results))
     print(f"\nwritten to {args.output}")
     return 0
+
+
+def _previous(path: Path) -> dict[str, Any]:
+    """An earlier run's results (the simulator's figures stay), or nothing yet."""
+    try:
+        return dict(json.loads(path.read_text("utf-8")))
+    except FileNotFoundError:
+        return {}
+
+
+def _run_real(quick: bool, apps: tuple[str, ...], say: Any) -> dict[str, Any]:
+    from bench import realswitch
+
+    settings = realswitch.QUICK if quick else realswitch.RealSettings()
+    return realswitch.run_real(replace(settings, apps=apps), say=say)
 

@@ -65,6 +65,7 @@ def cmd_version(_args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from fsrouter.config import ConfigError, load_config
     from fsrouter.store import StoreError, migrations, open_database
+    from fsrouter.store.db import close_database
 
     try:
         config = load_config(args.config)
@@ -72,11 +73,17 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         return _print_config_error(error)
     try:
         db = open_database(args.database or config.database.url)
+    except StoreError as error:
+        print(f"database: {error}", file=sys.stderr)
+        return EXIT_STORE
+    try:
         applied = migrations.upgrade(db)
         version = migrations.current_version(db)
     except StoreError as error:
         print(f"database: {error}", file=sys.stderr)
         return EXIT_STORE
+    finally:
+        close_database(db)  # every pooled connection: main() may run inside a process
     if applied:
         print(f"applied migrations {', '.join(map(str, applied))}; schema version {version}")
     else:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import time
@@ -122,9 +123,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # exception (what gevent's hub reports through Hub.handle_error; GreenletExit and SystemExit
 # are its NOT_ERROR; a greenlet somebody was waiting on, with get/join/link, hands its error
 # to them), no greenlet still alive that the test started, no file descriptor or socket
-# more than before. Things that end just after a test (a socket in its linger, a
-# greenlet finishing) get a settle loop. The switch's core dumps are checked when the
-# session's switch stops (``real_switch``).
+# more than before. The baseline is taken when the test body starts (fixtures, session ones
+# started lazily included) and compared after the test's fixtures are torn down; things that
+# end just after a test (a socket in its linger, a greenlet finishing) get a settle loop.
+# The switch's core dumps are checked when the session's switch stops (``real_switch``).
+# FSROUTER_HYGIENE=errors-only skips the leak comparison, =off everything (timing runs).
 #
 # Greenlets are tracked with greenlet.settrace (every switch adds its target to a WeakSet),
 # not by scanning gc.get_objects(): that costs ~20 ms per scan, the trace ~0.2 us a switch.
@@ -199,32 +202,59 @@ def _leaks(greenlets: set[int], fds: dict[str, str]) -> list[str]:
     return problems
 
 
+_BEFORE = pytest.StashKey[tuple[set[int], dict[str, str]]]()
+
+
+def _guarded(item: pytest.Item) -> bool:
+    return (item.get_closest_marker("hygiene_exempt") is None
+            and os.environ.get("FSROUTER_HYGIENE") != "off")
+
+
 @pytest.fixture(autouse=True)
 def hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test that leaves an unhandled greenlet error, a greenlet or a descriptor."""
-    exempt = request.node.get_closest_marker("hygiene_exempt")
-    if exempt is not None or os.environ.get("FSROUTER_HYGIENE") == "off":
+    """Fail a test that leaves an unhandled greenlet error (see also the leak hooks below)."""
+    if not _guarded(request.node):
         yield
         return
-    import gevent
-
-    gevent.sleep(0)  # what fixtures just spawned runs once, so it counts as "before"
     errors_before = len(_greenlet_errors)
-    greenlets, fds = _alive_greenlets(), _descriptors()
     yield
-    problems: list[str] = []
-    # Leaked greenlets and descriptors are checked on demand (FSROUTER_HYGIENE=strict): the
-    # session-wide switch fixtures and the store's pooled SQLite connections still count as
-    # leaks in this simple before/after comparison. Unhandled greenlet errors always fail.
-    if os.environ.get("FSROUTER_HYGIENE") == "strict":
-        deadline = time.monotonic() + HYGIENE_SETTLE_S
-        while (problems := _leaks(greenlets, fds)) and time.monotonic() < deadline:
-            gevent.sleep(0.05)
     errors = _greenlet_errors[errors_before:]
     if errors:
-        problems.insert(0, f"{len(errors)} unhandled greenlet error(s): {errors[:3]}")
+        pytest.fail(f"hygiene: {len(errors)} unhandled greenlet error(s): {errors[:3]}",
+                    pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """The leak baseline is taken when the test body starts: every fixture is set up by
+    then, the session's lazily started ones (``request.getfixturevalue``) included."""
+    if _guarded(item):
+        import gevent
+
+        gevent.sleep(0)  # what fixtures just spawned runs once, so it counts as "before"
+        item.stash[_BEFORE] = (_alive_greenlets(), _descriptors())
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After the test's own fixtures are torn down: no greenlet or descriptor more than when
+    its body started (a settle loop lets sockets in their linger and greenlets finish)."""
+    result = yield
+    before = item.stash.get(_BEFORE, None)
+    if before is None or os.environ.get("FSROUTER_HYGIENE") == "errors-only":
+        return result
+    import gevent
+
+    deadline = time.monotonic() + HYGIENE_SETTLE_S
+    while (problems := _leaks(*before)) and time.monotonic() < deadline:
+        # Unreachable objects in reference cycles (a database object dropped without being
+        # closed, say) still hold their descriptors until the collector runs: not a leak.
+        gc.collect()
+        gevent.sleep(0.05)
     if problems:
         pytest.fail("hygiene: " + "; ".join(problems), pytrace=False)
+    return result
 
 
 def core_dumps(folders: list[Path], since: float) -> list[Path]:

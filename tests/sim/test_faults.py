@@ -81,7 +81,7 @@ def test_normal_call_without_faults() -> None:
     assert wait_end(sim, record) == "NORMAL_CLEARING"
     assert app.error.get(timeout=5) is None
     assert record.bridged_to == ["7c9e6679-7425-40de-944b-e07fc1f90ae7"]
-    server.stop()
+    assert server.stop(timeout=10), "a call session never ended"
 
 
 # What the caller ends with when the switch drops the call's socket at each step. Before the
@@ -109,7 +109,7 @@ def test_drop_outbound_socket_at_each_step(step: str) -> None:
         sim.hangup(sim.channels[record.caller_uuid], "NORMAL_CLEARING")
         cause = "NORMAL_CLEARING"
     assert wait_end(sim, record) == cause
-    server.stop()
+    assert server.stop(timeout=10), "a call session never ended"
 
 
 @pytest.mark.parametrize("faults", [
@@ -122,7 +122,7 @@ def test_bad_frames_make_the_app_drop_and_the_caller_gets_the_fallback(faults: F
     server, record = call(sim, app, normal_script())
     assert wait_end(sim, record) == "NORMAL_TEMPORARY_FAILURE"
     assert faults.fired
-    server.stop()
+    assert server.stop(timeout=10), "a call session never ended"
 
 
 @pytest.mark.parametrize("faults", [Faults(split_every_byte=True), Faults(slow_read_s=0.005)],
@@ -134,7 +134,7 @@ def test_call_survives_split_writes_and_slow_reads(faults: Faults) -> None:
     assert app.choice.get(timeout=10) == "2"
     assert app.job_result.get(timeout=10).startswith("+OK")
     assert wait_end(sim, record, 10) == "NORMAL_CLEARING"
-    server.stop()
+    assert server.stop(timeout=10), "a call session never ended"
 
 
 def test_swallowed_background_job_times_out_but_the_bridge_happens() -> None:
@@ -147,7 +147,7 @@ def test_swallowed_background_job_times_out_but_the_bridge_happens() -> None:
     assert "swallow_background_job" in sim.faults.fired
     assert record.agent_legs[0].result.startswith("+OK")
     assert wait_end(sim, record) == "NORMAL_CLEARING"
-    server.stop()
+    assert server.stop(timeout=10), "a call session never ended"
 
 
 class LogApp:
@@ -175,4 +175,4 @@ def test_injection_is_expanded_and_recorded_only_without_hardening(hardened: boo
         assert record.injections == [] and log_run.arg == log_run.raw_arg
     else:
         assert record.injections == [log_run] and log_run.arg == "INFO caller "
-    server.stop()
+    assert server.stop(timeout=10), "a call session never ended"

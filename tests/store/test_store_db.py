@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -94,7 +95,7 @@ def test_sqlite_file_settings_and_modes(tmp_path):
     finally:
         close_database(db)
     # WAL is a property of the file: a plain connection sees it too.
-    with sqlite3.connect(path) as plain:
+    with contextlib.closing(sqlite3.connect(path)) as plain:
         assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
