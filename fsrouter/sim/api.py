@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import gevent
 
+from fsrouter.sim import transfer
 from fsrouter.sim.originate import OriginateError, parse_originate, split_args
 from fsrouter.sim.wire import serialize_event
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 
 ApiFunc = Callable[["Simulator", str, str], str]
 BROADCAST_SYNTAX = "<uuid> <path> [aleg|bleg|holdb|both]"
+SETVAR_SYNTAX = "<uuid> <var> [value]"
+TRANSFER_SYNTAX = "<uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]"
 DTMF_DIGITS = "0123456789*#ABCDabcd"
 
 
@@ -62,6 +65,44 @@ def api_uuid_getvar(sim: Simulator, arg: str, owner: str) -> str:
     if chan is None or len(args) < 2:
         return "-ERR No such channel!\n"
     return chan.get_var(args[1], "_undef_")
+
+
+def api_uuid_setvar(sim: Simulator, arg: str, owner: str) -> str:
+    """``uuid_setvar <uuid> <var> [value]`` (mod_commands.c uuid_setvar_function): without a
+    value the variable is unset; the value is the rest of the line."""
+    args = [word for word in arg.split(" ", 2) if word] if arg else []
+    if len(args) not in (2, 3):
+        return f"-USAGE: {SETVAR_SYNTAX}\n"
+    chan = sim.channels.get(args[0])
+    if chan is None or not chan.alive:
+        return "-ERR No such channel!\n"
+    chan.set_var(args[1], args[2] if len(args) == 3 else None)
+    return "+OK\n"
+
+
+def api_uuid_transfer(sim: Simulator, arg: str, owner: str) -> str:
+    """``uuid_transfer <uuid> [-bleg|-both] <dest> [<dialplan>] [<context>]`` (mod_commands.c
+    transfer_function); what the channel does then: fsrouter/sim/transfer.py."""
+    args = [word for word in arg.split(" ") if word]
+    if not 2 <= len(args) <= 5:
+        return f"-USAGE: {TRANSFER_SYNTAX}\n"
+    chan = sim.channels.get(args[0])
+    if chan is None or not chan.alive:
+        return "-ERR No such channel!\n"
+    legs, rest = "", args[1:]
+    if rest[0].startswith("-"):
+        legs, rest = rest[0][1:].lower(), rest[1:]
+    dest, dialplan, context = (rest + ["", "", ""])[:3]
+    partner = sim.channels.get(chan.get_var("bridge_uuid") or chan.get_var("signal_bond"))
+    targets = [chan]
+    if legs == "bleg" and partner is not None and partner.alive:
+        targets = [partner]
+    elif legs == "both" and partner is not None and partner.alive:
+        targets = [partner, chan]
+    if any(transfer.bridged(leg) for leg in targets):
+        return "-ERR transfer of a bridged channel is not simulated\n"
+    ok = all(transfer.session_transfer(sim, leg, dest, dialplan, context) for leg in targets)
+    return "+OK\n" if ok else "-ERR\n"
 
 
 def api_uuid_send_dtmf(sim: Simulator, arg: str, owner: str) -> str:
@@ -205,7 +246,8 @@ def api_fsctl(sim: Simulator, arg: str, owner: str) -> str:
 
 APIS: dict[str, ApiFunc] = {
     "originate": api_originate, "uuid_kill": api_uuid_kill, "uuid_exists": api_uuid_exists,
-    "uuid_getvar": api_uuid_getvar, "uuid_send_dtmf": api_uuid_send_dtmf,
+    "uuid_getvar": api_uuid_getvar, "uuid_setvar": api_uuid_setvar,
+    "uuid_transfer": api_uuid_transfer, "uuid_send_dtmf": api_uuid_send_dtmf,
     "uuid_dump": api_uuid_dump, "uuid_bridge": api_uuid_bridge, "show": api_show,
     "uuid_recv_dtmf": api_uuid_recv_dtmf, "uuid_broadcast": api_uuid_broadcast,
     "fifo": api_fifo, "status": api_status,

@@ -36,8 +36,10 @@ class AppContext:
     arg: str
 
     def sleep(self, ms: int) -> bool:
-        """Sleep simulated ms; False if the channel hung up meanwhile."""
-        return not self.chan.hungup.wait(self.sim.clock.real(ms / 1000.0))
+        """Sleep simulated ms; False if the channel hung up (or is transferred) meanwhile."""
+        gevent.wait([self.chan.hungup, self.chan.breaking], count=1,
+                    timeout=self.sim.clock.real(ms / 1000.0))
+        return self.chan.ready
 
     def next_digit(self, ms: int) -> str | None:
         """Dequeue one DTMF digit (firing the DTMF event) within ms; None on timeout/hangup."""
@@ -46,7 +48,7 @@ class AppContext:
             digit = self.chan.dtmf.get(timeout=timeout)
         except gevent.queue.Empty:
             return None
-        if digit is None or not self.chan.alive:
+        if digit is None or not self.chan.ready:
             self.chan.dtmf.put(None)
             return None
         self.sim.fire_dtmf(self.chan, digit)
@@ -63,7 +65,7 @@ class AppContext:
         while remaining != 0:
             slice_ms = remaining if remaining > 0 else 60_000
             digit = self.next_digit(slice_ms)
-            if not self.chan.alive:
+            if not self.chan.ready:
                 return "PLAYBACK ERROR", ""
             if digit is None:
                 remaining = 0 if remaining > 0 else -1
@@ -138,9 +140,10 @@ def app_speak(ctx: AppContext) -> str:
 
 def app_park(ctx: AppContext) -> str:
     """Wait for the hang-up; the park loop dequeues DTMF (firing DTMF events) meanwhile."""
-    while ctx.chan.alive:
-        if ctx.next_digit(-1) is None and ctx.chan.alive:
-            ctx.chan.hungup.wait()  # woken by a bridge (the None marker): no busy loop
+    while ctx.chan.ready:
+        if ctx.next_digit(-1) is None and ctx.chan.ready:
+            # Woken by a bridge (the None marker): no busy loop.
+            gevent.wait([ctx.chan.hungup, ctx.chan.breaking], count=1)
     return NONE
 
 
@@ -208,7 +211,7 @@ def app_play_and_get_digits(ctx: AppContext) -> str:
         if bad and attempt + 1 < max(tries, 1):
             ctx.play(bad, "")
     ctx.chan.set_var("read_result", "failure")
-    if len(args) > 10 and args[10] not in ("", "''"):
+    if len(args) > 10 and args[10] not in ("", "''") and ctx.chan.ready:
         ctx.sim.transfer(ctx.chan, args[10])
     return NONE
 
@@ -285,7 +288,7 @@ def app_voicemail(ctx: AppContext) -> str:
     profile, domain, box = args[0], args[1], args[2]
     greeting = ctx.sim.voicemail_greetings.get(f"{box}@{domain}", "silence_stream://5000")
     _, digit = ctx.play(greeting, "#")
-    if not ctx.chan.alive:
+    if not ctx.chan.ready:
         return NONE
     ctx.play("tone_stream://%(500,0,1000)", "")  # the beep
     ms = record_until(ctx, ctx.sim.voicemail_max_ms, "#")

@@ -33,7 +33,8 @@ Q850 = {"NORMAL_CLEARING": 16, "USER_BUSY": 17, "NO_ANSWER": 19, "UNALLOCATED_NU
         "NO_USER_RESPONSE": 18, "CALL_REJECTED": 21, "ORIGINATOR_CANCEL": 487,
         "DESTINATION_OUT_OF_ORDER": 27, "NORMAL_TEMPORARY_FAILURE": 41,
         "USER_NOT_REGISTERED": 606, "SUBSCRIBER_ABSENT": 20, "LOSE_RACE": 502,
-        "MANAGER_REQUEST": 503, "RECOVERY_ON_TIMER_EXPIRE": 102}
+        "MANAGER_REQUEST": 503, "RECOVERY_ON_TIMER_EXPIRE": 102, "NO_ROUTE_DESTINATION": 3,
+        "EXCHANGE_ROUTING_ERROR": 25}
 
 
 @dataclass
@@ -81,11 +82,19 @@ class Profile:
     orig_caller_id_name: str | None = None  # None: the same as the caller ID
     orig_caller_id_number: str | None = None
     created_us: int = 0
+    # What a transfer changes (switch_ivr_session_transfer clones the profile): the dialplan
+    # as given to it ("XML"; a new channel's is "xml"), the number dialled before (RDNIS),
+    # the transfer source, the profile's index and its own creation time.
+    dialplan: str = "xml"
+    rdnis: str = ""
+    transfer_source: str = ""
+    index: int = 1
+    profile_created_us: int = 0  # 0: the channel's creation
 
     def headers(self, prefix: str, times: dict[str, int], with_index: bool = True) -> Headers:
         items = [("Direction", self.direction),
                  ("Logical-Direction", self.logical_direction or self.direction),
-                 ("Dialplan", "xml"), ("Caller-ID-Name", self.caller_id_name),
+                 ("Dialplan", self.dialplan), ("Caller-ID-Name", self.caller_id_name),
                  ("Caller-ID-Number", self.caller_id_number),
                  ("Orig-Caller-ID-Name", _or(self.orig_caller_id_name, self.caller_id_name)),
                  ("Orig-Caller-ID-Number", _or(self.orig_caller_id_number,
@@ -93,11 +102,13 @@ class Profile:
                  ("Callee-ID-Name", self.callee_id_name),
                  ("Callee-ID-Number", self.callee_id_number), ("ANI", self.caller_id_number),
                  ("Destination-Number", self.destination_number), ("Unique-ID", self.uuid),
-                 ("Source", "mod_loopback"), ("Context", self.context),
+                 ("Source", "mod_loopback"), ("Transfer-Source", self.transfer_source),
+                 ("Context", self.context), ("RDNIS", self.rdnis),
                  ("Channel-Name", self.channel_name)]
         if with_index:
-            items.append(("Profile-Index", "1"))
-        items.append(("Profile-Created-Time", str(times.get("created", 0))))
+            items.append(("Profile-Index", str(self.index)))
+        items.append(("Profile-Created-Time",
+                      str(self.profile_created_us or times.get("created", 0))))
         for key in ("Created", "Answered", "Progress", "Progress-Media", "Hangup", "Transfer",
                     "Resurrect", "Bridged"):
             items.append((f"Channel-{key}-Time", str(times.get(key.lower(), 0))))
@@ -147,6 +158,10 @@ class Channel:
         self.event_lock = False  # the running application was sent with event-lock: true
         self.shadow = False
         self.finished = False
+        # uuid_transfer (fsrouter/sim/transfer.py): where the channel goes next, and set until
+        # it gets there: what it runs is interrupted, as CF_TRANSFER makes a channel not ready.
+        self.transfer: tuple[str, str, str] | None = None  # (extension, dialplan, context)
+        self.breaking = gevent.event.Event()
 
     # variables -----------------------------------------------------------------------
     def set_var(self, name: str, value: str | None) -> None:
@@ -172,6 +187,11 @@ class Channel:
     @property
     def alive(self) -> bool:
         return not self.hungup.is_set()
+
+    @property
+    def ready(self) -> bool:
+        """switch_channel_ready: up and not being transferred (applications stop otherwise)."""
+        return self.alive and not self.breaking.is_set()
 
     # events --------------------------------------------------------------------------
     def basic_headers(self) -> Headers:

@@ -1,9 +1,10 @@
 """mod_fifo: callers wait in named queues; consumers (agent legs) pop one and bridge.
 
 A waiting caller (``fifo <name> in``) leaves the queue, as in mod_fifo.c fifo_function
-(1.11.1, measured too), by hanging up, by a key in ``fifo_caller_exit_key`` (pressed by the
-caller or injected with ``uuid_recv_dtmf``: a DTMF event, the key written back to the
-variable, ``fifo_status=ABORTED``, FIFO-Action ``abort``) or when ``fifo_orbit_exten=
+(1.11.1, measured too), by hanging up, by a transfer (``uuid_transfer``: an ``abort``), by a
+key in ``fifo_caller_exit_key`` (pressed by the caller or injected with ``uuid_recv_dtmf``: a
+DTMF event, the key written back to the variable, ``fifo_status=ABORTED``, FIFO-Action
+``abort``) or when ``fifo_orbit_exten=
 <exten>:<seconds>`` runs out (whole epoch seconds, so after seconds-1 to seconds;
 ``fifo_status=TIMEOUT``, FIFO-Action ``timeout``; ``_continue_`` returns to the caller's
 next application, any other extension is a transfer). Either way the caller stays up.
@@ -63,11 +64,13 @@ class Fifos:
         if entry in queue:
             queue.remove(entry)
         if not entry.serviced.is_set():
+            if left == "transfer":  # the hold music stopped (measured: before the status)
+                ctx._playback_vars(int((sim.clock.now() - start) * 1000))
             timeout = left == "orbit"
             chan.set_var("fifo_status", "TIMEOUT" if timeout else "ABORTED")
             chan.set_var("fifo_timestamp", _stamp(sim.clock.now()))
             sim.fire_fifo(chan, name, "timeout" if timeout else "abort")
-            if chan.alive and (timeout or _true(chan.get_var("fifo_caller_exit_to_orbit"))):
+            if chan.ready and (timeout or _true(chan.get_var("fifo_caller_exit_to_orbit"))):
                 _orbit(ctx)
             return NONE
         ms = int((sim.clock.now() - start) * 1000)
@@ -79,8 +82,9 @@ class Fifos:
         return NONE
 
     def _wait(self, ctx: AppContext, entry: Waiting) -> str:
-        """Hold the caller until serviced (''), hung up ('gone'), an exit key ('key') or the
-        orbit time ('orbit'), as mod_fifo.c fifo_function's caller loop (~line 2790)."""
+        """Hold the caller until serviced (''), hung up ('gone'), transferred ('transfer'), an
+        exit key ('key') or the orbit time ('orbit'), as mod_fifo.c fifo_function's caller
+        loop (~line 2790)."""
         sim, chan = ctx.sim, ctx.chan
         exit_keys = chan.get_var("fifo_caller_exit_key")
         pressed = gevent.event.Event()
@@ -88,7 +92,8 @@ class Fifos:
         # key ends the wait and is written back to fifo_caller_exit_key (moh_on_dtmf).
         keys = gevent.spawn(_read_keys, ctx, exit_keys, pressed)
         try:
-            gevent.wait([entry.serviced, chan.hungup, pressed], count=1,
+            # A transfer (uuid_transfer) takes the caller out as an abort does (measured).
+            gevent.wait([entry.serviced, chan.hungup, pressed, chan.breaking], count=1,
                         timeout=_orbit_wait(chan, sim.clock.now(), sim.clock.real))
         finally:
             keys.kill()
@@ -96,6 +101,8 @@ class Fifos:
             return ""
         if not chan.alive:
             return "gone"
+        if not chan.ready:
+            return "transfer"
         return "key" if pressed.is_set() else "orbit"
 
     def consumer_out(self, ctx: AppContext, names: str, rest: list[str]) -> str:

@@ -11,7 +11,8 @@ same cause. DTMF sent on the a-leg arrives on the b-leg.
 The ``public`` context is the shipped dialplan (freeswitch_conf/dialplan/fsrouter.xml):
 ``set app_disable_expand_variables=true``, ``socket ${fsrouter_target} async full``, and when
 the socket app returns with the call still up: pre_answer, a SIT tone, hangup
-NORMAL_TEMPORARY_FAILURE.
+NORMAL_TEMPORARY_FAILURE. A channel transferred back into ``public`` (``uuid_transfer``,
+fsrouter/sim/transfer.py) runs the extension again from its first action.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 SIT = "tone_stream://%(274,0,913.8);%(274,0,1370.6);%(380,0,1776.7)"
 DEFAULT_TARGET = "127.0.0.1:8084"
+CONNECT_TIMEOUT = 60.0  # seconds; the real switch waits as long as the kernel does (~127 s)
 EXEC = ("switch_core_session.c", "switch_core_session_exec", 2949)
 EXEC_DONE = ("switch_core_session.c", "switch_core_session_exec", 2972)
 CREATE = ("switch_core_state_machine.c", "switch_core_session_run", 626)
@@ -129,6 +131,8 @@ def run_public(sim: Simulator, b: Channel, target: str | None) -> None:
     """The b-leg's trip through the shipped ``public`` dialplan extension."""
     from fsrouter.sim.outbound import OutboundSession
 
+    if target:
+        b.public_target = target  # type: ignore[attr-defined]  # a transfer comes back here
     target = target or sim.globals.get("fsrouter_target") or DEFAULT_TARGET
     b.set_var("DP_MATCH", f"ARRAY::{target}|:{target}")
     b.set_var("call_uuid", b.uuid)
@@ -148,21 +152,33 @@ def run_public(sim: Simulator, b: Channel, target: str | None) -> None:
         session = OutboundSession(sim, sock, b)
         b.session = session  # type: ignore[attr-defined]
         gevent.spawn(session.serve)
-        gevent.wait([b.hungup, session.returned], count=1)
+        gevent.wait([b.hungup, session.returned, b.breaking], count=1)
         gevent.sleep(0)  # a park loop that is running handles the rest itself
         if session.park_loop is not None:
             return
         _socket_done(sim, b, arg)
-        if session.returned.is_set():
-            fallback(sim, b)
-        b.hungup.wait()
+        after_socket(sim, b, session.returned.is_set())
         sim.finish(b)
         session.end_of_call()
         return
     _socket_done(sim, b, arg)
-    fallback(sim, b)
-    b.hungup.wait()
+    after_socket(sim, b, True)
     sim.finish(b)
+
+
+def after_socket(sim: Simulator, b: Channel, returned: bool) -> None:
+    """The rest of the extension once ``socket`` has returned, until the channel hangs up: the
+    fallback actions when the daemon left the call or was never reached (``returned``), and
+    after a transfer the dialplan again instead (the remaining actions are skipped)."""
+    from fsrouter.sim.transfer import reroute
+
+    if returned and b.transfer is None:
+        fallback(sim, b)
+    while b.alive:
+        if b.transfer is not None:
+            reroute(sim, b)
+            return
+        gevent.wait([b.hungup, b.breaking], count=1)
 
 
 def _socket_done(sim: Simulator, b: Channel, arg: str) -> None:
@@ -177,7 +193,7 @@ def fallback(sim: Simulator, b: Channel) -> None:
     """The actions after ``socket``: the daemon is unreachable or left the call."""
     for app, arg in (("pre_answer", ""), ("playback", SIT),
                      ("hangup", "NORMAL_TEMPORARY_FAILURE")):
-        if not b.alive:
+        if not b.ready:
             return
         sim.run_app(b, app, arg)
 
@@ -190,7 +206,9 @@ def _connect_any(sim: Simulator, target: str) -> gevent.socket.socket | None:
             log.warning("sim.socket_target_refused", target=item[:80])
             continue
         try:
-            sock = gevent.socket.create_connection((host, int(port)), timeout=2)
+            # The real socket app connects blocking, with no timeout of its own
+            # (mod_event_socket.c, socket_function): the kernel's SYN retries decide.
+            sock = gevent.socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT)
         except OSError as exc:
             log.info("sim.socket_connect_failed", target=item, error=str(exc))
             continue

@@ -182,6 +182,9 @@ class OutboundSession(Connection):
         self.park_loop: gevent.Greenlet | None = None
         self.returned = gevent.event.Event()  # the socket app returned, the call is still up
         self.hung = False  # Faults.withhold_replies hit: this socket answers nothing more
+        # The socket of a transferred channel's earlier trip through the dialplan: while its
+        # daemon stays connected it keeps getting the channel's events (measured on 1.11.1).
+        self.earlier = sim.call_sockets.get(chan.uuid)
         sim.call_sockets[chan.uuid] = self.offer
 
     def send(self, data: bytes) -> None:
@@ -190,6 +193,8 @@ class OutboundSession(Connection):
 
     # events ---------------------------------------------------------------------------
     def offer(self, headers: Headers, head: dict[str, str], body: str | None) -> None:
+        if self.earlier is not None:
+            self.earlier(headers, head, body)
         if self.filter.wants(head):
             faults = self.sim.faults
             if faults.oversized_event_bytes and "oversized_event" not in faults.fired:
@@ -219,7 +224,10 @@ class OutboundSession(Connection):
         """The daemon went away: the running app ends, then the socket app returns and the
         dialplan goes on (SIT, NORMAL_TEMPORARY_FAILURE; seen on 1.11.1)."""
         if self.sim.call_sockets.get(self.chan.uuid) == self.offer:
-            del self.sim.call_sockets[self.chan.uuid]
+            if self.earlier is not None:
+                self.sim.call_sockets[self.chan.uuid] = self.earlier
+            else:
+                del self.sim.call_sockets[self.chan.uuid]
         self.close()
         if self.chan.alive:
             self.returned.set()
@@ -343,9 +351,9 @@ class OutboundSession(Connection):
         sim, chan = self.sim, self.chan
         sim.fire(chan, "CHANNEL_PARK", ("switch_ivr.c", "switch_ivr_park", 1002))
         bridged = False
-        while chan.alive and not bridged:
+        while chan.ready and not bridged:
             cmd = self.inbox.get()
-            if cmd is None or not chan.alive:
+            if cmd is None or not chan.ready:  # the daemon left, a hang-up or a transfer
                 break
             sim.clock.sleep(0.02)  # the park loop's 20 ms frame
             chan.event_lock = cmd.header("event-lock") == "true"
@@ -363,8 +371,8 @@ class OutboundSession(Connection):
             sim.set_state(chan, "CS_HIBERNATE")
             chan.fifo_entry.hibernated.set()  # type: ignore[attr-defined]
             sim.step(chan, "bridged")
-        elif self.returned.is_set() and chan.alive:
-            loopback.fallback(sim, chan)
+        elif chan.alive:
+            loopback.after_socket(sim, chan, self.returned.is_set())
         chan.hungup.wait()
         sim.finish(chan)
         if bridged:

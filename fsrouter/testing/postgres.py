@@ -116,11 +116,13 @@ def ensure_installed() -> Path:
 
 def _apt_install_postgresql() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"]
+    # Another process (a parallel test worker installing SIPp, say) may hold the dpkg lock.
+    lock = ["-o", "DPkg::Lock::Timeout=300"]
+    install = ["apt-get", *lock, "install", "-y", "--no-install-recommends", "postgresql"]
     log.info("postgres.installing")
     if subprocess.run(install, env=env, capture_output=True, check=False).returncode == 0:
         return
-    subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+    subprocess.run(["apt-get", *lock, "update"], env=env, capture_output=True, check=False)
     result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise PostgresUnavailable(f"apt-get install postgresql failed: {result.stderr[-500:]}")

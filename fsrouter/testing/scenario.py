@@ -53,7 +53,10 @@ RECORDED_EVENTS = [
 ]
 # The caller's "menu" stage starts with the first app that waits for their keys.
 KEY_APPS = ("play_and_get_digits", "voicemail")
-STAGES = ("menu", "queue", "ringing", "bridged", "record")
+# "orphaned": the ``adopt`` flow's app has just dropped its socket (the daemon "died").
+STAGES = ("menu", "queue", "ringing", "bridged", "record", "orphaned")
+ADOPTED_VARIABLE = "fsr_adopted"  # what fsrouter/recovery.py sets before uuid_transfer
+NO_SUCH_UUID = "00000000-0000-4000-8000-000000000000"
 # Caller variables a ``bridge`` leaves, compared after it completes (src/mod/applications/
 # mod_dptools bridge, switch_ivr_originate.c, switch_channel.c:3430).
 BRIDGE_VARS = ("originate_disposition", "DIALSTATUS", "originate_failed_cause",
@@ -89,7 +92,12 @@ class Scenario:
     ``hangup_after_bridge``, optionally ``continue_on_fail``, ``bridge`` to the first phone,
     busy tone if the caller is still there), ``queue_exit`` (mod_fifo with the exit key and
     ``fifo_orbit_exten=_continue_:<max_wait>``, busy tone once the caller is out) and
-    ``record`` (the caller is recorded; ``broadcast`` makes them talk). ``digits`` are
+    ``record`` (the caller is recorded; ``broadcast`` makes them talk), and crash recovery:
+    ``adopt`` (the caller is answered and put in a long menu, or with ``adopt_in="queue"``
+    in mod_fifo; then the app drops its socket without a word, as a killed daemon; the driver
+    sends ``uuid_setvar <caller> fsr_adopted true`` and ``uuid_transfer <caller> <number>
+    XML public`` as fsrouter/recovery.py does; the dialplan brings the caller back to the
+    app, which notes what the channel shows and ends the call). ``digits`` are
     (seconds after the ``digits_after`` stage, key). ``hangup`` is (stage, seconds after the
     stage is reached), stage one of menu, queue, ringing, bridged, record. ``phones`` are
     scripted phone behaviours without their id: ``answer-500``, ``noanswer``, ``busy``,
@@ -112,6 +120,7 @@ class Scenario:
     max_wait: int = 30  # flow queue_exit: seconds before mod_fifo gives the caller back
     recv_dtmf_after: float | None = None  # flow queue_exit: the app sends the exit key itself
     broadcast: tuple[float, str] | None = None  # (seconds after the record starts, file)
+    adopt_in: str = "menu"  # flow adopt: where the caller is when the socket dies
 
     def phone_destinations(self, suffix: str) -> list[str]:
         return [f"{behaviour}-{suffix}{n}" for n, behaviour in enumerate(self.phones)]
@@ -128,6 +137,7 @@ class _Run:
     stages: dict[str, gevent.event.Event] = field(
         default_factory=lambda: {name: gevent.event.Event() for name in STAGES})
     caller_b: str = ""
+    number: str = ""  # the number the caller dialled
     done: gevent.event.Event = field(default_factory=gevent.event.Event)
     facts: list[str] = field(default_factory=list)  # API replies seen by the app or driver
 
@@ -171,11 +181,14 @@ class _Run:
 
 
 def calibration_app(scenario: Scenario, destinations: list[str], queue: str,
-                    speed: float, facts: list[str] | None = None
+                    speed: float, facts: list[str] | None = None,
+                    orphaned: gevent.event.Event | None = None
                     ) -> Callable[[OutboundSession], None]:
     """The fixed app on the outbound socket; each branch mirrors a recorded trace or what
-    the daemon does (bridge, queue_exit, record). API replies it gets go to ``facts``."""
+    the daemon does (bridge, queue_exit, record, adopt). API replies it gets go to
+    ``facts``; ``orphaned`` is set when the adopt flow has dropped its socket."""
     facts = facts if facts is not None else []
+    orphaned = orphaned if orphaned is not None else gevent.event.Event()
 
     def wait(execution: Any, seconds: float) -> Event | None:
         try:
@@ -195,7 +208,8 @@ def calibration_app(scenario: Scenario, destinations: list[str], queue: str,
         try:
             flow_of(session)
         finally:
-            ended.wait(30 / speed + 5)
+            if not session.closed:  # a closed socket brings no more events
+                ended.wait(30 / speed + 5)
 
     def caller_still_there(done: Event | None, session: OutboundSession) -> bool:
         return done is not None and done.get("Hangup-Cause") is None and not session.closed
@@ -229,8 +243,26 @@ def calibration_app(scenario: Scenario, destinations: list[str], queue: str,
         if not session.closed:
             wait(session.execute("hangup", "NORMAL_CLEARING"), 5)
 
+    def adopt(session: OutboundSession) -> None:
+        if session.channel.get(f"variable_{ADOPTED_VARIABLE}"):  # back after the transfer
+            facts.append(adopted_fact(session.channel))
+            hang_up_after_busy_tone(session, "NORMAL_CLEARING")
+            return
+        wait(session.execute("answer"), 5)
+        if scenario.adopt_in == "queue":
+            session.execute("fifo", f"{queue} in undef {HOLD_MUSIC}")
+        else:
+            session.execute("play_and_get_digits", f"1 1 1 10000 # {MENU_FILE} {INVALID_FILE} "
+                                                   f"fsr_choice ^[{scenario.valid_digits}]$ 10000")
+        gevent.sleep(1.0 / speed)
+        session.close("the daemon died")  # no exit, no hangup: the socket is just gone
+        orphaned.set()
+
     def flow_of(session: OutboundSession) -> None:
         flow = scenario.flow
+        if flow == "adopt":
+            adopt(session)
+            return
         if flow == "bridge":  # the caller is not answered first: the bridge gives early media
             bridge(session)
             return
@@ -268,6 +300,23 @@ def calibration_app(scenario: Scenario, destinations: list[str], queue: str,
         _ring_agents(session, scenario, destinations, queue, speed)
 
     return run
+
+
+def adopted_fact(channel: dict[str, str]) -> str:
+    """What a transferred caller's channel data show, without this run's number and times."""
+    dest = channel.get("Caller-Destination-Number", "")
+    source = re.sub(r"^[0-9]+:" + _UUID.pattern + ":", "<epoch>:<uuid>:",
+                    channel.get("Caller-Transfer-Source", "")).replace(dest, "<dest>")
+    same = "same" if channel.get("variable_transfer_history") == channel.get(
+        "variable_transfer_source") == channel.get("Caller-Transfer-Source") else "differ"
+    facts = [f"{ADOPTED_VARIABLE}={channel.get(f'variable_{ADOPTED_VARIABLE}')}",
+             f"dialplan={channel.get('Caller-Dialplan')}",
+             f"context={channel.get('Caller-Context')}",
+             f"rdnis={'<dest>' if channel.get('Caller-RDNIS') == dest else '?'}",
+             f"profile={channel.get('Caller-Profile-Index')}", f"transfer_source={source}",
+             f"transfer_history={same}", f"max_forwards={channel.get('variable_max_forwards')}",
+             f"state={channel.get('Channel-State')}/{channel.get('Answer-State')}"]
+    return "adopted: " + " ".join(facts)
 
 
 def recording_path(caller_uuid: str) -> str:
@@ -336,14 +385,15 @@ def run_scenario(switch: EslSwitch, scenario: Scenario, timeout: float = 60.0) -
     watcher.connect()
     watcher.on_event(run.observe)
     server = OutboundServer("127.0.0.1", 0, calibration_app(
-        scenario, destinations, queue, switch.speed, run.facts), max_calls=4,
+        scenario, destinations, queue, switch.speed, run.facts, run.stages["orphaned"]),
+        max_calls=4,
         linger_seconds=2)
     server.start()
     try:
         switch.route_to(server.port)
         if scenario.flow == "agent_outbound":
             return _agent_outbound(switch, scenario, destinations, run, watcher, timeout)
-        number = f"4930{abs(hash(suffix)) % 10**7:07d}"
+        number = run.number = f"4930{abs(hash(suffix)) % 10**7:07d}"
         switch.place_call(number, scenario.caller_number, scenario.caller_name, uuid=caller_a)
         driver = gevent.spawn(_drive_caller, switch, scenario, run)
         finished = run.done.wait(timeout / max(switch.speed, 1) + timeout)
@@ -366,6 +416,8 @@ def _drive_caller(switch: EslSwitch, scenario: Scenario, run: _Run) -> None:
             for at, digit in scenario.digits]
     if scenario.broadcast is not None:
         jobs.append(gevent.spawn(_talk, switch, run, *scenario.broadcast))
+    if scenario.flow == "adopt":
+        jobs.append(gevent.spawn(_adopt, switch, run))
     if scenario.hangup is not None:
         stage, delay = scenario.hangup
         run.stages[stage].wait()
@@ -375,6 +427,23 @@ def _drive_caller(switch: EslSwitch, scenario: Scenario, run: _Run) -> None:
         # the dead-daemon fallback sometimes ran first and ended it NORMAL_TEMPORARY_FAILURE).
         switch.hangup(run.caller_b or run.caller_a)
     gevent.joinall(jobs)
+
+
+def _adopt(switch: EslSwitch, run: _Run) -> None:
+    """What fsrouter/recovery.py sends for a waiting caller whose daemon died (and the replies
+    to the same commands gone wrong)."""
+    run.stages["orphaned"].wait()
+    gevent.sleep(0.5 / switch.speed)  # the switch notices the dead socket
+    caller, number = run.caller_b, run.number
+    for label, cmd in (
+            ("uuid_setvar no channel", f"uuid_setvar {NO_SUCH_UUID} {ADOPTED_VARIABLE} true"),
+            ("uuid_setvar usage", f"uuid_setvar {caller}"),
+            ("uuid_transfer no channel", f"uuid_transfer {NO_SUCH_UUID} {number} XML public"),
+            ("uuid_transfer usage", f"uuid_transfer {caller}"),
+            ("uuid_setvar", f"uuid_setvar {caller} {ADOPTED_VARIABLE} true"),
+            ("uuid_getvar", f"uuid_getvar {caller} {ADOPTED_VARIABLE}"),
+            ("uuid_transfer", f"uuid_transfer {caller} {number} XML public")):
+        run.facts.append(f"{label}: {switch.api(cmd).strip()}")
 
 
 def _talk(switch: EslSwitch, run: _Run, at: float, path: str) -> None:
@@ -472,6 +541,11 @@ def _fact(run: _Run, event: Event) -> str:
     if name == "CHANNEL_EXECUTE_COMPLETE" and uuid == run.caller_b and app == "bridge":
         found = " ".join(f"{key}={event.get('variable_' + key) or '-'}" for key in BRIDGE_VARS)
         return _UUID.sub("<uuid>", f"bridge done: {found} hangup={cause}")
+    if name == "CHANNEL_EXECUTE_COMPLETE" and uuid == run.caller_b and \
+            app == "play_and_get_digits" and event.get("variable_transfer_source"):
+        return (f"menu interrupted: read_result={event.get('variable_read_result') or '-'} "
+                f"profile={event.get('Caller-Profile-Index')} "
+                f"dialplan={event.get('Caller-Dialplan')} hangup={cause}")
     status = event.get("variable_fifo_status") or ""
     if name == "CHANNEL_EXECUTE_COMPLETE" and uuid == run.caller_b and app == "fifo" and \
             status in ("ABORTED", "TIMEOUT"):

@@ -1,4 +1,8 @@
-"""Run ``fsrouter run`` as a real process against a switch, for end-to-end tests."""
+"""Run ``fsrouter run`` as a real process against a switch, for end-to-end tests.
+
+Every wait here yields to gevent's hub (``gevent.sleep``, never ``time.sleep``): the switch
+may be the simulator running in this test process, and it must keep answering meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gevent
 import yaml
 
 
@@ -57,7 +62,7 @@ class Daemon:
                 return
             if self.process.poll() is not None:
                 raise RuntimeError(f"fsrouter exited {self.process.returncode}:\n{self.log()}")
-            time.sleep(0.05)
+            gevent.sleep(0.05)
         raise RuntimeError(f"fsrouter not ready in {timeout} s:\n{self.log()}")
 
     def stop(self) -> int | None:
@@ -65,9 +70,10 @@ class Daemon:
             return None
         if self.process.poll() is None:
             self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+            deadline = time.monotonic() + 30
+            while self.process.poll() is None and time.monotonic() < deadline:
+                gevent.sleep(0.05)
+            if self.process.poll() is None:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
@@ -97,7 +103,7 @@ class Daemon:
             rows = self.rows(sql, *args)
             if rows:
                 return rows
-            time.sleep(0.1)
+            gevent.sleep(0.1)
         raise AssertionError(f"no rows for {sql} within {timeout} s\n{self.log()[-4000:]}")
 
     @contextlib.contextmanager

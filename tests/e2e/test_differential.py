@@ -13,6 +13,7 @@ import pytest
 
 from fsrouter.testing.scenario import (
     BUSY_TONE,
+    MENU_FILE,
     ROUTING_NUMBER,
     VOICE,
     Scenario,
@@ -92,8 +93,38 @@ CC_EXPECTED = {
         "results": [], "caller_cause": "NORMAL_CLEARING", "prompts": [],
         "facts": [f"caller-a playback {VOICE}", "uuid_broadcast: +OK Message sent"]},
 }
-ALL_SCENARIOS = SCENARIOS + CONTACT_CENTER
-ALL_EXPECTED = {**EXPECTED, **CC_EXPECTED}
+# Crash recovery (fsrouter/recovery.py): a waiting caller whose daemon died is sent through
+# the dialplan again with uuid_setvar + uuid_transfer and comes back to the socket.
+ADOPTION = [
+    Scenario("adopt_caller_in_menu", flow="adopt"),
+    Scenario("adopt_caller_in_queue", flow="adopt", adopt_in="queue"),
+]
+_API_FACTS = [
+    "uuid_setvar no channel: -ERR No such channel!",
+    "uuid_setvar usage: -USAGE: <uuid> <var> [value]",
+    "uuid_transfer no channel: -ERR No such channel!",
+    "uuid_transfer usage: -USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]",
+    "uuid_setvar: +OK", "uuid_getvar: true", "uuid_transfer: +OK",
+    "adopted: fsr_adopted=true dialplan=XML context=public rdnis=<dest> profile=2 "
+    "transfer_source=<epoch>:<uuid>:bl_xfer:<dest>/public/XML transfer_history=same "
+    "max_forwards=70 state=CS_EXECUTE/answered",
+]
+# The dialplan runs again from its first action (set, socket); the fallback after the first
+# socket (SIT, NORMAL_TEMPORARY_FAILURE) is skipped.
+_READOPTED = ["set", "socket", "playback", "hangup"]
+ADOPT_EXPECTED = {
+    "adopt_caller_in_menu": {
+        "results": [], "caller_cause": "NORMAL_CLEARING", "prompts": [MENU_FILE, BUSY_TONE],
+        "apps": ["set", "socket", "answer", "play_and_get_digits", *_READOPTED],
+        "facts": ["menu interrupted: read_result=failure profile=2 dialplan=XML hangup=-",
+                  *_API_FACTS]},
+    "adopt_caller_in_queue": {
+        "results": [], "caller_cause": "NORMAL_CLEARING", "prompts": [BUSY_TONE],
+        "apps": ["set", "socket", "answer", "fifo", *_READOPTED],
+        "facts": ["fifo abort", "fifo done: status=ABORTED exit_key=- hangup=-", *_API_FACTS]},
+}
+ALL_SCENARIOS = SCENARIOS + CONTACT_CENTER + ADOPTION
+ALL_EXPECTED = {**EXPECTED, **CC_EXPECTED, **ADOPT_EXPECTED}
 
 
 @pytest.mark.parametrize("scenario", ALL_SCENARIOS, ids=lambda s: s.name)
@@ -109,6 +140,8 @@ def test_simulator_agrees_with_real_switch(real_switch, sim_switch, scenario):
         assert leg["caller_id_number"] == expected.get("agent_caller_id", ROUTING_NUMBER)
     if "prompts" in expected:
         assert real_view["prompts"] == expected["prompts"]
+    if "apps" in expected:
+        assert [app["name"] for app in real_view["apps"]] == expected["apps"]
     for fact in expected.get("facts", []):
         assert fact in real_view["faults"]
     assert comparable(sim) == real_view
@@ -174,6 +207,19 @@ def _queue_without_maximum_wait(sim):
     sim.fifos._wait = forever
 
 
+def _transfer_hangs_up(sim):
+    """uuid_transfer as the old simulator's ``transfer``: the channel is hung up instead of
+    going through the dialplan again."""
+    set_state = sim.set_state
+
+    def hanging_up_on_routing(chan, state):
+        set_state(chan, state)
+        if state == "CS_ROUTING":
+            sim.hangup(chan, "NORMAL_CLEARING")
+
+    sim.set_state = hanging_up_on_routing
+
+
 SABOTAGE = {
     "bridge_event_dropped": (_drop_bridge_events, "menu_valid_key_answered"),
     "wrong_hangup_cause": (_wrong_busy_cause, "no_answer_then_busy_then_answer"),
@@ -181,6 +227,7 @@ SABOTAGE = {
     "continue_on_fail_ignored": (_bridge_failure_always_hangs_up,
                                  "bridge_busy_with_continue_on_fail"),
     "no_maximum_wait": (_queue_without_maximum_wait, "queue_maximum_wait"),
+    "transfer_hangs_up": (_transfer_hangs_up, "adopt_caller_in_queue"),
 }
 
 
@@ -196,7 +243,7 @@ def test_differential_catches_a_broken_simulator(real_switch, tmp_path, sabotage
     try:
         breaker(broken.sim)
         try:
-            sim = comparable(run_scenario(broken, scenario, timeout=15))
+            sim = comparable(run_scenario(broken, scenario, timeout=6))  # waits 2x this
         except TimeoutError:
             return  # a broken switch that loses the call is caught as well
         assert sim != comparable(run_scenario(real_switch, scenario))

@@ -13,10 +13,13 @@ and no leg is left ringing.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 import uuid as uuidlib
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -118,19 +121,32 @@ def callers_on_switch(switch: Any) -> set[str]:
             if row.get("name") == f"loopback/{HOTLINE}-b"}
 
 
+@contextlib.contextmanager
+def outage_on(switch: Any, tmp_path: Path) -> Iterator[tuple[Daemon, Any, Watcher]]:
+    """The daemon (not started), the switch and a watcher; everything ended afterwards."""
+    watcher = Watcher(switch.esl_endpoint())
+    daemon = Daemon(tmp_path, restart_config(), switch.esl_endpoint())
+    try:
+        yield daemon, switch, watcher
+    finally:
+        watcher.close()
+        for row in switch.channels():
+            switch.hangup(row["uuid"])
+        daemon.stop()
+
+
 @pytest.fixture
 def outage(tmp_path, real_switch):
-    watcher = Watcher(real_switch.esl_endpoint())
-    daemon = Daemon(tmp_path, restart_config(), real_switch.esl_endpoint())
-    yield daemon, real_switch, watcher
-    watcher.close()
-    for row in real_switch.channels():
-        real_switch.hangup(row["uuid"])
-    daemon.stop()
+    with outage_on(real_switch, tmp_path) as parts:
+        yield parts
 
 
 def test_killed_mid_call_then_restarted(outage, tmp_path):
-    daemon, switch, watcher = outage
+    kill_and_restart(*outage, tmp_path)
+
+
+def kill_and_restart(daemon: Daemon, switch: Any, watcher: Watcher, tmp_path: Path) -> None:
+    """The whole case on any switch (the simulator's run is test_restart_sim.py)."""
     daemon.start()
     switch.route_to(daemon.port)
 
@@ -268,7 +284,13 @@ def center_config() -> dict[str, Any]:
 
 
 def test_contact_center_calls_survive_a_restart(tmp_path, real_switch):
-    switch, watcher = real_switch, Watcher(real_switch.esl_endpoint())
+    contact_center_restart(real_switch, tmp_path)
+
+
+def contact_center_restart(switch: Any, tmp_path: Path) -> None:
+    """An agent call (``bridge``) talking and a queue caller waiting survive SIGKILL and
+    restart, on any switch."""
+    watcher = Watcher(switch.esl_endpoint())
     daemon = Daemon(tmp_path, center_config(), switch.esl_endpoint())
     try:
         daemon.start()

@@ -1,19 +1,35 @@
-"""Crash reconciliation of rows a dead process left behind, on the simulator (issue 6.5).
+"""Crash reconciliation on the simulator (issue 6.5; issue 7 point 1, the SIGKILL case).
 
-The database is prepared as a daemon killed long ago would have left it (records, attempts and
-incidents open for channels the switch no longer has), then the daemon starts in this
-process: its first pass closes every one of this host's rows with an explicit outcome and
-leaves another host's rows alone. The full kill-and-restart with live channels runs on the
-real switch (test_restart_realswitch.py).
+- Rows a dead process left behind: the database is prepared as a daemon killed long ago would
+  have left it (records, attempts and incidents open for channels the switch no longer has),
+  then the daemon starts in this process: its first pass closes every one of this host's rows
+  with an explicit outcome and leaves another host's rows alone.
+- The daemon killed mid-call and restarted: ``fsrouter run`` as a process against the
+  simulator (which lives in this test's gevent hub), the same steps and assertions as on the
+  real switch (``kill_and_restart`` in test_restart_realswitch.py): callers in the menu, in
+  the queue while a phone rings and talking; SIGKILL; while it is down a waiting caller hangs
+  up, a ringing phone answers, one rings out and a new call gets the dialplan's fallback;
+  after the restart, within 5 s, the database agrees with the switch's live channels, waiting
+  callers are adopted (``uuid_setvar`` + ``uuid_transfer``, fsrouter/sim/transfer.py) and
+  routed again, every row ends with the right outcome and no leg rings on. The contact-center
+  case (an agent's ``bridge`` kept, a queue caller adopted) runs the same way.
 """
 
 from __future__ import annotations
 
 import socket
+import time
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from fsrouter.store import open_database, queries, upgrade
 from tests.reliability.conftest import CALLER, HOTLINE, full_config, wait_for
+from tests.reliability.test_restart_realswitch import (
+    contact_center_restart,
+    kill_and_restart,
+    outage_on,
+)
 
 PHONE = "+4915192000099"
 
@@ -82,3 +98,19 @@ def test_rows_left_open_by_a_dead_process_are_closed_with_a_reason(sim_daemon, t
     # A later pass (every reconnect runs one) finds nothing more to do.
     report = run.daemon.parts["recovery"].reconcile(run.daemon.parts["switch"])
     assert report is not None and report.checked == 0 and report.closed == []
+
+
+@pytest.fixture
+def sim_outage(tmp_path, sim_switch):
+    with outage_on(sim_switch, tmp_path) as parts:
+        yield parts
+
+
+def test_killed_mid_call_then_restarted(sim_outage, tmp_path):
+    began = time.monotonic()
+    kill_and_restart(*sim_outage, tmp_path)
+    print(f"kill and restart on the simulator: {time.monotonic() - began:.1f} s wall time")
+
+
+def test_contact_center_calls_survive_a_restart(sim_switch, tmp_path):
+    contact_center_restart(sim_switch, tmp_path)
