@@ -22,8 +22,16 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Two parts: most tests spread over two worker processes (they mostly wait on calls, timers
+# and the real switch, so two share 2 cores well), then the `serial` ones alone: load, fuzzing,
+# benchmarks and the tests that time a recovery in seconds.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/pytest
+	@status=0; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" || status=1; \
+	$(BIN)/pytest -m serial || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from bench import run, scenario
 from bench.report import evaluate, table
+
+# Run alone, after the parallel part (see the Makefile): benchmark: pins processes to both cores.
+pytestmark = pytest.mark.serial
 
 TINY = replace(run.QUICK, apps=("fsrouter",), rates=(20.0,), latency_s=0.15, ramp_s=0.15,
                ramp_steps=1, waiting=4, waiting_step=2, probes=2, decisions=5, profile_s=0,

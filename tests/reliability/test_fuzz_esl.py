@@ -32,6 +32,9 @@ from fsrouter.esl.protocol import (
     parse_event,
 )
 
+# Run alone, after the parallel part (see the Makefile): atheris and hypothesis keep a core busy.
+pytestmark = pytest.mark.serial
+
 FAST = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 SMALL_CAPS = {"max_header_bytes": 2048, "max_body_bytes": 4096}

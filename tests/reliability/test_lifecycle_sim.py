@@ -11,6 +11,7 @@ import signal
 import time
 
 import gevent
+import pytest
 
 from fsrouter.testing.phones import phone_number
 from fsrouter.testing.watcher import Watcher
@@ -22,6 +23,9 @@ from tests.reliability.test_lifecycle_realswitch import (
     rewrite,
     wait_logged,
 )
+
+# Run alone, after the parallel part (see the Makefile): 50 calls at once.
+pytestmark = pytest.mark.serial
 
 CALLS = 50
 

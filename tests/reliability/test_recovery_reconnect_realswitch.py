@@ -29,6 +29,9 @@ from fsrouter.testing.realswitch import RealSwitch, find_freeswitch
 from tests.e2e.daemon import Daemon as ProcessDaemon
 from tests.reliability.conftest import QUEUE_NUMBER, full_config, sip, wait_for
 
+# Run alone, after the parallel part (see the Makefile): 1,000 junk connections; reconnect timings.
+pytestmark = pytest.mark.serial
+
 DOWN_S = float(os.environ.get("FSROUTER_DOWN_S", "15"))
 
 

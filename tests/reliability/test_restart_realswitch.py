@@ -29,6 +29,9 @@ from fsrouter.testing.phones import TEST_DIAL_TEMPLATE, phone_number
 from fsrouter.testing.watcher import Watcher
 from tests.e2e.daemon import Daemon
 
+# Run alone, after the parallel part (see the Makefile): recovery within 5 s of a restart, timed.
+pytestmark = pytest.mark.serial
+
 HOTLINE = "+493040007000"
 CALLER = "+4915112345678"
 MENU_TONE = "tone_stream://%(300,200,440);loops=2"

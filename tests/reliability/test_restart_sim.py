@@ -31,6 +31,9 @@ from tests.reliability.test_restart_realswitch import (
     outage_on,
 )
 
+# Run alone, after the parallel part (see the Makefile): recovery within 5 s of a restart, timed.
+pytestmark = pytest.mark.serial
+
 PHONE = "+4915192000099"
 
 

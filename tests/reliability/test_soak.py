@@ -36,6 +36,9 @@ from fsrouter.sim import CallerScript, Press, Simulator
 from fsrouter.testing.phones import TEST_DIAL_TEMPLATE, phone_number
 from tests.reliability.conftest import HOTLINE, PASSWORD, wait_for
 
+# Run alone, after the parallel part (see the Makefile): load test: two processes at full CPU.
+pytestmark = pytest.mark.serial
+
 PROBE = textwrap.dedent('''
     import gc, json, os, sys, time
     from gevent import monkey

@@ -32,7 +32,7 @@ from fsrouter.testing.realswitch import RealSwitch, SwitchError, find_freeswitch
 from fsrouter.testing.watcher import Watcher
 from tests.e2e.daemon import Daemon
 
-pytestmark = pytest.mark.realswitch
+pytestmark = [pytest.mark.realswitch, pytest.mark.serial]  # serial: reconnect timings
 
 ROUTING = "+493040007000"
 CALLER = "+4915112345678"

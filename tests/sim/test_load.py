@@ -12,10 +12,14 @@ import uuid
 
 import gevent
 import gevent.server
+import pytest
 from gevent import socket
 
 from fsrouter.esl import InboundClient
 from fsrouter.sim import Simulator
+
+# Run alone, after the parallel part (see the Makefile): thousands of simulated callers.
+pytestmark = pytest.mark.serial
 
 CALLS = int(os.environ.get("FSR_SIM_LOAD_CALLS", "2000"))
 SCRIPT = (b"connect\n\n"
