@@ -20,7 +20,7 @@ from bench.report import real_table
 from fsrouter.testing.realswitch import find_freeswitch
 from fsrouter.testing.watcher import Watcher
 
-pytestmark = [pytest.mark.realswitch, pytest.mark.serial]  # serial: benchmark on the real switch
+pytestmark = pytest.mark.realswitch
 
 TINY = replace(realswitch.QUICK, apps=(), rates=(5.0,), latency_s=0.4, ramp_steps=1,
                cpu_rate=5.0, cpu_calls=2, warm_calls=1, talk_ms=200, idle_s=0.2)

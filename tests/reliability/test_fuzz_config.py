@@ -20,9 +20,6 @@ from hypothesis import strategies as st
 from fsrouter.config import ConfigError, load_config
 from fsrouter.esl.escape import UnsafeText, app_arg, bridge_target
 
-# Run alone, after the parallel part (see the Makefile): hypothesis keeps a core busy.
-pytestmark = pytest.mark.serial
-
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 FAST = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow,
