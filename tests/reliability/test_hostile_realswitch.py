@@ -163,6 +163,9 @@ def check_legs(legs: list[tuple[dict[str, str], dict[str, str]]], names: list[An
             name, phone.get("Caller-Caller-ID-Name"))
         for key in ("variable_execute_on_answer", "variable_api_on_answer", "variable_fsr_z"):
             assert key not in ours
+        shown_at_phone = phone.get("Caller-Caller-ID-Name", "")
+        print(f"  sent {as_text(name)[:40]!r} -> phone shows {shown_at_phone[:48]!r}"
+              f" ({len(variables(ours))} variables, none extra)")
 
 
 @pytest.fixture
