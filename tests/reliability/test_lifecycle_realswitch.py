@@ -170,7 +170,7 @@ def test_reload_applies_to_the_next_call_and_a_broken_file_changes_nothing(lifec
 
 def test_sigterm_lets_running_calls_finish_and_refuses_new_ones(lifecycle):
     start, switch, watcher = lifecycle
-    calls = 10
+    calls = 50  # issue 12 point 6
     # The phone answers at once and talks until the caller hangs up.
     daemon = start(one_option("anna", phone_number("answer", 0, 83),
                               listener={"drain_seconds": 20}))
@@ -185,7 +185,7 @@ def test_sigterm_lets_running_calls_finish_and_refuses_new_ones(lifecycle):
     assert daemon.process.poll() is None  # still serving the calls in progress
     for leg in legs:  # the conversations end one after another
         switch.hangup(leg)
-        gevent.sleep(0.1)
+        gevent.sleep(0.02)
     last_hangup = time.monotonic()
     assert daemon.process.wait(timeout=10) == 0
     exit_s = time.monotonic() - stopped_at

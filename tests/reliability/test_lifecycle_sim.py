@@ -1,7 +1,7 @@
 """SIGTERM drain with 50 calls in progress (issue 12 point 6), on the simulator.
 
 ``fsrouter run`` is a real process; the simulator runs in this test's gevent hub, so every
-wait here yields to it (``gevent.sleep``), never ``time.sleep``. The same test with 10 calls
+wait here yields to it (``gevent.sleep``), never ``time.sleep``. The same test with 50 calls
 runs on the real switch in test_lifecycle_realswitch.py.
 """
 
