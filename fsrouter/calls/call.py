@@ -14,12 +14,14 @@ socket's commands in order, so nothing later would be answered either (:meth:`no
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import gevent
 import gevent.event
 import structlog
 
+from fsrouter.calls.pending import settle
 from fsrouter.calls.services import CallServices
 from fsrouter.config import normalise_number
 from fsrouter.esl import ESLError, ESLTimeout, Event
@@ -29,8 +31,15 @@ from fsrouter.store import NotFound, queries
 from fsrouter.store.models import CallRecord
 
 HANGUP_EVENTS = ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
+# Channel variables that identify the agent behind a feature code (fsrouter.calls.features).
+IDENTITY_VARIABLES = ("variable_user_name",)
+# The fields of the ``connect`` reply the call flows read; the rest (~110 headers, ~15 KB)
+# is dropped when the call starts, so a waiting caller does not keep it (bench/README.md).
+CHANNEL_FIELDS = ("Unique-ID", "Caller-Destination-Number", "Caller-Caller-ID-Number",
+                  "Caller-Caller-ID-Name", f"variable_{ADOPTED_VARIABLE}", *IDENTITY_VARIABLES)
 # The outbound server's close reason once our handler is done (fsrouter.esl.outbound).
 HANDLER_DONE = "call handler finished"
+LOST_CAUSE = "SOCKET_LOST"  # hang-up cause recorded when the socket was lost (not a Q.850 name)
 
 
 class Call:
@@ -40,7 +49,9 @@ class Call:
         self.session = session
         self.services = services
         self.uuid: str = session.uuid
-        self.channel: dict[str, str] = session.channel
+        self.channel: dict[str, str] = {name: session.channel[name] for name in CHANNEL_FIELDS
+                                        if name in session.channel}
+        session.channel = self.channel  # the session's full copy would outlive us otherwise
         self.gone = gevent.event.Event()
         self.queued = gevent.event.Event()   # mod_fifo has the caller (FIFO-Action push)
         self.bridged = gevent.event.Event()  # the caller is talking to someone
@@ -53,9 +64,13 @@ class Call:
         self.started = time.monotonic()
         # The record an adopted caller left open (see open_record); None for a new call.
         self.resumed: CallRecord | None = None
+        self.record_id: int | None = None  # the call record's id once open_record made it
+        # When the caller was answered: written with the record's next write (the incident,
+        # or the end of the call), not in a transaction of its own (bench/README.md).
+        self.answered_at: datetime | None = None
         self.log = bind_call(structlog.get_logger("fsrouter.calls"), call_uuid=self.uuid)
-        session.on_event(self._on_event)
-        gevent.spawn(self._watch_socket)
+        session.on_event(self._on_event, inline=True)  # it only sets flags: never blocks
+        session.on_close(self._socket_closed)
 
     @property
     def destination(self) -> str:
@@ -88,12 +103,31 @@ class Call:
                 record = None
             if record is not None and record.ended_at is None:
                 self.resumed = record
+                self.record_id = record.id
                 self.log.info("call.adopted", number=record.number, incident_id=record.incident_id)
                 self.run("unset", ADOPTED_VARIABLE)  # a later transfer back here: a new call
                 return record
-        return queries.create_call_record(self.uuid, number, route_type, self.caller_number,
-                                          self.caller_name, self.services.now(),
-                                          host=self.services.host)
+        record = queries.create_call_record(self.uuid, number, route_type, self.caller_number,
+                                            self.caller_name, self.services.now(),
+                                            host=self.services.host)
+        self.record_id = record.id
+        return record
+
+    def answer(self) -> bool:
+        """Answer the caller; False if they left first. The time is kept for the record."""
+        if self.run("answer") is None:
+            return False
+        self.answered_at = self.services.now()
+        return True
+
+    def close_record(self, outcome: str) -> None:
+        """The record's last write: outcome, cause, end (and answered_at if not yet written);
+        kept for later if the store refuses it now (calls.pending)."""
+        # A call whose socket was lost ended out of our sight: say so rather than leave the
+        # cause empty (a conversation cut by a switch crash keeps its outcome, ``bridged``).
+        cause = self.hangup_cause or (LOST_CAUSE if self.lost.is_set() else None)
+        settle(queries.close_call, self.uuid, outcome, cause, self.services.now(),
+               self.answered_at)
 
     def _on_event(self, event: Event) -> None:
         if event.uuid == self.uuid and event.name == "CUSTOM":
@@ -110,8 +144,8 @@ class Call:
             self.hangup_cause = self.hangup_cause or event.get("Hangup-Cause")
             self.gone.set()
 
-    def _watch_socket(self) -> None:
-        self.session.wait_closed(None)
+    def _socket_closed(self) -> None:
+        """The socket closed (run by whichever greenlet closed it)."""
         reason = self.session.close_reason
         if self.hangup_cause is None and reason != HANDLER_DONE:
             self.log.warning("call.socket_lost", reason=reason)
@@ -130,15 +164,16 @@ class Call:
             self.no_reply(error)
             self.gone.set()
             return None
-        waiter = gevent.spawn(_completion, execution, timeout or self.services.step_timeout)
-        gevent.wait([waiter, self.gone], count=1)
-        if not waiter.ready():
+        # No greenlet per run: the execution is waited on directly (gevent's wait protocol).
+        gevent.wait([execution, self.gone], count=1,
+                    timeout=timeout or self.services.step_timeout)
+        if not execution.done and self.gone.is_set():
             # The caller left; the app's completion still arrives (or the socket closed).
-            waiter.join(timeout=1.0)
-        if waiter.ready() and isinstance(waiter.value, Event):
-            return waiter.value
-        waiter.kill(block=False)
-        self.log.info("call.app_unfinished", app=app, error=str(waiter.value or "gone"))
+            gevent.wait([execution], timeout=1.0)
+        if execution.event is not None:
+            return execution.event
+        why = "gone" if self.gone.is_set() else "timed out" if not execution.done else "closed"
+        self.log.info("call.app_unfinished", app=app, error=why)
         return None
 
     def start(self, app: str, arg: str | None = None) -> Any | None:
@@ -212,15 +247,6 @@ class Call:
         if self.gone.is_set():
             return
         self.run("hangup", cause, timeout=5.0)
-
-
-def _completion(execution: Any, timeout: float) -> Event | Exception:
-    """The app's completion, or the error that ended the wait (never raised: a greenlet
-    that dies with an exception would be reported by the hub as unhandled)."""
-    try:
-        return execution.wait(timeout)
-    except ESLError as error:
-        return error
 
 
 class _Ignore:

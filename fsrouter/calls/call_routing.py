@@ -46,15 +46,14 @@ def queue_name(number: CallRoutingNumber, option: Option) -> str:
 def run(call: Call, number: CallRoutingNumber) -> None:
     """The whole hotline call; returns when the caller is gone (every row final)."""
     config = call.services.config
-    now = call.services.now
+    # The record before the answer: if the store refuses it, the caller is refused unanswered
+    # (NORMAL_TEMPORARY_FAILURE, a 503 their network can route elsewhere; calls/__init__).
     call.open_record(number.number, "call_routing")
     outcome = "hangup"
     try:
-        if call.run("answer") is None:
+        if not call.answer():
             outcome = "hangup_before_answer"
             return
-        if call.resumed is None:
-            settle(queries.mark_answered, call.uuid, now())
         incident, option = resumed_option(call, number)
         option = option or choose_option(call, number, config)
         if option is None:
@@ -66,7 +65,7 @@ def run(call: Call, number: CallRoutingNumber) -> None:
         if call.lost.is_set() and outcome != "bridged":
             outcome = "socket_lost"
         call.outcome = outcome
-        settle(queries.finish_call, call.uuid, outcome, call.hangup_cause, now())
+        call.close_record(outcome)
         call.log.info("call.ended", outcome=outcome)
 
 
@@ -124,10 +123,10 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
     and the end of the call; returns the call's outcome."""
     now = call.services.now
     if incident is None:
+        # One transaction: the incident, and the call record linked to it (and answered).
         incident = queries.create_incident(number.number, str(option.digit), option.label,
                                            call.caller_number, call.caller_name, call.uuid,
-                                           now())
-        settle(queries.link_call, call.uuid, incident_id=incident.id)
+                                           now(), answered_at=call.answered_at)
         call.log = call.log.bind(incident_id=incident.id)
         call.log.info("incident.created", option=option.digit, label=option.label)
         call.services.notify("incident.created",
@@ -144,8 +143,10 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
     queue = queue_name(number, option)
     waiting = _enter_queue(call, option, queue, config)
     policy = config.policies[route.policy]
-    # Round robin starts with the next person each time (this incident counts, hence - 1).
-    turn = queries.incident_count(number.number, str(option.digit)) - 1
+    # Round robin starts with the next person each time (this incident counts, hence - 1);
+    # the count is a query, so only made for a policy that has a round robin level.
+    turn = (queries.incident_count(number.number, str(option.digit)) - 1
+            if any(level.strategy == "round_robin" for level in policy.levels) else 0)
     plan = plan_escalation(policy, config.users, config.schedules, now(),
                            round_robin_offset=turn)
     for gap in plan.gaps:
@@ -193,8 +194,8 @@ def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, wait
     now = call.services.now
     if dialled.accepted is not None:
         who = dialled.accepted.user_id
-        settle(queries.accept_incident, incident_id, who, now())
-        settle(queries.link_call, call.uuid, bridged_to_user=who)
+        settle(queries.accept_incident, incident_id, who, now(), call_uuid=call.uuid)
+
         call.log.info("incident.accepted", user=who)
         call.services.notify("incident.accepted", {"incident_id": incident_id, "user": who,
                                                    "phone": dialled.accepted.phone})

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import gevent
 import gevent.event
@@ -22,7 +24,7 @@ import gevent.event
 from fsrouter.calls.call import Call
 from fsrouter.calls.pending import settle
 from fsrouter.config.schema import Defaults
-from fsrouter.esl import ESLError, ESLTimeout, Job
+from fsrouter.esl import ESLError, Job
 from fsrouter.esl.escape import UnsafeText, originate_command
 from fsrouter.routing.escalation import Attempt, Plan
 from fsrouter.store import StoreError, queries
@@ -178,8 +180,26 @@ class Dialer:
         self.seq = 0
         # Set when the caller left the queue without hanging up (exit key, maximum wait).
         self.stop = gevent.event.Event()
+        self._watched: Any = None
+        self._on_ready: Callable[[], None] | None = None
+
+    def watch(self, waitable: Any, on_ready: Callable[[], None]) -> None:
+        """While ringing, also wait for ``waitable`` (the caller's ``fifo`` run) and call
+        ``on_ready()`` once it is ready; it may set :attr:`stop`. This is how the dialer
+        learns that the caller left the queue without a greenlet waiting for that."""
+        self._watched, self._on_ready = waitable, on_ready
+
+    def _watching(self) -> list[Any]:
+        return [] if self._watched is None else [self._watched]
+
+    def _check_watched(self) -> None:
+        if self._watched is not None and self._watched.done:
+            on_ready, self._watched, self._on_ready = self._on_ready, None, None
+            if on_ready is not None:
+                on_ready()
 
     def _over(self) -> bool:
+        self._check_watched()
         return self.call.gone.is_set() or self.stop.is_set()
 
     def ring(self, plan: Plan) -> Dialled:
@@ -197,7 +217,7 @@ class Dialer:
         winner: Attempt | None = None
         pending = set(waiters)
         while pending and winner is None:
-            gevent.wait([*pending, self.call.gone, self.stop], count=1)
+            gevent.wait([*pending, self.call.gone, self.stop, *self._watching()], count=1)
             if self._over():
                 # A leg that was just answered may be finishing its bridge check: let it.
                 gevent.joinall(list(pending), timeout=0.5)
@@ -217,7 +237,7 @@ class Dialer:
         row = (self.call.uuid, self.seq, attempt.user_id, attempt.phone,
                self.call.services.now(), attempt.phone_type, self.ringing.incident_id, leg_uuid)
         try:
-            row_id: int | None = _create_attempt(*row)
+            row_id: int | None = _create_attempt(*row, call_id=self.call.record_id)
         except StoreError as error:
             # The person is rung all the same; the row is written with its result later.
             self.call.log.warning("attempt.row_deferred", leg_uuid=leg_uuid, error=str(error))
@@ -231,7 +251,7 @@ class Dialer:
     def _finish(self, leg: Leg, result: str, cause: str) -> None:
         now = self.call.services.now()
         if leg.row_id is not None:
-            settle(queries.finish_attempt, leg.row_id, result, cause, now)
+            settle(queries.end_attempt, leg.row_id, result, cause, now)
         else:
             settle(_create_finished_attempt, leg.row, result, cause, now)
 
@@ -263,17 +283,25 @@ class Dialer:
 
     def _job_result(self, job: Job, leg: Leg, timeout: float) -> str:
         """The BACKGROUND_JOB body; if it never comes but mod_fifo bridged this very leg to
-        the caller, the leg was answered (a lost job must not cut the conversation)."""
+        the caller, the leg was answered (a lost job must not cut the conversation).
+
+        Until the caller is bridged this sleeps on the job and the bridge together (a
+        waiting caller's ringing leg costs no CPU: 5,000 of them polling once a second
+        cost 10% of a core); once bridged it looks again every JOB_POLL seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                return job.wait(max(0.0, min(JOB_POLL, deadline - time.monotonic())))
-            except ESLTimeout:
-                if self.call.bridged_to == leg.leg_uuid:
-                    self.call.log.warning("attempt.job_lost_but_bridged", leg_uuid=leg.leg_uuid)
-                    return f"+OK {leg.leg_uuid}"
-                if time.monotonic() >= deadline:
-                    raise
+            left = max(0.0, deadline - time.monotonic())
+            if not self.call.bridged.is_set():
+                gevent.wait([job, self.call.bridged], count=1, timeout=left)
+            if self.call.bridged.is_set() and not job.done:
+                gevent.wait([job], timeout=min(JOB_POLL, left))
+            if job.done:
+                return job.wait(0)  # the body, or the error that ended the connection
+            if self.call.bridged_to == leg.leg_uuid:
+                self.call.log.warning("attempt.job_lost_but_bridged", leg_uuid=leg.leg_uuid)
+                return f"+OK {leg.leg_uuid}"
+            if time.monotonic() >= deadline:
+                return job.wait(0)  # ESLTimeout
 
     def _bridged(self) -> bool:
         """mod_fifo bridges the answering leg to our caller right after ``+OK``."""
@@ -288,11 +316,13 @@ class Dialer:
 
 
 def _create_attempt(call_uuid: str, seq: int, user_id: str, phone: str, started: datetime,
-                    phone_type: str, incident_id: int | None, leg_uuid: str) -> int:
+                    phone_type: str, incident_id: int | None, leg_uuid: str,
+                    call_id: int | None = None) -> int:
     row = queries.record_attempt(call_uuid, seq, user_id, phone, started,
                                  phone_type=phone_type, incident_id=incident_id,
-                                 leg_uuid=leg_uuid)
+                                 leg_uuid=leg_uuid, call_id=call_id)
     return int(row.id)
+
 
 
 def _create_finished_attempt(row: AttemptRow, result: str, cause: str, ended: datetime

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from fsrouter.calls.call import Call
 from fsrouter.calls.media import finite_tone
-from fsrouter.calls.pending import settle
 from fsrouter.calls.voicemail import leave_voicemail
 from fsrouter.config.schema import Fallback
-from fsrouter.store import queries
 
 # The busy tone plays this many cycles (~1 s each) before the call ends.
 BUSY_LOOPS = 5
@@ -43,7 +41,6 @@ def fallback(call: Call, spec: Fallback, incident_id: int | None = None) -> str:
 def not_in_service(call: Call, number: str, behaviour: str, reason: str) -> None:
     """The disconnected-line tone (SIT) then hang-up, or a 404 before answer."""
     call.log.warning("call.unassigned", destination=call.destination[:40], reason=reason)
-    now = call.services.now
     if number:
         call.open_record(number, "unassigned")
     try:
@@ -56,4 +53,5 @@ def not_in_service(call: Call, number: str, behaviour: str, reason: str) -> None
     finally:
         call.outcome = "unassigned"
         if number:
-            settle(queries.finish_call, call.uuid, "unassigned", call.hangup_cause, now())
+            call.close_record("unassigned")
+

@@ -9,11 +9,9 @@ A code from an unknown phone gets the refusal tone and changes nothing.
 
 from __future__ import annotations
 
-from fsrouter.calls.call import Call
+from fsrouter.calls.call import IDENTITY_VARIABLES, Call
 from fsrouter.calls.voicemail import record_greeting
 from fsrouter.store import StoreError, queries
-
-IDENTITY_VARIABLES = ("variable_user_name",)
 
 
 def agent_of(call: Call) -> str | None:

@@ -65,7 +65,6 @@ def run(call: Call, number: str, entry: NumberEntry | None) -> None:
         reason = "number not served" if entry is None else "number is unassigned"
         not_in_service(call, number, destination.behaviour, reason)
         return
-    now = call.services.now
     call.open_record(number, _route_type(destination))
     outcome = "failed"
     try:
@@ -74,7 +73,7 @@ def run(call: Call, number: str, entry: NumberEntry | None) -> None:
         if call.lost.is_set() and outcome != "bridged":
             outcome = "socket_lost"
         call.outcome = outcome
-        settle(queries.finish_call, call.uuid, outcome, call.hangup_cause, now())
+        call.close_record(outcome)
         call.log.info("call.ended", outcome=outcome)
 
 
@@ -153,7 +152,8 @@ def ring_agent(call: Call, dest: RingAgent, ring_timeout: int) -> str:
     config = call.services.config
     leg_uuid = str(uuidlib.uuid4())
     row = queries.record_attempt(call.uuid, 0, dest.user_id, dest.dial_string,
-                                 call.services.now(), phone_type="sip", leg_uuid=leg_uuid)
+                                 call.services.now(), phone_type="sip", leg_uuid=leg_uuid,
+                                 call_id=call.record_id)
     call.run("set", f"ringback={config.tone('ringback')}")
     call.run("set", "hangup_after_bridge=true")
     # Without it a busy or rejecting phone hangs up the caller too (switch_channel_handle_cause);
@@ -166,13 +166,13 @@ def ring_agent(call: Call, dest: RingAgent, ring_timeout: int) -> str:
     call.log.info("agent.ringing", user=dest.user_id, leg_uuid=leg_uuid)
     done = call.run("bridge", target, timeout=ring_timeout + call.services.step_timeout)
     if call.bridged.is_set():
-        settle(queries.finish_attempt, row.id, "answered", "NORMAL_CLEARING", call.services.now())
+        settle(queries.end_attempt, row.id, "answered", "NORMAL_CLEARING", call.services.now())
         settle(queries.link_call, call.uuid, bridged_to_user=dest.user_id)
         call.gone.wait()  # hangup_after_bridge: the call ends with the conversation
         return "bridged"
     cause = _bridge_cause(done, call)
     result = RESULTS.get(cause, "failed")
-    settle(queries.finish_attempt, row.id, result, cause, call.services.now())
+    settle(queries.end_attempt, row.id, result, cause, call.services.now())
     call.log.info("agent.not_answered", user=dest.user_id, result=result, cause=cause)
     if call.gone.is_set():
         _cancel_leg(call, leg_uuid)
@@ -224,10 +224,13 @@ def serve_queue(call: Call, number: str, queue: str) -> str:
     """Hold the caller in the queue and ring its free agents until one answers."""
     config = call.services.config
     settings = config.queues[queue]
-    if call.run("answer") is None:
+    if not call.answer():
         return "hangup_before_answer"
-    if call.resumed is None:  # an adopted caller keeps the time it was first answered
-        settle(queries.mark_answered, call.uuid, call.services.now())
+    # Written now, not with the record's next write: a queue call may last an hour. An
+    # adopted caller keeps the time it was first answered.
+    if call.resumed is None and call.answered_at is not None:
+        settle(queries.mark_answered, call.uuid, call.answered_at)
+
     waiting = enter_queue(call, queue, settings.hold_music, settings.max_wait)
     ringing = Ringing(queue=queue, caller_id_number=_shown_number(call, number),
                       display_name=call.caller_name or call.caller_number or number,

@@ -40,14 +40,18 @@ def enter_queue(call: Call, queue: str, music: str, max_wait: int) -> Any:
 def ring_until_left(call: Call, plan: Plan, ringing: Ringing, waiting: Any) -> Dialled:
     """Ring, but stop at once if the caller leaves the queue (exit key, maximum wait)."""
     dialer = Dialer(call, ringing)
-    ringer = gevent.spawn(dialer.ring, plan)
-    left = gevent.spawn(wait_left_queue, waiting)
-    gevent.wait([ringer, left], count=1)
-    if not ringer.ready() and left.ready() and left.value:
-        call.log.info("queue.left", status=left.value)
-        dialer.stop.set()  # the dialer kills what still rings and finishes its rows
-    dialled = ringer.get()
-    left.kill()
+
+    def queue_app_ended() -> None:
+        status = wait_left_queue(waiting, 0)
+        if status:
+            call.log.info("queue.left", status=status)
+            dialer.stop.set()  # the dialer kills what still rings and finishes its rows
+
+    if waiting is None:  # the caller never got into the queue
+        queue_app_ended()
+    else:
+        dialer.watch(waiting, queue_app_ended)  # in this greenlet: no waiter per caller
+    dialled = dialer.ring(plan)
     if dialled.accepted is not None:
         waited = time.monotonic() - call.started
         call.metrics.queue_waited(ringing.queue, waited)

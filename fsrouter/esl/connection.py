@@ -9,12 +9,15 @@ must not satisfy each other's waits (greenswitch gets this wrong, freeswitch-fac
 
 Event callbacks run in a separate dispatcher greenlet, so a callback may itself call
 ``api()`` without deadlocking the reader; its queue is bounded, so callbacks that fall far
-behind hold the reader back (backpressure on the switch) rather than fill memory. Events
-are either pulled (``next_event``) or pushed to callbacks (``on_event``), not both: once a
-callback is registered, events stop queueing for ``next_event``, so a long call nobody
-pulls from does not keep every event it saw (~10 KB each; bench/README.md). When the
-connection ends (peer close, protocol error, ``close()``), every waiter is released with
-:class:`ConnectionClosed`.
+behind hold the reader back (backpressure on the switch) rather than fill memory. A callback
+that never blocks (it only looks at the event and sets flags) may be registered ``inline``:
+the reader calls it itself, which saves a greenlet switch per event and, when every callback
+is inline, the dispatcher greenlet and its queue (one call's socket: ~7 KB less per waiting
+caller, bench/README.md). Events are either pulled (``next_event``) or pushed to callbacks
+(``on_event``), not both: once a callback is registered, events stop queueing for
+``next_event``, so a long call nobody pulls from does not keep every event it saw (~10 KB
+each). When the connection ends (peer close, protocol error, ``close()``), every waiter is
+released with :class:`ConnectionClosed` and the ``on_close`` callbacks run.
 
 Example::
 
@@ -29,7 +32,6 @@ from __future__ import annotations
 
 import re
 import uuid as uuidlib
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +107,18 @@ class Job:
         event: Event = _wait(self._result, timeout, f"BACKGROUND_JOB for {self.job_uuid}")
         return event.body
 
+    @property
+    def done(self) -> bool:
+        """The result came, or the connection ended (``wait`` then raises)."""
+        return self._result.ready()
+
+    # gevent's wait protocol, as for Execution.
+    def rawlink(self, callback: Callable[[Any], Any]) -> None:
+        self._result.rawlink(callback)
+
+    def unlink(self, callback: Callable[[Any], Any]) -> None:
+        self._result.unlink(callback)
+
     def _complete(self, event: Event) -> None:
         self.event = event
         self._result.set(event)
@@ -128,6 +142,21 @@ class Execution:
     @property
     def done(self) -> bool:
         return self._result.ready()
+
+    @property
+    def event(self) -> Event | None:
+        """The completion once it came; None while running or when the connection ended."""
+        if self._result.ready() and self._result.successful():
+            return self._result.value
+        return None
+
+    # gevent's wait protocol: ``gevent.wait([run, other], count=1)`` wakes when the run is
+    # done (completed or failed) without a greenlet waiting on it.
+    def rawlink(self, callback: Callable[[Any], Any]) -> None:
+        self._result.rawlink(callback)
+
+    def unlink(self, callback: Callable[[Any], Any]) -> None:
+        self._result.unlink(callback)
 
     def _complete(self, event: Event) -> None:
         self._result.set(event)
@@ -155,14 +184,21 @@ class Connection:
             FrameParser(max_body_bytes=max_body_bytes) if max_body_bytes else FrameParser()
         )
         self._write_lock = gevent.lock.Semaphore()
-        self._replies: deque[gevent.event.AsyncResult] = deque()
+        # A list, not a deque (~0.7 KB each): rarely more than one reply is outstanding.
+        self._replies: list[gevent.event.AsyncResult] = []
         self._jobs: dict[str, Job] = {}
         self._executions: dict[str, Execution] = {}
-        self._callbacks: list[EventCallback] = []
-        self._events: gevent.queue.Queue = gevent.queue.Queue(maxsize=event_queue_size)
+        self._callbacks: list[EventCallback] = []  # run by the dispatcher greenlet
+        self._inline: list[EventCallback] = []  # run by the reader (they never block)
+        self._close_callbacks: list[Callable[[], Any]] = []
+        # Both queues are made when first needed (~3.7 KB each): a call's socket whose only
+        # callback is inline never needs either.
+        self._event_queue_size = event_queue_size
+        self._events_q: gevent.queue.Queue | None = None
         # Bounded: a callback that cannot keep up stops the reader (the switch then queues,
         # and drops a listener that falls 100,000 events behind) instead of growing memory.
-        self._dispatch: gevent.queue.Queue = gevent.queue.Queue(maxsize=dispatch_queue_size)
+        self._dispatch_queue_size = dispatch_queue_size
+        self._dispatch_q: gevent.queue.Queue | None = None
         self._auth_request = gevent.event.Event()
         self._closed = gevent.event.Event()
         self.close_reason: str | None = None
@@ -177,8 +213,24 @@ class Connection:
     # -- life cycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the reader and the callback dispatcher."""
-        self._greenlets = [gevent.spawn(self._read_loop), gevent.spawn(self._dispatch_loop)]
+        """Start the reader (the callback dispatcher starts with the first callback that is
+        not inline)."""
+        self._greenlets.append(gevent.spawn(self._read_loop))
+
+    @property
+    def _events(self) -> gevent.queue.Queue:
+        if self._events_q is None:
+            self._events_q = gevent.queue.Queue(maxsize=self._event_queue_size)
+        return self._events_q
+
+    @property
+    def _dispatch(self) -> gevent.queue.Queue:
+        if self._dispatch_q is None:
+            self._dispatch_q = gevent.queue.Queue(maxsize=self._dispatch_queue_size)
+            if self.closed:
+                self._dispatch_q.put_nowait(None)  # nothing will come: the loop just ends
+            self._greenlets.append(gevent.spawn(self._dispatch_loop))
+        return self._dispatch_q
 
     @property
     def closed(self) -> bool:
@@ -210,7 +262,7 @@ class Connection:
             pass
         error = ConnectionClosed(f"{self.name}: {reason}")
         while self._replies:
-            slot = self._replies.popleft()
+            slot = self._replies.pop(0)
             if not slot.ready():
                 slot.set_exception(error)
         for job in list(self._jobs.values()):
@@ -221,21 +273,42 @@ class Connection:
         self._executions.clear()
         self._auth_request.set()
         self._end_dispatch()
-        self._put_event(None)
+        if self._events_q is not None:  # else next_event() sees `closed` by itself
+            self._put_event(None)
+        for callback in self._close_callbacks:
+            self._call(callback)
+        self._close_callbacks.clear()
+
+    def on_close(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` once when the connection ends (at once if it has ended), from
+        the greenlet that ends it, after every waiter was released; it must not block."""
+        if self.closed:
+            self._call(callback)
+        else:
+            self._close_callbacks.append(callback)
+
+    def _call(self, callback: Callable[..., Any], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            self._log.exception("esl.callback_failed")
 
     def discard_events(self) -> None:
         """Hand no more events of this (closed) connection to the callbacks, however many
         wait: for a client that reconnects and resynchronises they are stale (a leg that
         ended while we were deaf would come back to life)."""
         self._discarding = True
-        while not self._dispatch.empty():
-            if self._dispatch.get_nowait() is not None:
-                self.dropped_events += 1
+        if self._dispatch_q is not None:
+            while not self._dispatch_q.empty():
+                if self._dispatch_q.get_nowait() is not None:
+                    self.dropped_events += 1
         self._end_dispatch()
 
     def _end_dispatch(self) -> None:
         """Tell the dispatcher to stop, never waiting: events not yet handed to callbacks
         are dropped (a reconnect resynchronises), so a stalled callback cannot stall this."""
+        if self._dispatch_q is None:
+            return  # no dispatcher was ever started
         while True:
             try:
                 self._dispatch.put_nowait(None)
@@ -383,18 +456,36 @@ class Connection:
             raise UnsafeCommand(f"bad filter {header!r} {value!r}")
         return self.command(f"filter {header} {value}", timeout)
 
-    def on_event(self, callback: EventCallback) -> None:
-        """Call ``callback(event)`` for every event, in order, from the dispatcher greenlet.
+    def on_event(self, callback: EventCallback, inline: bool = False) -> None:
+        """Call ``callback(event)`` for every event, in order, from the dispatcher greenlet;
+        with ``inline``, from the reader itself, before the dispatcher's callbacks get the
+        event: such a callback must never block (no commands, no waits, no sleeps).
 
         Events queued for ``next_event`` so far go to the callbacks first; later ones are not
         queued for ``next_event`` any more.
         """
+        queued = self._take_queued()
+        if inline:
+            self._inline.append(callback)
+            for event in queued:
+                self._call(callback, event)
+            return
         self._callbacks.append(callback)
-        while not self._events.empty() and self._events.peek() is not None:
-            self._dispatch.put(self._events.get_nowait())
+        for event in queued:
+            self._dispatch.put(event)
+
+    def _take_queued(self) -> list[Event]:
+        """The events waiting for ``next_event`` (its end marker stays)."""
+        taken: list[Event] = []
+        queue = self._events_q
+        while queue is not None and not queue.empty() and queue.peek() is not None:
+            taken.append(queue.get_nowait())
+        return taken
 
     def next_event(self, timeout: float | None) -> Event:
         """The next event from this connection's queue (raises ConnectionClosed at the end)."""
+        if self._events_q is None and self.closed:
+            raise ConnectionClosed(f"{self.name}: {self.close_reason}")
         try:
             event = self._events.get(timeout=timeout)
         except gevent.queue.Empty:
@@ -454,7 +545,7 @@ class Connection:
     def _handle_reply(self, frame: Frame) -> None:
         if self._replies:
             # A slot abandoned after a timeout still takes its own reply, keeping order.
-            self._replies.popleft().set(frame)
+            self._replies.pop(0).set(frame)
             return
         raise ProtocolError(f"reply without a pending command: {frame.reply_text[:80]!r}")
 
@@ -465,9 +556,12 @@ class Connection:
             self._executions.pop(event.app_uuid)._complete(event)
         if self._discarding:
             self.dropped_events += 1
-        elif self._callbacks:
+            return
+        for callback in self._inline:
+            self._call(callback, event)
+        if self._callbacks:
             self._dispatch.put(event)
-        else:
+        elif not self._inline:
             self._put_event(event)
 
     def _handle_disconnect(self, frame: Frame) -> None:

@@ -19,6 +19,15 @@ header value; hand-written frames such as ``Reply-Text`` are sent raw). So event
 split into lines first and each value is decoded on its own, and an outer frame is decoded
 only when it is a serialized event itself (the ``connect`` reply, which carries
 ``Event-Name``). Decoding a raw frame would corrupt text that happens to contain ``%2B``.
+
+Events are the hot path (~30 of ~3 KB per call, ~100 headers each, of which a call reads a
+handful). A header block as the switch writes it ("clean": ASCII, every line ``Name: value``
+with exactly one colon and one space, since the switch encodes both in values;
+:func:`clean_block`, a few C-level string operations) is not split at all:
+:meth:`Event.get` finds the one line it wants, and URL-decodes only that value. Any other
+block goes through the line-by-line reader, which strips names and refuses lines without
+one, as it always did. Either way a name maps to the value of its last line, decoded on its
+own (never the block before splitting).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TypeVar
 from urllib.parse import unquote
 
@@ -87,35 +97,89 @@ class Command:
         return parts[1] if len(parts) > 1 else ""
 
 
-@dataclass(frozen=True)
 class Event:
-    """A switch event: decoded headers plus its own body (e.g. a BACKGROUND_JOB result)."""
+    """A switch event: decoded headers plus its own body (e.g. a BACKGROUND_JOB result).
 
-    headers: dict[str, str]
-    body: str = ""
+    ``Event(headers, body)`` takes decoded values. Events read off the wire
+    (:func:`parse_event`) keep the header block as the switch sent it: :meth:`get` (and the
+    properties) decode one value when it is read; :attr:`headers` decodes all of them, once.
+    Treat an event as read-only.
+    """
+
+    __slots__ = ("_text", "_raw", "_headers", "body")
+
+    def __init__(self, headers: dict[str, str], body: str = "") -> None:
+        self._text: str | None = None  # a clean block (clean_block), values encoded
+        self._raw: dict[str, str] | None = None  # split block, values encoded
+        self._headers: dict[str, str] | None = headers  # decoded
+        self.body = body
+
+    @classmethod
+    def encoded(cls, raw: dict[str, str], body: str = "") -> Event:
+        """An event whose header values are still URL-encoded as the switch sent them."""
+        event = cls({}, body)
+        event._raw, event._headers = raw, None
+        return event
+
+    @classmethod
+    def from_block(cls, block: str, body: str = "") -> Event:
+        """An event read straight from a clean header block (without ``Content-Length``,
+        which belongs to the frame): nothing is split until asked for."""
+        event = cls({}, body)
+        event._text, event._headers = block, None
+        return event
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Every header, decoded (on the first access; later ones return the same dict)."""
+        if self._headers is None:
+            if self._text is not None:
+                raw = _split_clean(self._text)
+                raw.pop("Content-Length", None)
+            else:
+                raw = self._raw or {}
+            self._headers = {name: url_decode(value) for name, value in raw.items()}
+            self._text = self._raw = None
+        return self._headers
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        if self._headers is not None:
+            return self._headers.get(name, default)
+        if self._text is not None:
+            value = _lookup(self._text, name) if name != "Content-Length" else None
+        else:
+            value = self._raw.get(name) if self._raw is not None else None
+        return default if value is None else url_decode(value)
 
     @property
     def name(self) -> str:
-        return self.headers.get("Event-Name", "")
+        return self.get("Event-Name") or ""
 
     @property
     def subclass(self) -> str:
-        return self.headers.get("Event-Subclass", "")
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return self.headers.get(name, default)
+        return self.get("Event-Subclass") or ""
 
     @property
     def uuid(self) -> str | None:
-        return self.headers.get("Unique-ID")
+        return self.get("Unique-ID")
 
     @property
     def app_uuid(self) -> str | None:
-        return self.headers.get("Application-UUID")
+        return self.get("Application-UUID")
 
     @property
     def job_uuid(self) -> str | None:
-        return self.headers.get("Job-UUID")
+        return self.get("Job-UUID")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return self.headers == other.headers and self.body == other.body
+
+    __hash__ = None  # type: ignore[assignment]  # mutable contents, as the dataclass was
+
+    def __repr__(self) -> str:
+        return f"Event(headers={self.headers!r}, body={self.body!r})"
 
 
 def url_decode(value: str) -> str:
@@ -126,6 +190,17 @@ def url_decode(value: str) -> str:
     """
     if "%" not in value:
         return value
+    if len(value) > _CACHED_VALUE_CHARS:
+        return unquote(value, encoding="utf-8", errors="replace")
+    return _unquote(value)
+
+
+_CACHED_VALUE_CHARS = 200  # longer values (a hostile caller name) are not kept in the cache
+
+
+@lru_cache(maxsize=2048)
+def _unquote(value: str) -> str:
+    # Cached: a call's events repeat the same values (its channel variables) many times.
     return unquote(value, encoding="utf-8", errors="replace")
 
 
@@ -145,12 +220,75 @@ def _split_header_line(line: str) -> tuple[str, str]:
 
 def parse_header_lines(text: str, decode: bool) -> dict[str, str]:
     """Split ``Name: value`` lines; decode each value on its own when ``decode``."""
+    raw = split_header_block(text)
+    if not decode:
+        return raw
+    return {name: url_decode(value) for name, value in raw.items()}
+
+
+def split_header_block(text: str) -> dict[str, str]:
+    """``Name: value`` lines as they are (not decoded); empty lines are skipped, a line
+    without a name is a :class:`ProtocolError`, a repeated name keeps its last value."""
+    if clean_block(text):
+        return _split_clean(text)
+    return _split_lines(text)
+
+
+# Deleting these bytes leaves a block's colons, spaces, line ends and the white space the
+# switch never writes in one (str.isspace's ASCII set): its skeleton.
+_NOT_SKELETON = bytes(b for b in range(256) if b not in b": \n\t\r\x0b\x0c\x1c\x1d\x1e\x1f")
+_CLEAN_SKELETON: dict[int, bytes] = {}  # line count -> b": \n" * (count - 1) + b": "
+
+
+def clean_block(text: str) -> bool:
+    """True for a header block exactly as the switch writes one (it URL-encodes colons and
+    white space in values): ASCII; every line has exactly one colon, one space right after
+    it or later on the line, no other white space, and a non-empty name before the colon; no
+    empty line. The line-by-line reader's result for such a block is, for each line, the
+    text before the colon -> the text after it less one leading space (the last line of a
+    name wins), so it can be read by looking lines up. C-level string operations only."""
+    if not text.isascii() or text[:1] == ":" or "\n:" in text:
+        return False  # not ASCII, or an empty name
+    skeleton = text.encode("ascii").translate(None, _NOT_SKELETON)
+    lines = skeleton.count(b"\n") + 1
+    expected = _CLEAN_SKELETON.get(lines)
+    if expected is None:
+        expected = b": \n" * (lines - 1) + b": "
+        if lines <= 1024:
+            _CLEAN_SKELETON[lines] = expected
+    return skeleton == expected
+
+
+def _split_clean(text: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in text.split("\n"):
+        name, _, value = line.partition(":")
+        headers[name] = value[1:] if value[:1] == " " else value
+    return headers
+
+
+def _lookup(text: str, name: str) -> str | None:
+    """The value (not decoded) of ``name``'s last line in a clean block."""
+    key = f"\n{name}:"
+    start = text.rfind(key)
+    if start >= 0:
+        start += len(key)
+    elif text.startswith(key[1:]):  # the first line
+        start = len(key) - 1
+    else:
+        return None
+    end = text.find("\n", start)
+    value = text[start:] if end < 0 else text[start:end]
+    return value[1:] if value[:1] == " " else value
+
+
+def _split_lines(text: str) -> dict[str, str]:
     headers: dict[str, str] = {}
     for line in text.split("\n"):
         if not line:
             continue
         name, value = _split_header_line(line)
-        headers[name] = url_decode(value) if decode else value
+        headers[name] = value
     return headers
 
 
@@ -257,10 +395,10 @@ class FrameParser(_BlockParser):
 
 
 def _make_frame(head: str, body: str) -> Frame:
-    raw = parse_header_lines(head, decode=False)
+    raw = split_header_block(head)
     if "Event-Name" in raw:
         # A serialized event as the outer frame (the connect reply): values are URL-encoded.
-        return Frame(parse_header_lines(head, decode=True), body)
+        return Frame({name: url_decode(value) for name, value in raw.items()}, body)
     return Frame(raw, body)
 
 
@@ -290,15 +428,22 @@ def parse_event(frame: Frame) -> Event:
     if frame.content_type != EVENT_PLAIN:
         raise ProtocolError(f"not an event frame: Content-Type {frame.content_type!r}")
     head, sep, rest = frame.body.partition("\n\n")
-    headers = parse_header_lines(head, decode=True)
-    length = headers.pop("Content-Length", None)
+    if clean_block(head):  # the switch's own: read by lookups, values decoded when read
+        length = _lookup(head, "Content-Length")
+        event = Event.from_block(head)
+
+    else:
+        raw = _split_lines(head)
+        length = raw.pop("Content-Length", None)
+        event = Event.encoded(raw)
     if length is None:
-        return Event(headers, "")
-    size = _parse_length(length, MAX_BODY_BYTES)
+        return event
+    size = _parse_length(url_decode(length), MAX_BODY_BYTES)
     data = rest.encode("utf-8")
     if not sep or len(data) < size:
         raise ProtocolError(f"event body shorter than its Content-Length {size}")
-    return Event(headers, data[:size].decode("utf-8", "replace"))
+    event.body = data[:size].decode("utf-8", "replace")
+    return event
 
 
 def _parse_json_event(text: str) -> Event:

@@ -194,6 +194,8 @@ def test_the_switch_killed_mid_call_loses_nothing_and_routes_again(own_switch, t
     assert rows[in_menu]["incident_id"] is None  # no choice made: no incident
     assert rows[in_queue]["outcome"] == "socket_lost"
     assert (rows[bridged]["outcome"], rows[bridged]["bridged_to_user"]) == ("bridged", "talker")
+    # The conversation was cut by the crash, out of our sight: the cause says so.
+    assert {rows[u]["hangup_cause"] for u in (in_menu, in_queue, bridged)} == {"SOCKET_LOST"}
     assert (rows[fresh]["outcome"], rows[fresh]["bridged_to_user"]) == ("bridged", "talker")
     incidents = {r["id"]: r for r in daemon.rows("SELECT * FROM incidents")}
     queued = incidents[rows[in_queue]["incident_id"]]

@@ -1,0 +1,125 @@
+"""The call flows' statements (plain SQL in queries.py) write exactly what the peewee models
+read back, on SQLite and PostgreSQL; the lean forms and the shared transactions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from fsrouter.store import queries as q
+from fsrouter.store.errors import NotFound, StoreInputError
+from fsrouter.store.models import Attempt, CallRecord, Incident, NumberAssignment
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+BERLIN = timezone(timedelta(hours=2))
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def fields(instance: object, model: type) -> dict[str, object]:
+    return {name: getattr(instance, name) for name in model._meta.fields}
+
+
+def new_call(uuid: str = "c-1") -> CallRecord:
+    return q.create_call_record(uuid, "+4930123456", "call_routing", "+49170 1234",
+                                "Jörg \x00 'x'", T0.astimezone(BERLIN), host="fs1")
+
+
+def test_created_rows_read_back_as_returned(db):
+    record = new_call()
+    stored = q.get_call("c-1")
+    assert fields(record, CallRecord) == fields(stored, CallRecord)
+    assert stored.caller_name == "Jörg \ufffd 'x'" and stored.started_at.tzinfo is UTC
+    incident = q.create_incident("+4930123456", "1", "Label", "+49170", "Erika", "c-1", at(5))
+    assert fields(incident, Incident) == fields(q.get_incident(incident.id), Incident)
+    assert q.get_call("c-1").incident_id == incident.id
+    attempt = q.record_attempt("c-1", 0, "anna", "+4917012", at(6), phone_type="mobile",
+                               incident_id=incident.id, leg_uuid="leg-1", job_uuid="job-1")
+    [stored_attempt] = q.attempts_for_call("c-1")
+    assert fields(attempt, Attempt) == fields(stored_attempt, Attempt)
+    assert not record.is_dirty() and not incident.is_dirty() and not attempt.is_dirty()
+
+
+def test_record_attempt_with_the_call_id_is_the_same_row(db):
+    record = new_call()
+    by_id = q.record_attempt("c-1", 0, "anna", "+4917012", at(6), call_id=record.id)
+    by_uuid = q.record_attempt("c-1", 1, "bernd", "+4917013", at(7))
+    assert [a.id for a in q.attempts_for_call("c-1")] == [by_id.id, by_uuid.id]
+    assert by_id.call_id == by_uuid.call_id == record.id
+    with pytest.raises(NotFound):
+        q.record_attempt("nope", 0, "anna", "+4917012", at(6))
+
+
+def test_incident_links_and_answers_the_call_in_one_go_keeping_a_first_answer(db):
+    new_call("c-1")
+    new_call("c-2")
+    q.mark_answered("c-2", at(1))  # e.g. an adopted caller answered before
+    first = q.create_incident("+4930123456", "1", "L", None, None, "c-1", at(5),
+                              answered_at=at(2))
+    second = q.create_incident("+4930123456", "1", "L", None, None, "c-2", at(5),
+                               answered_at=at(3))
+    assert (q.get_call("c-1").incident_id, q.get_call("c-1").answered_at) == (first.id, at(2))
+    assert (q.get_call("c-2").incident_id, q.get_call("c-2").answered_at) == (second.id, at(1))
+    q.create_incident("+4930123456", "2", "L", None, None, "c-1", at(6))  # no answered_at
+    assert q.get_call("c-1").answered_at == at(2)
+
+
+def test_close_call_once_and_its_answer_time(db):
+    new_call("c-1")
+    new_call("c-2")
+    assert q.close_call("c-1", "hangup_in_menu", "NORMAL_CLEARING", at(9), answered_at=at(1))
+    assert not q.close_call("c-1", "failed", "LOSE_RACE", at(20), answered_at=at(2))
+    record = q.get_call("c-1")
+    assert (record.outcome, record.hangup_cause, record.ended_at, record.answered_at) == (
+        "hangup_in_menu", "NORMAL_CLEARING", at(9), at(1))
+    assert q.close_call("c-2", "hangup_before_answer", None, at(9))
+    assert q.get_call("c-2").answered_at is None
+    assert not q.close_call("nope", "bridged", None, at(9))
+    with pytest.raises(StoreInputError):
+        q.close_call("c-2", "Not A Word", None, at(9))
+    with pytest.raises(ValueError, match="naive"):
+        q.close_call("c-2", "bridged", None, datetime(2024, 5, 1))
+
+
+def test_end_attempt_once_with_and_without_a_leg(db):
+    new_call()
+    one = q.record_attempt("c-1", 0, "anna", "+4917012", at(1))
+    two = q.record_attempt("c-1", 1, "bernd", "+4917013", at(2))
+    assert q.end_attempt(one.id, "no_answer", "NO_ANSWER", at(5))
+    assert not q.end_attempt(one.id, "answered", "NORMAL_CLEARING", at(6))
+    assert q.end_attempt(two.id, "answered", "NORMAL_CLEARING", at(7), leg_uuid="leg-2")
+    rows = {a.id: a for a in q.attempts_for_call("c-1")}
+    assert (rows[one.id].result, rows[one.id].cause, rows[one.id].ended_at) == (
+        "no_answer", "NO_ANSWER", at(5))
+    assert (rows[two.id].result, rows[two.id].leg_uuid) == ("answered", "leg-2")
+    assert not q.end_attempt(99999, "failed", None, at(8))
+    with pytest.raises(StoreInputError):
+        q.end_attempt(two.id, "exploded", None, at(8))
+
+
+def test_accept_sets_who_the_call_went_to_in_the_same_transaction(db):
+    new_call()
+    incident = q.create_incident("+4930123456", "1", "L", None, None, "c-1", at(5))
+    assert q.accept_incident(incident.id, "bernd", at(10), call_uuid="c-1")
+    assert not q.accept_incident(incident.id, "anna", at(11))  # no longer open
+    stored = q.get_incident(incident.id)
+    assert (stored.state, stored.accepted_by, stored.accepted_at) == ("accepted", "bernd", at(10))
+    assert q.get_call("c-1").bridged_to_user == "bernd"
+    assert q.resolve_incident(incident.id, at(20), "resolved", "call ended")
+    assert not q.resolve_incident(incident.id, at(21), "abandoned")
+    assert (q.get_incident(incident.id).state, q.get_incident(incident.id).resolved_at) == (
+        "resolved", at(20))
+    with pytest.raises(NotFound):
+        q.accept_incident(99999, "anna", at(11))
+
+
+def test_assignment_reads_as_the_model_does(db):
+    assert q.get_assignment("+4930123456") is None
+    q.set_assignments([q.Assignment("+4930123456", "agent", "alice")], "ops", T0)
+    got = q.get_assignment("+4930123456")
+    stored = NumberAssignment.get(NumberAssignment.number == "+4930123456")
+    assert fields(got, NumberAssignment) == fields(stored, NumberAssignment)
+    assert got.changed_at == T0 and got.changed_at.tzinfo is UTC
