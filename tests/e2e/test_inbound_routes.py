@@ -266,6 +266,8 @@ def test_a_route_change_applies_to_the_next_call_without_restart(center, tmp_pat
                                 datetime.now(UTC))
     _, again = call(switch, watcher, AGENT_NUMBER)
     assert finished(daemon, watcher, again)["bridged_to_user"] == "anna"
+    # Anna is free again once the watcher has seen her leg end (it may trail the record).
+    daemon.wait_for("SELECT id FROM agent_presence WHERE user_id = 'anna' AND NOT busy")
     _, spare = call(switch, watcher, SPARE_NUMBER)
     assert finished(daemon, watcher, spare)["bridged_to_user"] == "anna"
 
