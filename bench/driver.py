@@ -18,8 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import gevent
 import gevent.event
@@ -27,8 +29,22 @@ import gevent.event
 from bench.scenario import CALLER_NAME, CALLER_NUMBER, ROUTING_NUMBER, caller_script
 from fsrouter.sim import Simulator, SwitchRecord
 
+T = TypeVar("T")
+
 ROOT = Path(__file__).resolve().parents[1]
 MENU_APP = "play_and_get_digits"
+
+
+def open_loop(rate: float, count: int, place: Callable[[], T]) -> list[T]:
+    """Open loop: call i is placed at start + i/rate, however the earlier ones fare."""
+    start = time.perf_counter()
+    placed = []
+    for i in range(count):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            gevent.sleep(delay)
+        placed.append(place())
+    return placed
 
 
 @dataclass
@@ -112,15 +128,7 @@ class SimSide:
         return times
 
     def place_at_rate(self, rate: float, count: int, digit: str) -> list[CallTimes]:
-        """Open loop: call i is placed at start + i/rate, however the earlier ones fare."""
-        start = time.perf_counter()
-        placed = []
-        for i in range(count):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                gevent.sleep(delay)
-            placed.append(self.place(digit))
-        return placed
+        return open_loop(rate, count, lambda: self.place(digit))
 
     def wait_closed(self, calls: list[CallTimes], timeout: float) -> bool:
         deadline = time.monotonic() + timeout

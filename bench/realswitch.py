@@ -36,8 +36,8 @@ import gevent.event
 import yaml
 
 from bench import scenario
-from bench.driver import AppProcess
-from bench.stats import percentile, rounded, summary
+from bench.driver import AppProcess, open_loop
+from bench.stats import StepFigures, rounded, summary
 from fsrouter.esl import Event, InboundClient, Job
 from fsrouter.testing.phones import phone_number
 from fsrouter.testing.realswitch import RealSwitch, quote_originate_value
@@ -221,15 +221,7 @@ class Caller:
         return call
 
     def place_at_rate(self, rate: float, count: int, context: str = "public") -> list[RealCall]:
-        """Open loop: call i at start + i/rate, whatever became of the earlier ones."""
-        start = time.perf_counter()
-        placed = []
-        for i in range(count):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                gevent.sleep(delay)
-            placed.append(self.place(scenario.ROUTING_NUMBER, context))
-        return placed
+        return open_loop(rate, count, lambda: self.place(scenario.ROUTING_NUMBER, context))
 
     def wait_over(self, calls: list[RealCall], timeout: float) -> bool:
         """Until every call ended (or its originate failed), at most ``timeout`` s."""
@@ -263,7 +255,7 @@ def process_cpu(pid: int) -> float:
 
 
 @dataclass
-class Step:
+class Step(StepFigures):
     rate: float
     calls: list[RealCall]
     placed_s: float
@@ -273,18 +265,6 @@ class Step:
     own_cpu_s: float  # this process: placing calls, reading events, pressing keys
     ended_in_time: bool
     latency: bool = True  # False for the dialplan: no socket, no set-up latency
-
-    @property
-    def completed(self) -> int:
-        return sum(c.completed for c in self.calls)
-
-    @property
-    def setup_ms(self) -> list[float]:
-        return [c.setup_ms for c in self.calls if c.setup_ms is not None]
-
-    @property
-    def p99_ms(self) -> float:
-        return percentile(self.setup_ms, 0.99) or float("inf")
 
     def summary(self) -> dict[str, Any]:
         count = len(self.calls)

@@ -42,7 +42,7 @@ import gevent
 from bench import hotpath, scenario
 from bench.driver import ROOT, AppProcess, CallTimes, SimSide, pin_here
 from bench.routing import measure_routing
-from bench.stats import percentile, rounded, slope, summary
+from bench.stats import StepFigures, percentile, rounded, slope, summary
 
 APPS = ("fsrouter", "floor", "greenswitch")
 RESULTS = ROOT / "bench" / "results.json"
@@ -100,7 +100,7 @@ class Workspace:
 
 
 @dataclass
-class Step:
+class Step(StepFigures):
     """Calls placed at one rate, and what they cost."""
 
     rate: float
@@ -110,18 +110,6 @@ class Step:
     sim_cpu_s: float
     app_cpu_s: float
     all_closed: bool
-
-    @property
-    def completed(self) -> int:
-        return sum(c.completed for c in self.calls)
-
-    @property
-    def setup_ms(self) -> list[float]:
-        return [c.setup_ms for c in self.calls if c.setup_ms is not None]
-
-    @property
-    def p99_ms(self) -> float:
-        return percentile(self.setup_ms, 0.99) or float("inf")
 
     def summary(self) -> dict[str, Any]:
         count = len(self.calls)

@@ -1,9 +1,11 @@
-"""Small statistics for the benchmark: percentiles, a least-squares slope, rounding."""
+"""Small statistics for the benchmark: percentiles, a least-squares slope, rounding, and
+what a step's calls say."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
@@ -40,3 +42,22 @@ def summary(values: Sequence[float]) -> dict[str, float | int | None]:
     return {"count": len(values), "median": rounded(median(values)),
             "p99": rounded(percentile(values, 0.99)),
             "max": rounded(max(values) if values else None)}
+
+
+class StepFigures:
+    """For a step (simulator or real switch) whose ``calls`` each have ``completed`` and
+    ``setup_ms`` (None when it was not measured)."""
+
+    calls: Sequence[Any]
+
+    @property
+    def completed(self) -> int:
+        return sum(c.completed for c in self.calls)
+
+    @property
+    def setup_ms(self) -> list[float]:
+        return [c.setup_ms for c in self.calls if c.setup_ms is not None]
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.setup_ms, 0.99) or float("inf")

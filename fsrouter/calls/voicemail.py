@@ -21,6 +21,7 @@ from fsrouter.calls.media import playable
 from fsrouter.config import Config
 from fsrouter.routing.menu import Prompt
 from fsrouter.store import queries
+from fsrouter.store.db import make_private_dirs
 
 GREETINGS = {
     "de": "Ihr Gesprächspartner ist zurzeit nicht erreichbar. "
@@ -39,22 +40,6 @@ def greeting_path(config: Config, user_id: str) -> Path:
 def recording_path(config: Config, user_id: str, call: Call) -> Path:
     stamp = call.services.now().strftime("%Y%m%dT%H%M%SZ")
     return Path(config.voicemail.directory) / user_id / f"{stamp}-{call.uuid}.wav"
-
-
-def make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and its missing parents as DIRECTORY_MODE whatever the umask
-    (``mkdir(parents=True)`` gives the parents the umask's mode: a world-writable
-    voicemail root under umask 0 would let anyone plant a symlink where messages go)."""
-    missing = []
-    while not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    for created in reversed(missing):
-        try:
-            created.mkdir(mode=DIRECTORY_MODE)
-        except FileExistsError:
-            continue
-        os.chmod(created, DIRECTORY_MODE)
 
 
 def wav_seconds(path: Path) -> float | None:
@@ -80,7 +65,7 @@ def _greeting(config: Config, user_id: str) -> str:
 
 def record(call: Call, path: Path, config: Config) -> float | None:
     """Beep, then record to ``path`` until ``#``, silence, the limit or hang-up; seconds."""
-    make_private_dirs(path.parent)
+    make_private_dirs(path.parent, DIRECTORY_MODE)
     settings = config.voicemail
     call.run("set", "playback_terminators=#")
     call.run("playback", config.tone("beep"))

@@ -194,7 +194,7 @@ def _prepare_sqlite_file(path: Path) -> None:
     SQLite gives the -wal and -shm files the mode of the database file.
     """
     try:
-        _make_private_dirs(path.parent)
+        make_private_dirs(path.parent, 0o700)
         if not path.exists():
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             os.close(fd)
@@ -206,17 +206,20 @@ def _prepare_sqlite_file(path: Path) -> None:
         raise StoreError(f"SQLite database path {path} is a directory")
 
 
-def _make_private_dirs(directory: Path) -> None:
+def make_private_dirs(directory: Path, mode: int) -> None:
+    """Create ``directory`` and its missing parents with ``mode`` whatever the umask
+    (``mkdir(parents=True)`` gives the parents the umask's mode: a world-writable parent under
+    umask 0 would let anyone plant a symlink where our files go)."""
     missing = []
     while not directory.exists():
         missing.append(directory)
         directory = directory.parent
     for created in reversed(missing):
         try:
-            created.mkdir(mode=0o700)
+            created.mkdir(mode=mode)
         except FileExistsError:
             continue
-        os.chmod(created, 0o700)
+        os.chmod(created, mode)
 
 
 def _open_postgres(target: PostgresTarget, pool_size: int) -> peewee.Database:

@@ -15,7 +15,7 @@ import array
 import os
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -49,7 +49,7 @@ from fsrouter.testing.sipp import (
 )
 from fsrouter.testing.watcher import Watcher
 from tests.e2e.daemon import Daemon
-from tests.notify.servers import SmtpServer
+from tests.notify.servers import SmtpServer, wait_until
 
 pytestmark = pytest.mark.realswitch
 
@@ -196,17 +196,6 @@ def login(daemon: Daemon, user: str) -> None:
         queries.set_presence(user, datetime.now(UTC), state="logged_in", busy=False)
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        gevent.sleep(0.05)
-
-
 def user_part(header: str | None) -> str:
     """``+4930...`` from ``"name" <sip:+4930...@host>;tag=x``."""
     assert header is not None
@@ -331,7 +320,7 @@ def test_a_sip_caller_leaves_a_voicemail_that_arrives_by_mail(site, tmp_path, sm
     assert seconds >= 2 and message["duration_s"] >= 2
     assert loudness > 300, f"the recording is silence (RMS {loudness:.0f})"
 
-    wait_until("the mail", lambda: smtp.handler.messages, timeout=30)
+    wait_until(lambda: smtp.handler.messages, 30, "the mail")
     assert smtp.handler.recipients == [["bob@example.test"]]
     mail = message_from_bytes(smtp.handler.messages[0], policy=policy.default)
     attachments = [part for part in mail.walk() if part.get_filename()]

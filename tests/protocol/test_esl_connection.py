@@ -18,16 +18,6 @@ from fsrouter.esl import (
 from tests.protocol.esl_peer import CALLER_UUID, socket_pair
 
 
-@pytest.fixture
-def pair():
-    sock, peer = socket_pair()
-    conn = Connection(sock, name="test")
-    conn.start()
-    yield conn, peer
-    conn.close("test over")
-    peer.close()
-
-
 def test_replies_matched_in_order(pair) -> None:
     conn, peer = pair
     calls = [gevent.spawn(conn.api, f"echo {i}", 2) for i in range(5)]

@@ -7,18 +7,8 @@ import gevent
 import gevent.event
 import pytest
 
-from fsrouter.esl import Connection, ConnectionClosed
-from tests.protocol.esl_peer import CALLER_UUID, socket_pair
-
-
-@pytest.fixture
-def pair():
-    sock, peer = socket_pair()
-    conn = Connection(sock, name="test")
-    conn.start()
-    yield conn, peer
-    conn.close("test over")
-    peer.close()
+from fsrouter.esl import ConnectionClosed
+from tests.protocol.esl_peer import CALLER_UUID
 
 
 def test_inline_callbacks_run_in_the_reader_and_no_dispatcher_starts(pair) -> None:

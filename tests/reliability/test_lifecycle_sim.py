@@ -10,12 +10,12 @@ from __future__ import annotations
 import signal
 import time
 
-import gevent
 import pytest
 
 from fsrouter.testing.phones import phone_number
 from fsrouter.testing.watcher import Watcher
 from tests.e2e.daemon import Daemon
+from tests.reliability.conftest import wait_for
 from tests.reliability.test_lifecycle_realswitch import (
     assert_fallback_tone,
     call,
@@ -30,16 +30,6 @@ pytestmark = pytest.mark.serial
 CALLS = 50
 
 
-def poll(probe, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        gevent.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def test_sigterm_drains_50_calls(sim_switch, tmp_path):
     config = one_option("anna", phone_number("answer", 0, 91))
     daemon = Daemon(tmp_path, config, sim_switch.esl_endpoint())
@@ -51,7 +41,7 @@ def test_sigterm_drains_50_calls(sim_switch, tmp_path):
         legs = [call(sim_switch, watcher) for _ in range(CALLS)]
         bridged = lambda: {e.get("Bridge-B-Unique-ID") for e in watcher.events  # noqa: E731
                            if e.name == "CHANNEL_BRIDGE"}
-        poll(lambda: set(legs) <= bridged(), 30, "every call bridged")
+        wait_for(lambda: set(legs) <= bridged(), 30, "every call bridged")
 
         stopped_at = time.monotonic()
         daemon.process.send_signal(signal.SIGTERM)
@@ -62,7 +52,7 @@ def test_sigterm_drains_50_calls(sim_switch, tmp_path):
         for leg in legs:
             sim_switch.hangup(leg)
         last_hangup = time.monotonic()
-        code = poll(lambda: daemon.process.poll() is not None, 10, "the exit")
+        code = wait_for(lambda: daemon.process.poll() is not None, 10, "the exit")
         assert code and daemon.process.returncode == 0
         print(f"\n{CALLS} calls drained; exit {time.monotonic() - stopped_at:.2f} s after "
               f"SIGTERM, {time.monotonic() - last_hangup:.2f} s after the last hang-up")
