@@ -15,14 +15,6 @@ MENU = "1 1 1 5000 # silence_stream://20000 silence_stream://250 fsr_choice ^[1-
 HOSTILE = "O'Brien, Jörg ${system(touch /tmp/x)}"
 
 
-@pytest.fixture
-def switch() -> SimSwitch:
-    sw = SimSwitch(speed=20)
-    sw.start()
-    yield sw
-    sw.stop()
-
-
 class MenuApp:
     """Answer, play a menu, report the choice; then what ``after`` says."""
 

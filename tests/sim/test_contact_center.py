@@ -7,7 +7,7 @@ tests/e2e/test_differential.py runs the same steps on the real switch and compar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -24,14 +24,6 @@ from fsrouter.testing.watcher import Watcher
 HOLD = "tone_stream://%(1000,0,350);loops=-1"
 VOICE = "tone_stream://%(900,100,350);loops=-1"
 Steps = Callable[[OutboundSession, dict[str, Any]], None]
-
-
-@pytest.fixture
-def switch() -> Iterator[SimSwitch]:
-    sw = SimSwitch(speed=20)
-    sw.start()
-    yield sw
-    sw.stop()
 
 
 def run_call(switch: SimSwitch, steps: Steps, caller_name: str = "Müller, Jörg"

@@ -22,14 +22,6 @@ MENU = ("1 1 1 60000 # tone_stream://%(300,200,440);loops=2 silence_stream://250
         "fsr_choice ^[1-4]$ 60000")
 
 
-@pytest.fixture
-def switch() -> Iterator[SimSwitch]:
-    sw = SimSwitch(speed=20)
-    sw.start()
-    yield sw
-    sw.stop()
-
-
 class App:
     """The outbound socket: the first connection answers and waits in a long menu; a later
     one (after a transfer) notes its channel data and hangs up."""
