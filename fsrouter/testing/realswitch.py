@@ -358,6 +358,7 @@ def write_config(
     lang_dir: Path | None = None,
     mailer: Path | None = None,
     target: str = UNROUTED_TARGET,
+    switch_params: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``conf_dir/freeswitch.xml`` from the shipped snippets plus the test overlay.
 
@@ -365,7 +366,8 @@ def write_config(
     there; switch.conf and event_socket.conf are the shipped files with test params replaced.
     ``lang_dir`` (the switch's ``conf/lang``) gives the voicemail its phrase macros;
     ``mailer`` replaces the shipped ``sendmail`` (see :func:`write_mail_catcher`);
-    ``target`` is where the dialplan sends calls (``fsrouter_target``) from the start.
+    ``target`` is where the dialplan sends calls (``fsrouter_target``) from the start;
+    ``switch_params`` are more switch.conf params (the benchmark's ``1ms-timer``).
     """
     shipped = conf_dir / "fsrouter"
     if shipped.exists():
@@ -390,6 +392,7 @@ def write_config(
             "colorize-console": "false",
             # The switch runs `/bin/cat <mail> | <mailer-app> -f <from> <args> <to>` in a shell.
             **({"mailer-app": shlex.quote(str(mailer)), "mailer-app-args": ""} if mailer else {}),
+            **(switch_params or {}),
         },
     )
     event_socket = _param_config(
@@ -525,9 +528,11 @@ class RealSwitch:
 
     speed = 1.0  # real time (the simulator's SimSwitch can run faster; scenarios scale by it)
 
-    def __init__(self, workdir: Path, freeswitch: Path | None = None) -> None:
+    def __init__(self, workdir: Path, freeswitch: Path | None = None,
+                 switch_params: Mapping[str, str] | None = None) -> None:
         self.workdir = Path(workdir).resolve()
         self.freeswitch = freeswitch or find_freeswitch()
+        self.switch_params = dict(switch_params or {})
         self.password = uuidlib.uuid4().hex
         self.ports: Ports | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -635,7 +640,7 @@ class RealSwitch:
         (self.workdir / "conf").mkdir(parents=True, exist_ok=True)
         mailer = write_mail_catcher(self.workdir / "bin" / "catch-mail", self.mail_dir)
         write_config(self.workdir / "conf", self.ports, self.password, self._lang_dir(), mailer,
-                     self._target)
+                     self._target, self.switch_params)
         self._restore_certs()
         install_prompts(self.workdir / "sounds", self._lang_dir())
         with contextlib.suppress(FileNotFoundError):
