@@ -208,7 +208,8 @@ def real_table(real: dict[str, Any]) -> str:
     apps = real["apps"]
     machine = real.get("machine") or {}
     switch = real.get("switch") or {}
-    lines = [f"Real switch: {switch.get('version')}, {machine.get('cpu_count')} x "
+    lines = [f"Real switch: {switch.get('version')}, event clock tick "
+             f"{switch.get('clock_tick_ms', 20)} ms, {machine.get('cpu_count')} x "
              f"{machine.get('cpu_model')}, load average "
              f"{_load(machine.get('load_average_at_start'))} at the start, "
              f"{_load(machine.get('load_average_at_end'))} at the end; switch idle CPU "
