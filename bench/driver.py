@@ -140,14 +140,6 @@ class SimSide:
             self._progress.wait(min(left, 0.5))
         return True
 
-    def wait_until(self, check: object, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():  # type: ignore[operator]
-                return True
-            gevent.sleep(0.05)
-        return False
-
     def waiting(self) -> int:
         """Callers in any queue of the simulator's mod_fifo."""
         return sum(self.sim.fifos.count(name) for name in self.sim.fifos.queues)

@@ -43,6 +43,7 @@ from bench import hotpath, scenario
 from bench.driver import ROOT, AppProcess, CallTimes, SimSide, pin_here
 from bench.routing import measure_routing
 from bench.stats import StepFigures, percentile, rounded, slope, summary
+from fsrouter.testing.waiting import wait_for
 
 APPS = ("fsrouter", "floor", "greenswitch")
 RESULTS = ROOT / "bench" / "results.json"
@@ -269,7 +270,7 @@ def measure_waiting(kind: str, settings: Settings, root: Path) -> dict[str, Any]
         side.hang_up(waiting)
         out["all_hung_up_closed"] = side.wait_closed(waiting, 120)
         # The application must have cancelled every ringing leg (uuid_kill) by now.
-        side.wait_until(lambda: side.channels_up() == 0, 10)
+        wait_for(lambda: side.channels_up() == 0, 10, quiet=True, every=0.05)
         out["channels_left_up"] = side.channels_up()
     finally:
         side.stop()
@@ -285,7 +286,7 @@ def warm_up_waiting(side: SimSide, settings: Settings) -> list[float]:
     count = max(settings.warm_calls // 2, 1)
     complete = side.place_at_rate(20, count, scenario.COMPLETE_DIGIT)
     waits = side.place_at_rate(20, count, scenario.WAIT_DIGIT)
-    side.wait_until(lambda: all(c.record.agent_legs for c in waits), 30)
+    wait_for(lambda: all(c.record.agent_legs for c in waits), 30, quiet=True, every=0.05)
     side.hang_up(waits)
     side.wait_closed(complete + waits, 60)
     gevent.sleep(settings.settle_s)
@@ -307,8 +308,8 @@ def fill(app: AppProcess, side: SimSide, settings: Settings,
         batch = side.place_at_rate(settings.fill_rate, settings.waiting_step,
                                    scenario.WAIT_DIGIT)
         placed += batch
-        side.wait_until(lambda b=batch: all(_settled(side, c) for c in b),
-                        FILL_DEADLINE_S - (time.monotonic() - began))
+        wait_for(lambda b=batch: all(_settled(side, c) for c in b),
+                 FILL_DEADLINE_S - (time.monotonic() - began), quiet=True, every=0.05)
         gevent.sleep(settings.settle_s)  # let the application settle before its RSS
         waiting = [c for c in placed if _ringing(side, c)]
         if len(waiting) <= points[-1][0]:

@@ -9,8 +9,7 @@ them after digest auth; see tests/unit/data/agent_phone_sip.jsonl) bridging out 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import gevent
@@ -25,20 +24,10 @@ from fsrouter.store.db import close_database, open_database
 from fsrouter.store.migrations import upgrade
 from fsrouter.testing.phones import phone_number
 from fsrouter.testing.realswitch import RealSwitch
+from fsrouter.testing.waiting import wait_for
 
 OUR_NUMBER = "+493012345678"
 WAIT = 10.0  # seconds; every wait below ends as soon as its condition holds
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = WAIT) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        gevent.sleep(0.02)  # the watcher's greenlets run meanwhile
 
 
 def busy(user_id: str) -> bool | None:
@@ -77,7 +66,7 @@ class Watching:
         self.watcher.attach(client)
         before = self.resyncs
         client.start()
-        wait_for("connect and resync", lambda: self.resyncs > before)
+        wait_for(lambda: self.resyncs > before, WAIT, "connect and resync")
         return client
 
     def _resync(self, client: InboundClient) -> None:
@@ -124,10 +113,10 @@ def test_agent_call_with_caller_id_teaches_the_mapping(watching: Watching):
     call = switch.originate(f"loopback/{customer}/agents", "&park()",
                             {"origination_caller_id_number": OUR_NUMBER, "fsr_agent": "alice"})
     assert call.result(WAIT).startswith("+OK")
-    wait_for("alice busy", lambda: busy("alice"))
-    assert wait_for("the mapping", lambda: learned(customer)) == ("alice", OUR_NUMBER)
+    wait_for(lambda: busy("alice"), WAIT, "alice busy")
+    assert wait_for(lambda: learned(customer), WAIT, "the mapping") == ("alice", OUR_NUMBER)
     switch.hangup(call.uuid)
-    wait_for("alice free", lambda: busy("alice") is False)
+    wait_for(lambda: busy("alice") is False, WAIT, "alice free")
     assert not watching.watcher.is_busy("alice")
 
 
@@ -137,12 +126,12 @@ def test_agent_leg_busy_while_live_free_after_hangup(watching: Watching):
                             {"fsr_agent": "alice", "fsr_kind": "agent",
                              "origination_caller_id_number": OUR_NUMBER})
     assert call.result(WAIT).startswith("+OK")
-    wait_for("alice busy", lambda: busy("alice"))
+    wait_for(lambda: busy("alice"), WAIT, "alice busy")
     assert call.uuid in watching.watcher.busy_calls("alice")
     assert queries.get_presence("alice").busy_call_uuid == call.uuid
     assert busy("bob") is None
     switch.hangup(call.uuid)
-    wait_for("alice free", lambda: busy("alice") is False)
+    wait_for(lambda: busy("alice") is False, WAIT, "alice free")
 
 
 def test_phone_of_directory_user_bridging_out_teaches_the_mapping(watching: Watching):
@@ -153,11 +142,11 @@ def test_phone_of_directory_user_bridging_out_teaches_the_mapping(watching: Watc
                              {"user_name": "1000", "domain_name": "fsrouter.test",
                               "origination_caller_id_number": "1000"})
     assert phone.result(WAIT).startswith("+OK")
-    wait_for("alice busy", lambda: busy("alice"))
-    assert wait_for("the mapping", lambda: learned(customer)) == ("alice", OUR_NUMBER)
+    wait_for(lambda: busy("alice"), WAIT, "alice busy")
+    assert wait_for(lambda: learned(customer), WAIT, "the mapping") == ("alice", OUR_NUMBER)
     assert len(watching.watcher.busy_calls("alice")) >= 3  # phone, and the leg it bridged to
     switch.hangup(phone.uuid)  # the bridge ends, every leg hangs up
-    wait_for("alice free", lambda: busy("alice") is False)
+    wait_for(lambda: busy("alice") is False, WAIT, "alice free")
 
 
 def test_resync_after_a_dropped_connection(watching: Watching):
@@ -165,7 +154,7 @@ def test_resync_after_a_dropped_connection(watching: Watching):
     alice = switch.originate(f"loopback/answer-0-{switch.fresh_id()}/agents", "&park()",
                              {"fsr_agent": "alice"})
     assert alice.result(WAIT).startswith("+OK")
-    wait_for("alice busy", lambda: busy("alice"))
+    wait_for(lambda: busy("alice"), WAIT, "alice busy")
 
     watching.client.close()  # the event connection is gone: what happens now is missed
     switch.hangup(alice.uuid)
@@ -182,4 +171,4 @@ def test_resync_after_a_dropped_connection(watching: Watching):
     assert busy("bob") is True
     assert learned(customer) == ("bob", OUR_NUMBER)  # answered while we were away
     switch.hangup(bob.uuid)
-    wait_for("bob free", lambda: busy("bob") is False)
+    wait_for(lambda: busy("bob") is False, WAIT, "bob free")

@@ -47,9 +47,10 @@ from fsrouter.testing.sipp import (
     from_header,
     info_keys,
 )
+from fsrouter.testing.waiting import wait_for
 from fsrouter.testing.watcher import Watcher
 from tests.e2e.daemon import Daemon
-from tests.notify.servers import SmtpServer, wait_until
+from tests.notify.servers import SmtpServer
 
 pytestmark = pytest.mark.realswitch
 
@@ -320,7 +321,7 @@ def test_a_sip_caller_leaves_a_voicemail_that_arrives_by_mail(site, tmp_path, sm
     assert seconds >= 2 and message["duration_s"] >= 2
     assert loudness > 300, f"the recording is silence (RMS {loudness:.0f})"
 
-    wait_until(lambda: smtp.handler.messages, 30, "the mail")
+    wait_for(lambda: smtp.handler.messages, 30, "the mail")
     assert smtp.handler.recipients == [["bob@example.test"]]
     mail = message_from_bytes(smtp.handler.messages[0], policy=policy.default)
     attachments = [part for part in mail.walk() if part.get_filename()]

@@ -19,7 +19,8 @@ import structlog
 from fsrouter.notify.mail import NAME_LIMIT, Mailer, compose
 from fsrouter.store import queries
 from fsrouter.store.models import Voicemail
-from tests.notify.servers import T0, SmtpServer, make_config, store, wait_until
+from fsrouter.testing.waiting import wait_for
+from tests.notify.servers import T0, SmtpServer, make_config, store
 
 SMTP_PASSWORD = "pw-Zq9!x7"
 
@@ -199,11 +200,11 @@ def test_server_down_then_started_mail_arrives_after_a_retry(db, tmp_path, smtp)
                     poll_interval=1.0, smtp_timeout=5)
     mailer.start()
     try:
-        failed = wait_until(lambda: Voicemail.get_by_id(row.id).email_error, what="a failure")
+        failed = wait_for(lambda: Voicemail.get_by_id(row.id).email_error, what="a failure")
         assert "unreachable" in failed and "refused" in failed.lower()
         smtp.start()  # the same address starts answering
-        wait_until(lambda: smtp.handler.messages, what="the mail")
-        wait_until(lambda: Voicemail.get_by_id(row.id).emailed_at, what="the row marked sent")
+        wait_for(lambda: smtp.handler.messages, what="the mail")
+        wait_for(lambda: Voicemail.get_by_id(row.id).emailed_at, what="the row marked sent")
     finally:
         mailer.stop()
     assert not mailer.running
@@ -367,10 +368,10 @@ def test_kick_sends_a_new_voicemail_at_once(db, tmp_path, smtp):
     mailer = Mailer(lambda: config_for(smtp.port), poll_interval=600)
     mailer.start()
     try:
-        wait_until(lambda: mailer.running)
+        wait_for(lambda: mailer.running)
         row, _ = leave(tmp_path)
         mailer.kick()
-        wait_until(lambda: Voicemail.get_by_id(row.id).emailed_at, timeout=10,
+        wait_for(lambda: Voicemail.get_by_id(row.id).emailed_at, timeout=10,
                    what="the kicked mail")
     finally:
         mailer.stop()

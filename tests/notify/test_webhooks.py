@@ -21,7 +21,8 @@ import structlog
 from fsrouter.notify.webhooks import Webhooks, encode_body, matches
 from fsrouter.store import queries
 from fsrouter.store.models import OutboxMessage
-from tests.notify.servers import T0, HookServer, make_config, store, wait_until
+from fsrouter.testing.waiting import wait_for
+from tests.notify.servers import T0, HookServer, make_config, store
 
 SECRET = "wh-secret-8d1f"
 REPO = Path(__file__).resolve().parents[2]
@@ -248,7 +249,7 @@ def test_sender_greenlet_delivers_on_emit_and_retries(db, hooks):
     webhooks.start()
     try:
         webhooks.emit("incident.created", {"incident_id": 5})  # wakes the sender at once
-        wait_until(lambda: queries.list_outbox("delivered"), what="the delivery")
+        wait_for(lambda: queries.list_outbox("delivered"), what="the delivery")
     finally:
         webhooks.stop()
     assert not webhooks.running

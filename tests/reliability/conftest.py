@@ -34,6 +34,7 @@ from fsrouter.sim.outbound import OutboundSession as SimOutboundSession
 from fsrouter.sim.wire import Command
 from fsrouter.store import queries
 from fsrouter.testing.phones import TEST_DIAL_TEMPLATE, phone_number
+from fsrouter.testing.waiting import wait_for
 
 HOTLINE = "+493040009000"
 AGENT_NUMBER = "+493040009100"
@@ -241,20 +242,6 @@ class SimDaemon:
         self.daemon.request_stop("test over")
         self.daemon.shutdown(drain_seconds=5)
         self.sim.stop_inbound()
-
-
-def wait_for(probe: Callable[[], Any], timeout: float, what: str, quiet: bool = False) -> Any:
-    """``probe()`` once it is truthy (polling every 20 ms); AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            if quiet:
-                return value
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        gevent.sleep(0.02)
 
 
 @pytest.fixture

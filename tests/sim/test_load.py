@@ -17,6 +17,7 @@ from gevent import socket
 
 from fsrouter.esl import InboundClient
 from fsrouter.sim import Simulator
+from fsrouter.testing.waiting import wait_for
 
 # Run alone, after the parallel part (see the Makefile): thousands of simulated callers.
 pytestmark = pytest.mark.serial
@@ -53,15 +54,6 @@ class RawApp:
         self.closed += 1
 
 
-def wait_until(check: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return True
-        gevent.sleep(0.05)
-    return False
-
-
 def test_two_thousand_callers_wait_in_a_fifo() -> None:
     began, rss0 = time.monotonic(), rss_mb()
     sim = Simulator(speed=100)
@@ -79,7 +71,7 @@ def test_two_thousand_callers_wait_in_a_fifo() -> None:
              for i, u in enumerate(callers)]
     gevent.joinall(sends, raise_error=True)
     full = f"fsr_load:0:{CALLS}:0:0:0\n"
-    assert wait_until(lambda: client.api("fifo count fsr_load") == full, 40), \
+    assert wait_for(lambda: client.api("fifo count fsr_load") == full, 40, quiet=True), \
         client.api("fifo count fsr_load")
     placed = time.monotonic() - began
     assert {send.value.wait(10).strip() for send in sends} == {f"+OK {u}" for u in callers}
@@ -89,7 +81,7 @@ def test_two_thousand_callers_wait_in_a_fifo() -> None:
     kills = [gevent.spawn(client.api, f"uuid_kill {u}") for u in callers]
     gevent.joinall(kills, raise_error=True)
     assert {k.value for k in kills} == {"+OK\n"}
-    assert wait_until(lambda: app.closed == CALLS, 30), f"{app.closed} of {CALLS} ended"
+    assert wait_for(lambda: app.closed == CALLS, 30, quiet=True), f"{app.closed} of {CALLS} ended"
     assert client.api("fifo count fsr_load") == "fsr_load:0:0:0:0:0\n"
     assert sum(1 for c in sim.channels.values() if c.alive) == 0
     print(f"all {CALLS} ended after {time.monotonic() - began:.1f} s")
