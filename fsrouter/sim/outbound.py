@@ -370,7 +370,9 @@ class OutboundSession(Connection):
         if bridged:
             sim.set_state(chan, "CS_HIBERNATE")
             chan.fifo_entry.hibernated.set()  # type: ignore[attr-defined]
-            sim.step(chan, "bridged")
+            # The "bridged" step fires when the consumer has bridged us (fifo_bridge), not
+            # here: serviced is not yet talking, and a caller scripted to hang up when
+            # bridged must not leave before the bridge on a loaded machine.
         elif chan.alive:
             loopback.after_socket(sim, chan, self.returned.is_set())
         chan.hungup.wait()

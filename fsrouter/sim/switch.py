@@ -486,6 +486,7 @@ class Simulator:
         if rec is not None:
             rec.bridged_to.append(agent.uuid)
         self.fire_bridge(agent, caller, "CHANNEL_BRIDGE")
+        self.step(caller, "bridged")
         gevent.wait([caller.hungup, agent.hungup], count=1)
         self.fire_bridge(agent, caller, "CHANNEL_UNBRIDGE")
         for leg in (caller, agent):
