@@ -312,6 +312,9 @@ def contact_center_restart(switch: Any, tmp_path: Path) -> None:
         waiting = place(QUEUE_NUMBER)
         bob_leg = daemon.wait_for("SELECT leg_uuid FROM attempts WHERE user_id = 'bob'"
                                   )[0]["leg_uuid"]
+        # The row is written before the originate is sent: wait for the leg itself, or a kill
+        # in between leaves no leg to clean up (seen on a loaded machine).
+        watcher.wait("CHANNEL_CREATE", timeout=10, **{"Unique-ID": bob_leg})
         daemon.process.send_signal(signal.SIGKILL)
         daemon.process.wait()
         gevent.sleep(1)
