@@ -93,55 +93,59 @@ def _wait(result: gevent.event.AsyncResult, timeout: float | None, what: str) ->
     return result.get(block=False)
 
 
-class Job:
-    """One ``bgapi`` command; ``wait()`` returns its BACKGROUND_JOB body, e.g. ``+OK <uuid>``."""
+class _Pending:
+    """A reply still to come (a job's result, an app's completion); waitable with
+    ``gevent.wait([pending, other], count=1)`` without a greenlet waiting on it."""
 
-    def __init__(self, job_uuid: str, command: str) -> None:
-        self.job_uuid = job_uuid
-        self.command = command
-        self.event: Event | None = None
+    def __init__(self) -> None:
         self._result: gevent.event.AsyncResult = gevent.event.AsyncResult()
-
-    def wait(self, timeout: float | None) -> str:
-        """The body exactly as the switch sent it (``-ERR NO_ANSWER\\n``)."""
-        event: Event = _wait(self._result, timeout, f"BACKGROUND_JOB for {self.job_uuid}")
-        return event.body
 
     @property
     def done(self) -> bool:
-        """The result came, or the connection ended (``wait`` then raises)."""
+        """The reply came, or the connection ended (``wait`` then raises)."""
         return self._result.ready()
 
-    # gevent's wait protocol, as for Execution.
+    # gevent's wait protocol.
     def rawlink(self, callback: Callable[[Any], Any]) -> None:
         self._result.rawlink(callback)
 
     def unlink(self, callback: Callable[[Any], Any]) -> None:
         self._result.unlink(callback)
 
-    def _complete(self, event: Event) -> None:
-        self.event = event
-        self._result.set(event)
-
     def _fail(self, error: Exception) -> None:
         if not self._result.ready():
             self._result.set_exception(error)
 
 
-class Execution:
+class Job(_Pending):
+    """One ``bgapi`` command; ``wait()`` returns its BACKGROUND_JOB body, e.g. ``+OK <uuid>``."""
+
+    def __init__(self, job_uuid: str, command: str) -> None:
+        super().__init__()
+        self.job_uuid = job_uuid
+        self.command = command
+        self.event: Event | None = None
+
+    def wait(self, timeout: float | None) -> str:
+        """The body exactly as the switch sent it (``-ERR NO_ANSWER\\n``)."""
+        event: Event = _wait(self._result, timeout, f"BACKGROUND_JOB for {self.job_uuid}")
+        return event.body
+
+    def _complete(self, event: Event) -> None:
+        self.event = event
+        self._result.set(event)
+
+
+class Execution(_Pending):
     """One ``sendmsg execute``; ``wait()`` returns its CHANNEL_EXECUTE_COMPLETE event."""
 
     def __init__(self, app_uuid: str, app: str) -> None:
+        super().__init__()
         self.app_uuid = app_uuid
         self.app = app
-        self._result: gevent.event.AsyncResult = gevent.event.AsyncResult()
 
     def wait(self, timeout: float | None) -> Event:
         return _wait(self._result, timeout, f"completion of {self.app} ({self.app_uuid})")
-
-    @property
-    def done(self) -> bool:
-        return self._result.ready()
 
     @property
     def event(self) -> Event | None:
@@ -150,20 +154,8 @@ class Execution:
             return self._result.value
         return None
 
-    # gevent's wait protocol: ``gevent.wait([run, other], count=1)`` wakes when the run is
-    # done (completed or failed) without a greenlet waiting on it.
-    def rawlink(self, callback: Callable[[Any], Any]) -> None:
-        self._result.rawlink(callback)
-
-    def unlink(self, callback: Callable[[Any], Any]) -> None:
-        self._result.unlink(callback)
-
     def _complete(self, event: Event) -> None:
         self._result.set(event)
-
-    def _fail(self, error: Exception) -> None:
-        if not self._result.ready():
-            self._result.set_exception(error)
 
 
 class Connection:
@@ -288,10 +280,15 @@ class Connection:
             self._close_callbacks.append(callback)
 
     def _call(self, callback: Callable[..., Any], *args: Any) -> None:
+        """``callback(*args)``; an exception is logged (with the event's name when the
+        argument is an event), never passed on: one bad callback must not stop the others."""
         try:
             callback(*args)
         except Exception:
-            self._log.exception("esl.callback_failed")
+            if args and isinstance(args[0], Event):
+                self._log.exception("esl.callback_failed", event_name=args[0].name)
+            else:
+                self._log.exception("esl.callback_failed")
 
     def discard_events(self) -> None:
         """Hand no more events of this (closed) connection to the callbacks, however many
@@ -592,8 +589,5 @@ class Connection:
             if self._discarding:
                 continue
             for callback in list(self._callbacks):
-                try:
-                    callback(event)
-                except Exception:
-                    self._log.exception("esl.callback_failed", event_name=event.name)
+                self._call(callback, event)
             del event  # not kept alive while the loop waits for the next one
