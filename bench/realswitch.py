@@ -277,19 +277,16 @@ class Step(StepFigures):
     latency: bool = True  # False for the dialplan: no socket, no set-up latency
 
     def summary(self) -> dict[str, Any]:
-        count = len(self.calls)
-        placed_rate = (count - 1) / self.placed_s if count > 1 and self.placed_s else None
         out: dict[str, Any] = {
-            "offered_per_s": self.rate, "calls": count, "completed": self.completed,
-            "placed_per_s": rounded(placed_rate, 1),
-            "switch_cpu_ms_per_call": rounded(1000 * self.switch_cpu_s / max(count, 1)),
+            **self.counts(),
+            "switch_cpu_ms_per_call": self.ms_per_call(self.switch_cpu_s),
             "switch_cpu_percent": rounded(100 * self.switch_cpu_s / self.wall_s, 1),
             "caller_cpu_percent": rounded(100 * self.own_cpu_s / self.wall_s, 1),
             "all_over_in_time": self.ended_in_time,
             "causes": dict(Counter(c.cause or "not ended" for c in self.calls)),
         }
         if self.app_cpu_s is not None:
-            out["app_cpu_ms_per_call"] = rounded(1000 * self.app_cpu_s / max(count, 1))
+            out["app_cpu_ms_per_call"] = self.ms_per_call(self.app_cpu_s)
         if self.latency:
             out["setup_ms"] = summary(self.setup_ms)
             out["first_apps"] = dict(Counter(c.first_app or "none" for c in self.calls))

@@ -113,14 +113,11 @@ class Step(StepFigures):
     all_closed: bool
 
     def summary(self) -> dict[str, Any]:
-        count = len(self.calls)
-        placed_rate = (count - 1) / self.placed_s if count > 1 and self.placed_s else None
         return {
-            "offered_per_s": self.rate, "calls": count, "completed": self.completed,
-            "placed_per_s": rounded(placed_rate, 1), "setup_ms": summary(self.setup_ms),
+            **self.counts(), "setup_ms": summary(self.setup_ms),
             "event_lag_ms": summary([c.event_lag_ms for c in self.calls
                                      if c.event_lag_ms is not None]),
-            "app_cpu_ms_per_call": rounded(1000 * self.app_cpu_s / max(count, 1)),
+            "app_cpu_ms_per_call": self.ms_per_call(self.app_cpu_s),
             "app_cpu_percent": rounded(100 * self.app_cpu_s / self.wall_s, 1),
             "sim_cpu_percent": rounded(100 * self.sim_cpu_s / self.wall_s, 1),
         }

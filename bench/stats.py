@@ -45,10 +45,22 @@ def summary(values: Sequence[float]) -> dict[str, float | int | None]:
 
 
 class StepFigures:
-    """For a step (simulator or real switch) whose ``calls`` each have ``completed`` and
-    ``setup_ms`` (None when it was not measured)."""
+    """For a step (simulator or real switch): ``calls`` placed at ``rate`` over ``placed_s``
+    seconds, each with ``completed`` and ``setup_ms`` (None when it was not measured)."""
 
+    rate: float
     calls: Sequence[Any]
+    placed_s: float
+
+    def counts(self) -> dict[str, Any]:
+        """The head of a step's summary: offered and placed rates, calls, completed."""
+        count = len(self.calls)
+        placed_rate = (count - 1) / self.placed_s if count > 1 and self.placed_s else None
+        return {"offered_per_s": self.rate, "calls": count, "completed": self.completed,
+                "placed_per_s": rounded(placed_rate, 1)}
+
+    def ms_per_call(self, seconds: float) -> float | None:
+        return rounded(1000 * seconds / max(len(self.calls), 1))
 
     @property
     def completed(self) -> int:
