@@ -10,13 +10,9 @@ import pytest
 from fsrouter.store import queries as q
 from fsrouter.store.errors import NotFound, StoreInputError
 from fsrouter.store.models import Attempt, CallRecord, Incident, NumberAssignment
+from tests.store.test_store_queries import T0, at
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 BERLIN = timezone(timedelta(hours=2))
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 def fields(instance: object, model: type) -> dict[str, object]:
