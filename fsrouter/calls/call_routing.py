@@ -195,7 +195,6 @@ def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, wait
     if dialled.accepted is not None:
         who = dialled.accepted.user_id
         settle(queries.accept_incident, incident_id, who, now(), call_uuid=call.uuid)
-
         call.log.info("incident.accepted", user=who)
         call.services.notify("incident.accepted", {"incident_id": incident_id, "user": who,
                                                    "phone": dialled.accepted.phone})

@@ -324,7 +324,6 @@ def _create_attempt(call_uuid: str, seq: int, user_id: str, phone: str, started:
     return int(row.id)
 
 
-
 def _create_finished_attempt(row: AttemptRow, result: str, cause: str, ended: datetime
                              ) -> None:
     """The row of an attempt the store refused at its start, written with its result; safe

@@ -54,4 +54,3 @@ def not_in_service(call: Call, number: str, behaviour: str, reason: str) -> None
         call.outcome = "unassigned"
         if number:
             call.close_record("unassigned")
-

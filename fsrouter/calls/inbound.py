@@ -230,7 +230,6 @@ def serve_queue(call: Call, number: str, queue: str) -> str:
     # adopted caller keeps the time it was first answered.
     if call.resumed is None and call.answered_at is not None:
         settle(queries.mark_answered, call.uuid, call.answered_at)
-
     waiting = enter_queue(call, queue, settings.hold_music, settings.max_wait)
     ringing = Ringing(queue=queue, caller_id_number=_shown_number(call, number),
                       display_name=call.caller_name or call.caller_number or number,

@@ -431,7 +431,6 @@ def parse_event(frame: Frame) -> Event:
     if clean_block(head):  # the switch's own: read by lookups, values decoded when read
         length = _lookup(head, "Content-Length")
         event = Event.from_block(head)
-
     else:
         raw = _split_lines(head)
         length = raw.pop("Content-Length", None)

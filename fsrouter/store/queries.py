@@ -372,7 +372,6 @@ def record_attempt(
               "leg_uuid": _optional_text(leg_uuid, "leg_uuid"),
               "job_uuid": _optional_text(job_uuid, "job_uuid")}
     with session():
-
         if call_id is None:
             row = _execute(_CALL_ID, [call_uuid]).fetchone()
             if row is None:
