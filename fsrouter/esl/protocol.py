@@ -138,7 +138,7 @@ class Event:
                 raw.pop("Content-Length", None)
             else:
                 raw = self._raw or {}
-            self._headers = {name: url_decode(value) for name, value in raw.items()}
+            self._headers = decode_values(raw)
             self._text = self._raw = None
         return self._headers
 
@@ -221,8 +221,11 @@ def _split_header_line(line: str) -> tuple[str, str]:
 def parse_header_lines(text: str, decode: bool) -> dict[str, str]:
     """Split ``Name: value`` lines; decode each value on its own when ``decode``."""
     raw = split_header_block(text)
-    if not decode:
-        return raw
+    return decode_values(raw) if decode else raw
+
+
+def decode_values(raw: dict[str, str]) -> dict[str, str]:
+    """Every value of a split header block URL-decoded on its own."""
     return {name: url_decode(value) for name, value in raw.items()}
 
 
@@ -398,7 +401,7 @@ def _make_frame(head: str, body: str) -> Frame:
     raw = split_header_block(head)
     if "Event-Name" in raw:
         # A serialized event as the outer frame (the connect reply): values are URL-encoded.
-        return Frame({name: url_decode(value) for name, value in raw.items()}, body)
+        return Frame(decode_values(raw), body)
     return Frame(raw, body)
 
 
