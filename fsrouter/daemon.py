@@ -203,10 +203,22 @@ def _with_overrides(config: Config, overrides: dict[str, dict[str, Any]]) -> Con
 
 
 def _open_store(url: str) -> Any:
-    from fsrouter.store import migrations, open_database
+    from fsrouter.store import migrations, open_database, owner
+    from fsrouter.store.db import SqliteTarget, parse_url
 
-    database = open_database(url)
-    migrations.upgrade(database)  # logs what it applied
+    target = parse_url(url)
+    database = open_database(url)  # makes the folder; reads and writes nothing yet
+    lock = None
+    try:
+        # Before the migrations: a second daemon on one SQLite file must not touch it at all.
+        lock = owner.claim(target.path) if isinstance(target, SqliteTarget) else None
+        migrations.upgrade(database)  # logs what it applied
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        _close_store(database)
+        raise
+    database.daemon_lock = lock  # released by _close_store
     return database
 
 
@@ -375,6 +387,9 @@ def _close_store(database: Any) -> None:
     from fsrouter.store.db import close_database
 
     close_database(database)
+    lock = getattr(database, "daemon_lock", None)
+    if lock is not None:
+        lock.release()
 
 
 def run_daemon(config_path: Path, database_url: str | None = None) -> int:
