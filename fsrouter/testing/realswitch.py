@@ -21,6 +21,9 @@ Scripted phones (destinations in the ``agents`` context; ``<id>`` from :meth:`fr
 ``gone-<id>``               ``UNALLOCATED_NUMBER``
 ``press-<d>-<ms>-<id>``     answers after <ms>, sends DTMF <d> 300 ms later, stays
 ``hangup-<ms>-<id>``        answers at once, hangs up ``NORMAL_CLEARING`` after <ms>
+``listen-<d>-<ms>-<id>``    answers at once and records what it hears into
+                            :meth:`RealSwitch.heard_by_phone`, sends DTMF <d> after <ms>, stays
+                            (as a mobile number: :func:`listen_number`)
 ==========================  =================================================================
 
 Dial them as ``loopback/<destination>/agents`` (see :meth:`RealSwitch.phone`).
@@ -55,6 +58,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 import gevent
 import structlog
@@ -304,6 +308,21 @@ _PHONES = r"""
       <action application="park"/>
     </condition>
   </extension>
+  <extension name="phone-listen">
+    <condition field="destination_number" expression="^listen-([0-9*#])-([0-9]+)-([A-Za-z0-9]+)$">
+      <action application="answer"/>
+      <action application="set" data="RECORD_READ_ONLY=true"/>
+      <action application="record_session" data="{recordings}/listen-$3.wav"/>
+      <action application="sleep" data="$2"/>
+      <action application="send_dtmf" data="$1"/>
+      <action application="park"/>
+    </condition>
+  </extension>
+  <extension name="phone-listen-number">
+    <condition field="destination_number" expression="^\+?4915197([0-9]{4})([0-9]{2})$">
+      <action application="transfer" data="listen-1-$1-n$2 XML agents"/>
+    </condition>
+  </extension>
   <extension name="phone-hangup">
     <condition field="destination_number" expression="^hangup-([0-9]+)-.+$">
       <action application="answer"/>
@@ -313,6 +332,20 @@ _PHONES = r"""
   </extension>
 </context>
 """
+
+
+def _phones(recordings: Path) -> str:
+    """The ``agents`` context; the listening phone records into ``recordings``."""
+    folder = xml_escape(str(recordings), {'"': "&quot;"})
+    phones = _PHONES.replace("{recordings}", folder)
+    return phones.replace("</context>", dialplan_extensions() + "</context>")
+
+
+def listen_number(ms: int, number: int) -> str:
+    """The mobile number of a ``listen-1-<ms>-n<number>`` phone (dialled by the daemon)."""
+    if not 0 <= ms <= 9999 or not 0 <= number <= 99:
+        raise ValueError("ms must be 0-9999 and number 0-99")
+    return f"+4915197{ms:04d}{number:02d}"
 
 
 # One voicemail box, as an agent who is logged out has: vm-enabled, message by e-mail.
@@ -417,7 +450,7 @@ def write_config(
       <X-PRE-PROCESS cmd="include" data="fsrouter/dialplan/fsrouter_features.xml"/>
       <X-PRE-PROCESS cmd="include" data="fsrouter/dialplan/fsrouter.xml"/>
     </context>
-    {_PHONES.replace("</context>", dialplan_extensions() + "</context>")}
+    {_phones(conf_dir.parent / "recordings")}
   </section>
   {_DIRECTORY}
   {languages}
@@ -638,6 +671,7 @@ class RealSwitch:
         if self.ports is None:
             self.ports = Ports(_free_tcp_port(), _free_sip_port(), *_free_rtp_range())
         (self.workdir / "conf").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "recordings").mkdir(exist_ok=True)  # the listening phones' files
         mailer = write_mail_catcher(self.workdir / "bin" / "catch-mail", self.mail_dir)
         write_config(self.workdir / "conf", self.ports, self.password, self._lang_dir(), mailer,
                      self._target, self.switch_params)
@@ -848,17 +882,56 @@ class RealSwitch:
         caller_number: str = "+4915112345678",
         caller_name: str = "",
         uuid: str | None = None,
+        record: Path | None = None,
+        early_media: bool = False,
     ) -> str:
         """A caller dialling ``number`` (into ``public``); returns the caller leg's uuid.
 
         Caller ID name and number reach the switch byte-exact (hostile text included); line
         breaks, NUL, backslashes and unmatched braces are refused with ValueError.
+        ``record``: a WAV file that gets what the caller hears (see :meth:`_recording`);
+        ``early_media`` records the audio before the answer too (the busy tone).
         """
         _check(_NUMBER, number, "number")
+        uuid = _check(_UUID, uuid or str(uuidlib.uuid4()), "uuid")
         variables = {"origination_caller_id_number": caller_number}
         if caller_name:
             variables["origination_caller_id_name"] = caller_name
+        if record is not None:
+            variables.update(self._recording(uuid, record, early_media))
         return self.originate(f"loopback/{number}/public", variables=variables, uuid=uuid).uuid
+
+    @staticmethod
+    def _recording(uuid: str, path: Path, early_media: bool) -> dict[str, str]:
+        """Originate variables that record what the caller leg hears into ``path``.
+
+        The caller is the loopback a-leg; what the daemon plays on the b-leg arrives as the
+        a-leg's read stream (mod_loopback hands each side's writes to the other's read), so
+        ``uuid_record`` with ``RECORD_READ_ONLY`` keeps exactly that (switch_ivr_async.c: the
+        flag drops the write stream; measured: a tone the caller leg itself plays is not in
+        the file). It starts when the leg first has media, early (pre-answer) or at the
+        answer (``api_on_media``, switch_channel.c). mod_loopback copies every originate
+        variable to the b-leg too, so the b-leg runs the same command when it gets media; it
+        names the caller leg and the same file, and the switch refuses a second recording of
+        one file on one channel ("Already recording"), so there is one recording either way
+        (``${...}`` to tell the legs apart is refused in api_on_* variables, 1.11.1).
+        ``ignore_early_media=consume`` makes the originate read the caller leg during early
+        media (CF_CONSUME_ON_ORIGINATE, switch_ivr_originate.c), which nothing does
+        otherwise; the daemon's leg inherits it and a bridge from that leg would too
+        (originate copies it from the calling channel), so it is set only for
+        ``early_media`` calls.
+        """
+        text = str(path)
+        if not re.fullmatch(r"/[A-Za-z0-9_./-]{1,512}\.wav", text) or ".." in text:
+            raise ValueError(f"recording path {text!r} must be an absolute .wav path, plain")
+        variables = {"api_on_media": f"uuid_record {uuid} start {text} 0 {{RECORD_READ_ONLY=true}}"}
+        if early_media:
+            variables["ignore_early_media"] = "consume"
+        return variables
+
+    def heard_by_phone(self, number: int) -> Path:
+        """The recording of listening phone ``listen-<d>-<ms>-n<number>``."""
+        return self.workdir / "recordings" / f"listen-n{int(number):02d}.wav"
 
     def call_result(self, uuid: str, timeout: float = 10.0) -> str:
         """The originate result of a call placed here: ``+OK <uuid>`` or ``-ERR <CAUSE>``."""

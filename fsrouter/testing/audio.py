@@ -1,0 +1,283 @@
+"""What a caller hears, proven: find reference audio (a prompt file, a tone) in a recording.
+
+Tests record the audio that reaches a leg on the real switch (``record_session`` with
+``RECORD_READ_ONLY``) and ask whether the expected prompts are in it, in order::
+
+    heard = read_wav(recording)
+    matches = find_in_order(heard, [read_wav(greeting), read_wav(option_1)])   # or raises
+
+The measure is the normalised cross-correlation of the waveforms (both resampled to the
+recording's rate and band-limited to the telephone band, 200-3400 Hz), at every lag, with
+the reference's energy and the energy of the same stretch of the recording: 1.0 is the
+reference itself at any volume. What the switch plays passes G.711 (about 38 dB SNR) and its
+resampler, so a prompt that was played whole scores near 1; a prompt cut in half scores about
+sqrt(1/2) = 0.71 (half of its energy is missing); another sentence, a tone of another pitch
+or cadence, or silence score near 0. ``THRESHOLD`` sits between (figures measured in
+tests/unit/test_audio.py and on the switch, see its docstring).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Measured (tests/unit/test_audio.py, 8 kHz, espeak-ng speech): a whole prompt >= 0.97,
+# through the real switch (G.711, its resampler) >= 0.95; a prompt cut after its first half
+# <= 0.72; another sentence <= 0.25; silence 0. The threshold leaves room on both sides.
+THRESHOLD = 0.85
+BAND_HZ = (200.0, 3400.0)
+# The recording may start before the reference with a little overlap of the previous one
+# (the switch's frames are 20 ms; a resampler's delay is a few ms).
+OVERLAP_S = 0.05
+# Frames of a recording whose energy is below this (relative to the reference) are silence:
+# the correlation there is noise over noise, not a match.
+_QUIET = 1e-6
+
+
+class AudioMismatch(AssertionError):
+    """The expected audio is not in the recording (the message gives every score)."""
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono samples as floats (full scale 1.0) at ``rate`` Hz."""
+
+    samples: np.ndarray
+    rate: int
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.rate
+
+    def cut(self, start_s: float, end_s: float | None = None) -> Audio:
+        """The part from ``start_s`` to ``end_s`` (seconds)."""
+        first = int(start_s * self.rate)
+        last = None if end_s is None else int(end_s * self.rate)
+        return Audio(self.samples[first:last], self.rate)
+
+
+@dataclass(frozen=True)
+class Match:
+    """Where a reference was found (seconds into the recording) and how well (0..1)."""
+
+    offset_s: float
+    score: float
+    seconds: float
+
+    @property
+    def end_s(self) -> float:
+        return self.offset_s + self.seconds
+
+
+# -- reading and making audio -----------------------------------------------------------------
+
+
+def read_wav(path: Path | str, channel: int | None = None) -> Audio:
+    """A 16-bit (or 8-bit) PCM WAV file; stereo is mixed down unless ``channel`` is given."""
+    with wave.open(str(path), "rb") as wav:
+        width, channels, rate = wav.getsampwidth(), wav.getnchannels(), wav.getframerate()
+        raw = wav.readframes(wav.getnframes())
+    if width == 2:
+        data = np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
+    elif width == 1:
+        data = (np.frombuffer(raw, dtype=np.uint8).astype(np.float64) - 128.0) / 128.0
+    else:
+        raise ValueError(f"{path}: {8 * width}-bit samples are not supported")
+    data = data.reshape(-1, channels)
+    mono = data[:, channel] if channel is not None else data.mean(axis=1)
+    return Audio(np.ascontiguousarray(mono), rate)
+
+
+def write_wav(path: Path | str, audio: Audio) -> None:
+    """16-bit mono PCM."""
+    pcm = np.clip(np.round(audio.samples * 32767.0), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(audio.rate)
+        wav.writeframes(pcm.tobytes())
+
+
+def silence(seconds: float, rate: int = 8000) -> Audio:
+    return Audio(np.zeros(int(seconds * rate)), rate)
+
+
+def tone(hz: float, on_ms: int, off_ms: int = 0, loops: int = 1, rate: int = 8000,
+         level: float = 0.3) -> Audio:
+    """A tone as FreeSWITCH's ``tone_stream://%(on,off,hz);loops=n`` makes it.
+
+    Each burst starts at phase 0 (libteletone resets its oscillator for every segment), so
+    a burst made here lines up with the switch's sample for sample.
+    """
+    on = level * np.sin(2 * np.pi * hz * np.arange(int(on_ms * rate / 1000)) / rate)
+    burst = np.concatenate([on, np.zeros(int(off_ms * rate / 1000))])
+    return Audio(np.tile(burst, loops), rate)
+
+
+_SEGMENT = re.compile(r"%\((\d+),(\d+),(\d+(?:\.\d+)?)\)")
+
+
+def tone_from_spec(spec: str, loops: int | None = None, rate: int = 8000) -> Audio:
+    """The audio of a ``tone_stream://%(on,off,hz);...;loops=n`` spec (one tone a segment).
+
+    ``loops`` overrides the spec's (``loops=-1`` plays for ever, so give a count then).
+    """
+    body = spec.removeprefix("tone_stream://")
+    segments = [tone(float(hz), int(on), int(off), 1, rate)
+                for on, off, hz in _SEGMENT.findall(body)]
+    rest = _SEGMENT.sub("", body).replace(";", "")
+    if not segments or not re.fullmatch(r"(loops=-?\d+)?", rest):
+        raise ValueError(f"not a tone spec this understands: {spec!r}")
+    spec_loops = re.search(r"loops=(-?\d+)", body)
+    count = loops if loops is not None else int(spec_loops.group(1)) if spec_loops else 1
+    if count < 1:
+        raise ValueError(f"{spec!r} plays for ever: give loops")
+    return Audio(np.tile(concat(*segments).samples, count), rate)
+
+
+def concat(*parts: Audio) -> Audio:
+    rates = {part.rate for part in parts}
+    if len(rates) != 1:
+        raise ValueError(f"parts have different rates: {sorted(rates)}")
+    return Audio(np.concatenate([part.samples for part in parts]), rates.pop())
+
+
+def resample(audio: Audio, rate: int) -> Audio:
+    """Band-limited resampling through the spectrum (the clips are short; edges are quiet)."""
+    if audio.rate == rate or len(audio.samples) == 0:
+        return audio
+    count = len(audio.samples)
+    new_count = max(1, round(count * rate / audio.rate))
+    spectrum = np.fft.rfft(audio.samples)
+    kept = min(len(spectrum), new_count // 2 + 1)
+    out = np.zeros(new_count // 2 + 1, dtype=complex)
+    out[:kept] = spectrum[:kept]
+    samples = np.fft.irfft(out, new_count) * (new_count / count)
+    return Audio(samples, rate)
+
+
+def band_limited(audio: Audio, band: tuple[float, float] = BAND_HZ) -> Audio:
+    """Only the telephone band: what survives any switch path, whatever its resampler."""
+    if len(audio.samples) == 0:
+        return audio
+    spectrum = np.fft.rfft(audio.samples)
+    freqs = np.fft.rfftfreq(len(audio.samples), 1.0 / audio.rate)
+    spectrum[(freqs < band[0]) | (freqs > band[1])] = 0
+    return Audio(np.fft.irfft(spectrum, len(audio.samples)), audio.rate)
+
+
+def espeak(text: str, path: Path | str, voice: str = "en", rate: int = 8000) -> Audio:
+    """Speak ``text`` with espeak-ng into a 16-bit mono WAV at ``rate``; returns the audio.
+
+    For test material only (the product's prompts come from fsrouter.prompts). Installs
+    Debian's ``espeak-ng`` when missing and we may (root, apt-get).
+    """
+    binary = ensure_espeak()
+    raw = Path(f"{path}.raw.wav")
+    subprocess.run([binary, "-v", voice, "-w", str(raw), "--", text], check=True,
+                   capture_output=True, timeout=60)
+    audio = resample(read_wav(raw), rate)
+    raw.unlink()
+    peak = float(np.max(np.abs(audio.samples))) or 1.0
+    audio = Audio(audio.samples * (0.5 / peak), rate)
+    write_wav(path, audio)
+    return audio
+
+
+def ensure_espeak() -> str:
+    """The espeak-ng binary, installing Debian's package when it is missing and we may."""
+    found = shutil.which("espeak-ng")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise RuntimeError("espeak-ng is missing (Debian: apt-get install espeak-ng)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    lock = ["-o", "DPkg::Lock::Timeout=300"]
+    install = ["apt-get", *lock, "install", "-y", "--no-install-recommends", "espeak-ng"]
+    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
+        subprocess.run(["apt-get", *lock, "update"], env=env, capture_output=True, check=False)
+        subprocess.run(install, env=env, capture_output=True, check=True)
+    found = shutil.which("espeak-ng")
+    if not found:
+        raise RuntimeError("apt-get installed espeak-ng but the binary is still missing")
+    return found
+
+
+# -- matching -------------------------------------------------------------------------------
+
+
+def scores(recording: Audio, reference: Audio) -> np.ndarray:
+    """The normalised cross-correlation at every lag where the reference fits (0..1)."""
+    ref = band_limited(resample(reference, recording.rate)).samples
+    rec = band_limited(recording).samples
+    size, count = len(ref), len(rec)
+    if size == 0 or count < size:
+        return np.zeros(0)
+    ref_energy = float(np.dot(ref, ref))
+    if ref_energy == 0:
+        raise ValueError("the reference is silent")
+    fft_size = 1 << int(np.ceil(np.log2(count + size)))
+    product = np.fft.irfft(np.fft.rfft(rec, fft_size) * np.conj(np.fft.rfft(ref, fft_size)),
+                           fft_size)[: count - size + 1]
+    cumulative = np.concatenate([[0.0], np.cumsum(rec * rec)])
+    window_energy = cumulative[size:] - cumulative[:-size]
+    quiet = window_energy < _QUIET * ref_energy
+    denominator = np.sqrt(np.maximum(window_energy, 1e-30) * ref_energy)
+    result = np.where(quiet, 0.0, product / denominator)
+    return np.clip(result, -1.0, 1.0)
+
+
+def first_match(recording: Audio, reference: Audio, start_s: float = 0.0,
+                threshold: float = THRESHOLD) -> Match:
+    """The first place from ``start_s`` on where ``reference`` scores ``threshold`` or more
+    (the peak of that stretch), else the best place there is (scoring below)."""
+    seconds = reference.seconds
+    start = max(0.0, start_s)
+    found = scores(recording.cut(start), reference)
+    if len(found) == 0:
+        return Match(start, 0.0, seconds)
+    above = np.flatnonzero(found >= threshold)
+    if len(above) == 0:
+        lag = int(np.argmax(found))
+    else:
+        # The peak is within half a reference of where the score first crosses.
+        window = found[above[0]: above[0] + max(1, len(reference.samples) // 2)]
+        lag = int(above[0] + np.argmax(window))
+    return Match(start + lag / recording.rate, float(found[lag]), seconds)
+
+
+def find_in_order(recording: Audio, references: Sequence[Audio], threshold: float = THRESHOLD,
+                  names: Sequence[str] | None = None, start_s: float = 0.0) -> list[Match]:
+    """Each reference in turn, each after the end of the one before; raises AudioMismatch.
+
+    The message lists every reference's best score, so a failure says which prompt was
+    missing, cut or replaced.
+    """
+    labels = list(names) if names is not None else [f"#{i + 1}" for i in range(len(references))]
+    matches: list[Match] = []
+    position = start_s
+    for label, reference in zip(labels, references, strict=True):
+        match = first_match(recording, reference, position, threshold)
+        matches.append(match)
+        if match.score < threshold:
+            raise AudioMismatch(
+                f"{label} not heard in order (best score {match.score:.3f} < {threshold} at "
+                f"{match.offset_s:.2f} s of {recording.seconds:.2f} s); so far: "
+                + ", ".join(f"{name} {m.score:.3f}@{m.offset_s:.2f}s"
+                            for name, m in zip(labels, matches, strict=False)))
+        position = match.end_s - OVERLAP_S
+    return matches
+
+
+def dominant_hz(audio: Audio) -> float:
+    """The strongest frequency of the audio (for a tone: its pitch)."""
+    spectrum = np.abs(np.fft.rfft(audio.samples * np.hanning(len(audio.samples))))
+    return float(np.fft.rfftfreq(len(audio.samples), 1.0 / audio.rate)[int(np.argmax(spectrum))])

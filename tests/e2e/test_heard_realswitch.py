@@ -1,0 +1,263 @@
+"""What the caller hears, proven on the real switch: the prompts' audio found in a recording.
+
+Each call records the audio that reaches the caller (``RealSwitch.place_call(record=...)``:
+``record_session`` on the caller's loopback leg, read direction only), or that reaches the
+agent's phone (the listening phone of the test switch), and :mod:`fsrouter.testing.audio`
+finds the expected prompts in it, in order, by normalised cross-correlation (threshold
+``audio.THRESHOLD``; scores are printed with ``-s``). One switch and one daemon serve the
+module; each test uses its own numbers and phones.
+
+The prompts are files rendered with espeak-ng (``audio.espeak``) and configured as sound files
+(any prompt may be a file); the tones are compared with the tone the configuration names,
+generated here the way libteletone makes it.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from fsrouter.esl import Event
+from fsrouter.testing import audio
+from fsrouter.testing.audio import Audio, find_in_order, read_wav
+from fsrouter.testing.phones import TEST_DIAL_TEMPLATE, phone_number
+from fsrouter.testing.realswitch import RealSwitch, listen_number
+from fsrouter.testing.waiting import wait_for
+from fsrouter.testing.watcher import WATCHED, Watcher
+from tests.e2e.daemon import Daemon
+
+pytestmark = pytest.mark.realswitch
+
+HOTLINE = "+493040007000"
+BUSY_AGENT = "+493040007100"
+VOICEMAIL_AGENT = "+493040007200"
+SWAPPED = "+493040007300"  # the hotline's menu with options 1 and 2 swapped
+SILENT = "+493040007400"  # the hotline's menu with option 1 silent
+CUSTOMER = "+4915112345678"
+LISTENER = 41  # the listening phone's id (its recording is RealSwitch.heard_by_phone(41))
+ACCEPT_WAIT_MS = 3500  # the phone presses the key after the accept prompt (~1.5 s) is over
+BUSY_TONE = "tone_stream://%(480,480,425);loops=-1"
+BEEP = "tone_stream://%(800,0,1000)"
+
+# What each prompt says (short, so the calls are short; different enough to tell apart).
+TEXTS = {
+    "greeting": "Welcome to the hotline.",
+    "option1": "Database, press one.",
+    "option2": "Network, press two.",
+    "option3": "Storage, press three.",
+    "invalid": "That key is not valid.",
+    "accept": "Incident call. Press one to accept.",
+    "voicemail": "Nobody is here. Leave a message.",
+}
+
+
+@dataclass
+class Heard:
+    """The module's switch, daemon, watcher and reference clips."""
+
+    switch: RealSwitch
+    daemon: Daemon
+    watcher: Watcher
+    folder: Path
+    clips: dict[str, Audio] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def call(self, number: str, name: str) -> tuple[str, str, Path]:
+        """Place a recorded call; (caller uuid, the daemon's leg uuid, the recording)."""
+        caller = str(uuidlib.uuid4())
+        recording = self.folder / f"{name}.wav"
+        self.switch.place_call(number, CUSTOMER, "Erika Mustermann", uuid=caller,
+                               record=recording)
+        b_leg = self.watcher.wait("CHANNEL_CREATE", variable_other_loopback_leg_uuid=caller)
+        return caller, b_leg.uuid, recording
+
+    def played(self, uuid: str, name: str) -> list[Event]:
+        """PLAYBACK_STOP events of ``uuid`` for a file (or file_string) ending in ``name``."""
+        return [e for e in self.watcher.events if e.name == "PLAYBACK_STOP" and e.uuid == uuid
+                and (e.get("Playback-File-Path") or "").endswith(name)]
+
+    def wait_played(self, uuid: str, name: str, count: int = 1, timeout: float = 30) -> None:
+        wait_for(lambda: len(self.played(uuid, name)) >= count, timeout,
+                 f"{name} played {count} times on {uuid}")
+
+    def ended(self, uuid: str, timeout: float = 30) -> None:
+        self.watcher.wait("CHANNEL_HANGUP_COMPLETE", timeout=timeout, **{"Unique-ID": uuid})
+
+    def recording(self, path: Path) -> Audio:
+        """The recording once the switch has closed it (the bug ends with the channel)."""
+        def complete() -> Audio | None:
+            try:
+                heard = read_wav(path)
+            except (OSError, EOFError, ValueError):
+                return None
+            return heard if heard.seconds > 0 else None
+        return wait_for(complete, 10, f"the recording {path}")
+
+
+def make_clips(folder: Path) -> tuple[dict[str, Audio], dict[str, Path]]:
+    clips, files = {}, {}
+    for name, text in TEXTS.items():
+        files[name] = folder / f"{name}.wav"
+        clips[name] = audio.espeak(text, files[name])
+    # Hold music: a short tune (four notes), so a loop of it is easy to find.
+    notes = [audio.tone(hz, 350, 50) for hz in (523.25, 659.25, 783.99, 659.25)]
+    clips["music"] = audio.concat(*notes)
+    files["music"] = folder / "music.wav"
+    audio.write_wav(files["music"], clips["music"])
+    files["silence"] = folder / "silence.wav"
+    audio.write_wav(files["silence"], audio.silence(clips["option1"].seconds))
+    return clips, files
+
+
+def sip_phone(number: int) -> dict[str, str]:
+    return {"type": "sip", "dial_string": f"loopback/{phone_number('answer', 0, number)}/agents"}
+
+
+def hotline(number: str, files: dict[str, Path], prompts: tuple[str, str, str]) -> dict:
+    def option(digit: int, policy: str) -> dict:
+        return {"digit": digit, "label": f"Team {digit}", "prompt": str(files[prompts[digit - 1]]),
+                "policy": policy, "hold_music": str(files["music"])}
+
+    return {"number": number, "type": "call_routing", "skip_menu_if_single": False,
+            "greeting": str(files["greeting"]),
+            "menu": {"tries": 2, "timeout_s": 2, "invalid_prompt": str(files["invalid"])},
+            "options": [option(1, "ringing"), option(2, "ringing"), option(3, "accept")]}
+
+
+def hotline_config(files: dict[str, Path], voicemail_dir: Path) -> dict:
+
+    return {
+        "defaults": {"dial_template": TEST_DIAL_TEMPLATE, "language": "en"},
+        "voicemail": {"directory": str(voicemail_dir)},
+        "tones": {"busy": BUSY_TONE, "beep": BEEP},
+        "users": {
+            "anna": {"name": "Anna", "phones": [
+                {"type": "mobile", "number": phone_number("noanswer", 0, 40)}]},
+            "lena": {"name": "Lena", "phones": [
+                {"type": "mobile", "number": listen_number(ACCEPT_WAIT_MS, LISTENER)}]},
+            "bob": {"name": "Bob", "language": "en", "phones": [sip_phone(42)]},
+            "vera": {"name": "Vera", "language": "en", "phones": [sip_phone(43)],
+                     "voicemail": {"greeting": str(files["voicemail"])}},
+        },
+        "policies": {
+            "ringing": {"levels": [{"targets": [{"user": "anna"}], "ring_timeout": 30}]},
+            "accept": {"levels": [{"targets": [{"user": "lena"}], "ring_timeout": 10}],
+                       "press_to_accept": True, "accept_prompt": str(files["accept"]),
+                       "accept_timeout": 10},
+        },
+        "numbers": [
+            hotline(HOTLINE, files, ("option1", "option2", "option3")),
+            hotline(SWAPPED, files, ("option2", "option1", "option3")),
+            hotline(SILENT, files, ("silence", "option2", "option3")),
+            {"number": BUSY_AGENT, "type": "agent", "agent": "bob"},
+            {"number": VOICEMAIL_AGENT, "type": "agent", "agent": "vera"},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def heard(real_switch: RealSwitch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Heard]:
+    folder = tmp_path_factory.mktemp("heard")
+    clips, files = make_clips(folder)
+    daemon = Daemon(folder, hotline_config(files, folder / "voicemail"),
+                    real_switch.esl_endpoint())
+    daemon.start()
+    watcher = Watcher(real_switch.esl_endpoint(), [*WATCHED, "PLAYBACK_STOP"])
+    real_switch.route_to(daemon.port)
+    # Bob is busy: the daemon's agent watcher clears stale flags when it first syncs.
+    wait_for(lambda: any(line.get("event") == "agents.resynced" for line in daemon.log_lines()),
+             10, "the agent watcher's first sync")
+    with daemon.store() as queries:
+        queries.set_presence("bob", datetime.now(UTC), state="logged_in", busy=True)
+    try:
+        yield Heard(real_switch, daemon, watcher, folder, clips, files)
+    finally:
+        watcher.close()
+        real_switch.route_to(1)
+        assert daemon.stop() == 0, daemon.log()[-3000:]
+
+
+def found(name: str, recording: Audio, clips: list[Audio], labels: list[str]) -> None:
+    matches = find_in_order(recording, clips, names=labels)
+    print(f"{name}: " + ", ".join(f"{label} {m.score:.3f}@{m.offset_s:.2f}s"
+                                  for label, m in zip(labels, matches, strict=True)))
+
+
+def test_menu_then_invalid_key_then_menu_again(heard: Heard) -> None:
+    caller, b_leg, path = heard.call(HOTLINE, "menu")
+    heard.wait_played(b_leg, "option3.wav")  # greeting and the options: one file_string
+    heard.switch.send_dtmf(caller, "7")  # no such option
+    heard.wait_played(b_leg, "option3.wav", 2)  # the invalid prompt, the menu again
+    heard.switch.hangup(caller)
+    heard.ended(b_leg)
+    clips = heard.clips
+    menu = ["option1", "option2", "option3"]
+    labels = ["greeting", *menu, "invalid", *menu]
+    found("menu", heard.recording(path), [clips[name] for name in labels], labels)
+
+
+def test_hold_music_in_the_queue(heard: Heard) -> None:
+    caller, b_leg, path = heard.call(HOTLINE, "queue")
+    heard.wait_played(b_leg, "option3.wav")
+    heard.switch.send_dtmf(caller, "1")
+    # mod_fifo plays the music in a loop: a second round has begun once the first is over.
+    heard.wait_played(b_leg, "music.wav", 2)
+    heard.switch.hangup(caller)
+    heard.ended(b_leg)
+    labels = ["greeting", "option1", "option2", "option3", "music", "music"]
+    found("queue", heard.recording(path), [heard.clips[name] for name in labels], labels)
+
+
+def test_press_to_accept_prompt_on_the_agents_leg(heard: Heard) -> None:
+    caller, b_leg, _ = heard.call(HOTLINE, "accept")
+    heard.wait_played(b_leg, "option3.wav")
+    heard.switch.send_dtmf(caller, "3")
+    bridge = heard.watcher.wait("CHANNEL_BRIDGE", timeout=30)
+    assert bridge is not None
+    heard.switch.hangup(caller)
+    heard.ended(b_leg)
+    phone = heard.switch.heard_by_phone(LISTENER)
+    wait_for(lambda: not [c for c in heard.switch.channels()], 10, "every leg gone")
+    found("accept", heard.recording(phone), [heard.clips["accept"]], ["accept"])
+
+
+def test_busy_tone(heard: Heard) -> None:
+    caller, b_leg, path = heard.call(BUSY_AGENT, "busy")
+    heard.ended(b_leg)
+    assert heard.switch.call_result(caller).endswith("USER_BUSY")
+    # The daemon plays five rounds of the configured tone (endings.BUSY_LOOPS).
+    expected = audio.tone_from_spec(BUSY_TONE, loops=5)
+    recording = heard.recording(path)
+    found("busy", recording, [expected], ["busy tone x5"])
+    assert abs(audio.dominant_hz(recording) - 425) < 10
+
+
+def test_voicemail_greeting_and_beep(heard: Heard) -> None:
+    caller, b_leg, path = heard.call(VOICEMAIL_AGENT, "voicemail")
+    heard.watcher.wait("CHANNEL_EXECUTE", timeout=20, Application="record",
+                       **{"Unique-ID": b_leg})
+    heard.switch.hangup(caller)
+    heard.ended(b_leg)
+    beep = audio.tone_from_spec(BEEP)
+    found("voicemail", heard.recording(path), [heard.clips["voicemail"], beep],
+          ["greeting", "beep"])
+
+
+def test_a_swapped_or_silent_prompt_is_not_accepted(heard: Heard) -> None:
+    """The same check fails when the configuration swapped two option prompts or pointed
+    one at silence: the switch plays them, the recording does not carry the menu."""
+    menu = ["greeting", "option1", "option2", "option3"]
+    for number, name in ((SWAPPED, "swapped"), (SILENT, "silent")):
+        caller, b_leg, path = heard.call(number, name)
+        heard.wait_played(b_leg, "option3.wav")
+        heard.switch.hangup(caller)
+        heard.ended(b_leg)
+        recording = heard.recording(path)
+        with pytest.raises(audio.AudioMismatch) as refused:
+            find_in_order(recording, [heard.clips[label] for label in menu], names=menu)
+        print(f"{name}: {refused.value}")
