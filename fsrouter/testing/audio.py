@@ -34,6 +34,10 @@ import numpy as np
 # <= 0.72; another sentence <= 0.25; silence 0. The threshold leaves room on both sides.
 THRESHOLD = 0.85
 BAND_HZ = (200.0, 3400.0)
+# A place where the whole reference scores this much is refined piece by piece.
+ANCHOR = 0.5
+PIECE_S = 0.4
+SLACK_S = 0.08
 # The recording may start before the reference with a little overlap of the previous one
 # (the switch's frames are 20 ms; a resampler's delay is a few ms).
 OVERLAP_S = 0.05
@@ -214,10 +218,16 @@ def ensure_espeak() -> str:
 # -- matching -------------------------------------------------------------------------------
 
 
-def scores(recording: Audio, reference: Audio) -> np.ndarray:
-    """The normalised cross-correlation at every lag where the reference fits (0..1)."""
-    ref = band_limited(resample(reference, recording.rate)).samples
-    rec = band_limited(recording).samples
+def scores(recording: Audio, reference: Audio, filtered: bool = False) -> np.ndarray:
+    """The normalised cross-correlation at every lag where the reference fits (0..1).
+
+    ``filtered``: both are already at the same rate and band-limited.
+    """
+    if filtered:
+        ref, rec = reference.samples, recording.samples
+    else:
+        ref = band_limited(resample(reference, recording.rate)).samples
+        rec = band_limited(recording).samples
     size, count = len(ref), len(rec)
     if size == 0 or count < size:
         return np.zeros(0)
@@ -235,23 +245,58 @@ def scores(recording: Audio, reference: Audio) -> np.ndarray:
     return np.clip(result, -1.0, 1.0)
 
 
-def first_match(recording: Audio, reference: Audio, start_s: float = 0.0,
-                threshold: float = THRESHOLD) -> Match:
-    """The first place from ``start_s`` on where ``reference`` scores ``threshold`` or more
-    (the peak of that stretch), else the best place there is (scoring below)."""
+def _anchor(found: np.ndarray, reference_samples: int) -> int:
+    """The lag to refine from: the first peak scoring ``ANCHOR`` or more, else the best."""
+    above = np.flatnonzero(found >= ANCHOR)
+    if len(above) == 0:
+        return int(np.argmax(found))
+    # The peak is within half a reference of where the score first crosses.
+    window = found[above[0]: above[0] + max(1, reference_samples // 2)]
+    return int(above[0] + np.argmax(window))
+
+
+def _piecewise(recording: Audio, reference: Audio, lag: int) -> float:
+    """The score of ``reference`` placed at sample ``lag``, piece by piece.
+
+    Each piece (``PIECE_S``) may sit up to ``SLACK_S`` from where the one before ended: the
+    switch drops or pads a frame now and then on a busy machine, which would shift the rest
+    of a long prompt against the reference. The score is the pieces' scores weighted by
+    their energy, so a piece missing (cut, silent, another sound) costs its share of the
+    prompt's energy: the first half alone scores about the first half's share.
+    """
+    ref = band_limited(resample(reference, recording.rate))
+    rec = band_limited(recording)
+    piece, slack = int(PIECE_S * rec.rate), int(SLACK_S * rec.rate)
+    total, weighted, drift = 0.0, 0.0, 0
+    for start in range(0, len(ref.samples), piece):
+        part = ref.samples[start: start + piece]
+        energy = float(np.dot(part, part))
+        if energy < _QUIET * len(part) or len(part) < piece // 4:
+            continue  # a pause in the prompt: nothing to find
+        first = max(0, lag + start + drift - slack)
+        window = Audio(rec.samples[first: lag + start + drift + slack + len(part)], rec.rate)
+        found = scores(window, Audio(part, rec.rate), filtered=True)
+        best = int(np.argmax(found)) if len(found) else 0
+        score = float(found[best]) if len(found) else 0.0
+        if score >= ANCHOR:  # a piece not found says nothing about where the next one is
+            drift = first + best - (lag + start)
+        total += energy
+        weighted += energy * max(0.0, score)
+    return weighted / total if total else 0.0
+
+
+def first_match(recording: Audio, reference: Audio, start_s: float = 0.0) -> Match:
+    """The first place from ``start_s`` on that looks like ``reference``, and its score."""
     seconds = reference.seconds
     start = max(0.0, start_s)
-    found = scores(recording.cut(start), reference)
+    # Silence in front: a recording that began a few ms into the prompt still lines up.
+    part = concat(silence(SLACK_S, recording.rate), recording.cut(start))
+    found = scores(part, reference)
     if len(found) == 0:
         return Match(start, 0.0, seconds)
-    above = np.flatnonzero(found >= threshold)
-    if len(above) == 0:
-        lag = int(np.argmax(found))
-    else:
-        # The peak is within half a reference of where the score first crosses.
-        window = found[above[0]: above[0] + max(1, len(reference.samples) // 2)]
-        lag = int(above[0] + np.argmax(window))
-    return Match(start + lag / recording.rate, float(found[lag]), seconds)
+    lag = _anchor(found, int(seconds * recording.rate))
+    offset = start + lag / recording.rate - SLACK_S
+    return Match(offset, _piecewise(part, reference, lag), seconds)
 
 
 def find_in_order(recording: Audio, references: Sequence[Audio], threshold: float = THRESHOLD,
@@ -265,7 +310,7 @@ def find_in_order(recording: Audio, references: Sequence[Audio], threshold: floa
     matches: list[Match] = []
     position = start_s
     for label, reference in zip(labels, references, strict=True):
-        match = first_match(recording, reference, position, threshold)
+        match = first_match(recording, reference, position)
         matches.append(match)
         if match.score < threshold:
             raise AudioMismatch(

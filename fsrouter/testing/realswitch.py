@@ -310,9 +310,10 @@ _PHONES = r"""
   </extension>
   <extension name="phone-listen">
     <condition field="destination_number" expression="^listen-([0-9*#])-([0-9]+)-([A-Za-z0-9]+)$">
-      <action application="answer"/>
+      <action application="pre_answer"/>
       <action application="set" data="RECORD_READ_ONLY=true"/>
       <action application="record_session" data="{recordings}/listen-$3.wav"/>
+      <action application="answer"/>
       <action application="sleep" data="$2"/>
       <action application="send_dtmf" data="$1"/>
       <action application="park"/>
@@ -883,14 +884,12 @@ class RealSwitch:
         caller_name: str = "",
         uuid: str | None = None,
         record: Path | None = None,
-        early_media: bool = False,
     ) -> str:
         """A caller dialling ``number`` (into ``public``); returns the caller leg's uuid.
 
         Caller ID name and number reach the switch byte-exact (hostile text included); line
         breaks, NUL, backslashes and unmatched braces are refused with ValueError.
-        ``record``: a WAV file that gets what the caller hears (see :meth:`_recording`);
-        ``early_media`` records the audio before the answer too (the busy tone).
+        ``record``: a WAV file that gets what the caller hears (see :meth:`_recording`).
         """
         _check(_NUMBER, number, "number")
         uuid = _check(_UUID, uuid or str(uuidlib.uuid4()), "uuid")
@@ -898,11 +897,11 @@ class RealSwitch:
         if caller_name:
             variables["origination_caller_id_name"] = caller_name
         if record is not None:
-            variables.update(self._recording(uuid, record, early_media))
+            variables.update(self._recording(uuid, record))
         return self.originate(f"loopback/{number}/public", variables=variables, uuid=uuid).uuid
 
     @staticmethod
-    def _recording(uuid: str, path: Path, early_media: bool) -> dict[str, str]:
+    def _recording(uuid: str, path: Path) -> dict[str, str]:
         """Originate variables that record what the caller leg hears into ``path``.
 
         The caller is the loopback a-leg; what the daemon plays on the b-leg arrives as the
@@ -915,19 +914,13 @@ class RealSwitch:
         names the caller leg and the same file, and the switch refuses a second recording of
         one file on one channel ("Already recording"), so there is one recording either way
         (``${...}`` to tell the legs apart is refused in api_on_* variables, 1.11.1).
-        ``ignore_early_media=consume`` makes the originate read the caller leg during early
-        media (CF_CONSUME_ON_ORIGINATE, switch_ivr_originate.c), which nothing does
-        otherwise; the daemon's leg inherits it and a bridge from that leg would too
-        (originate copies it from the calling channel), so it is set only for
-        ``early_media`` calls.
+        Early media (the busy tone before any answer) is recorded too: the API originate
+        returns at the pre-answer and the caller leg's ``park`` reads from then on (measured).
         """
         text = str(path)
         if not re.fullmatch(r"/[A-Za-z0-9_./-]{1,512}\.wav", text) or ".." in text:
             raise ValueError(f"recording path {text!r} must be an absolute .wav path, plain")
-        variables = {"api_on_media": f"uuid_record {uuid} start {text} 0 {{RECORD_READ_ONLY=true}}"}
-        if early_media:
-            variables["ignore_early_media"] = "consume"
-        return variables
+        return {"api_on_media": f"uuid_record {uuid} start {text} 0 {{RECORD_READ_ONLY=true}}"}
 
     def heard_by_phone(self, number: int) -> Path:
         """The recording of listening phone ``listen-<d>-<ms>-n<number>``."""

@@ -15,6 +15,7 @@ generated here the way libteletone makes it.
 from __future__ import annotations
 
 import uuid as uuidlib
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,38 +63,54 @@ class Heard:
 
     switch: RealSwitch
     daemon: Daemon
-    watcher: Watcher
     folder: Path
+    watcher: Watcher | None = None  # one per test (see the heard fixture)
     clips: dict[str, Audio] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
 
     def call(self, number: str, name: str) -> tuple[str, str, Path]:
         """Place a recorded call; (caller uuid, the daemon's leg uuid, the recording)."""
         caller = str(uuidlib.uuid4())
-        recording = self.folder / f"{name}.wav"
+        recording = self.folder / "heard" / f"{name}.wav"
+        recording.parent.mkdir(exist_ok=True)
         self.switch.place_call(number, CUSTOMER, "Erika Mustermann", uuid=caller,
                                record=recording)
-        b_leg = self.watcher.wait("CHANNEL_CREATE", variable_other_loopback_leg_uuid=caller)
+        b_leg = self.seen.wait("CHANNEL_CREATE", variable_other_loopback_leg_uuid=caller)
         return caller, b_leg.uuid, recording
+
+    @property
+    def seen(self) -> Watcher:
+        assert self.watcher is not None, "no watcher: use the heard fixture"
+        return self.watcher
+
+    @staticmethod
+    def settle(path: Path, seconds: float = 0.3) -> None:
+        """Wait until the recording has grown by ``seconds`` more (8 kHz, 16 bit): what was in
+        flight through the loopback pair when an event said it was played is in the file."""
+        def size() -> int:
+            return path.stat().st_size if path.exists() else 0
+        target = size() + int(seconds * 8000 * 2)
+        wait_for(lambda: size() >= target, 10, f"{path} to grow by {seconds} s")
 
     def played(self, uuid: str, name: str) -> list[Event]:
         """PLAYBACK_STOP events of ``uuid`` for a file (or file_string) ending in ``name``."""
-        return [e for e in self.watcher.events if e.name == "PLAYBACK_STOP" and e.uuid == uuid
+        return [e for e in self.seen.events if e.name == "PLAYBACK_STOP" and e.uuid == uuid
                 and (e.get("Playback-File-Path") or "").endswith(name)]
 
     def wait_played(self, uuid: str, name: str, count: int = 1, timeout: float = 30) -> None:
         wait_for(lambda: len(self.played(uuid, name)) >= count, timeout,
                  f"{name} played {count} times on {uuid}")
 
-    def ended(self, uuid: str, timeout: float = 30) -> None:
-        self.watcher.wait("CHANNEL_HANGUP_COMPLETE", timeout=timeout, **{"Unique-ID": uuid})
+    def ended(self, *uuids: str, timeout: float = 30) -> None:
+        for uuid in uuids:
+            self.seen.wait("CHANNEL_HANGUP_COMPLETE", timeout=timeout, **{"Unique-ID": uuid})
 
     def recording(self, path: Path) -> Audio:
         """The recording once the switch has closed it (the bug ends with the channel)."""
         def complete() -> Audio | None:
             try:
                 heard = read_wav(path)
-            except (OSError, EOFError, ValueError):
+            except (OSError, EOFError, ValueError, wave.Error):
                 return None
             return heard if heard.seconds > 0 else None
         return wait_for(complete, 10, f"the recording {path}")
@@ -161,13 +178,13 @@ def hotline_config(files: dict[str, Path], voicemail_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def heard(real_switch: RealSwitch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Heard]:
+def module_setup(real_switch: RealSwitch,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Heard]:
     folder = tmp_path_factory.mktemp("heard")
     clips, files = make_clips(folder)
     daemon = Daemon(folder, hotline_config(files, folder / "voicemail"),
                     real_switch.esl_endpoint())
     daemon.start()
-    watcher = Watcher(real_switch.esl_endpoint(), [*WATCHED, "PLAYBACK_STOP"])
     real_switch.route_to(daemon.port)
     # Bob is busy: the daemon's agent watcher clears stale flags when it first syncs.
     wait_for(lambda: any(line.get("event") == "agents.resynced" for line in daemon.log_lines()),
@@ -175,11 +192,23 @@ def heard(real_switch: RealSwitch, tmp_path_factory: pytest.TempPathFactory) -> 
     with daemon.store() as queries:
         queries.set_presence("bob", datetime.now(UTC), state="logged_in", busy=True)
     try:
-        yield Heard(real_switch, daemon, watcher, folder, clips, files)
+        yield Heard(real_switch, daemon, folder, clips=clips, files=files)
     finally:
-        watcher.close()
         real_switch.route_to(1)
         assert daemon.stop() == 0, daemon.log()[-3000:]
+
+
+@pytest.fixture
+def heard(module_setup: Heard) -> Iterator[Heard]:
+    """The module's set-up with an event watcher of this test's own."""
+    events = [*WATCHED, "CHANNEL_ANSWER", "PLAYBACK_STOP"]
+    watcher = Watcher(module_setup.switch.esl_endpoint(), events)
+    module_setup.watcher = watcher
+    try:
+        yield module_setup
+    finally:
+        watcher.close()
+        module_setup.watcher = None
 
 
 def found(name: str, recording: Audio, clips: list[Audio], labels: list[str]) -> None:
@@ -193,8 +222,9 @@ def test_menu_then_invalid_key_then_menu_again(heard: Heard) -> None:
     heard.wait_played(b_leg, "option3.wav")  # greeting and the options: one file_string
     heard.switch.send_dtmf(caller, "7")  # no such option
     heard.wait_played(b_leg, "option3.wav", 2)  # the invalid prompt, the menu again
+    heard.settle(path)
     heard.switch.hangup(caller)
-    heard.ended(b_leg)
+    heard.ended(b_leg, caller)
     clips = heard.clips
     menu = ["option1", "option2", "option3"]
     labels = ["greeting", *menu, "invalid", *menu]
@@ -207,8 +237,9 @@ def test_hold_music_in_the_queue(heard: Heard) -> None:
     heard.switch.send_dtmf(caller, "1")
     # mod_fifo plays the music in a loop: a second round has begun once the first is over.
     heard.wait_played(b_leg, "music.wav", 2)
+    heard.settle(path)
     heard.switch.hangup(caller)
-    heard.ended(b_leg)
+    heard.ended(b_leg, caller)
     labels = ["greeting", "option1", "option2", "option3", "music", "music"]
     found("queue", heard.recording(path), [heard.clips[name] for name in labels], labels)
 
@@ -217,10 +248,10 @@ def test_press_to_accept_prompt_on_the_agents_leg(heard: Heard) -> None:
     caller, b_leg, _ = heard.call(HOTLINE, "accept")
     heard.wait_played(b_leg, "option3.wav")
     heard.switch.send_dtmf(caller, "3")
-    bridge = heard.watcher.wait("CHANNEL_BRIDGE", timeout=30)
+    bridge = heard.seen.wait("CHANNEL_BRIDGE", timeout=30)
     assert bridge is not None
     heard.switch.hangup(caller)
-    heard.ended(b_leg)
+    heard.ended(b_leg, caller)
     phone = heard.switch.heard_by_phone(LISTENER)
     wait_for(lambda: not [c for c in heard.switch.channels()], 10, "every leg gone")
     found("accept", heard.recording(phone), [heard.clips["accept"]], ["accept"])
@@ -228,8 +259,10 @@ def test_press_to_accept_prompt_on_the_agents_leg(heard: Heard) -> None:
 
 def test_busy_tone(heard: Heard) -> None:
     caller, b_leg, path = heard.call(BUSY_AGENT, "busy")
-    heard.ended(b_leg)
-    assert heard.switch.call_result(caller).endswith("USER_BUSY")
+    # Early media: the originate returns +OK at the pre-answer; the daemon then hangs up.
+    heard.seen.wait("CHANNEL_HANGUP_COMPLETE", timeout=30, **{"Unique-ID": b_leg,
+                                                               "Hangup-Cause": "USER_BUSY"})
+    assert heard.seen.first("CHANNEL_ANSWER", **{"Unique-ID": b_leg}) is None
     # The daemon plays five rounds of the configured tone (endings.BUSY_LOOPS).
     expected = audio.tone_from_spec(BUSY_TONE, loops=5)
     recording = heard.recording(path)
@@ -239,10 +272,11 @@ def test_busy_tone(heard: Heard) -> None:
 
 def test_voicemail_greeting_and_beep(heard: Heard) -> None:
     caller, b_leg, path = heard.call(VOICEMAIL_AGENT, "voicemail")
-    heard.watcher.wait("CHANNEL_EXECUTE", timeout=20, Application="record",
-                       **{"Unique-ID": b_leg})
+    heard.seen.wait("CHANNEL_EXECUTE", timeout=20, Application="record",
+                    **{"Unique-ID": b_leg})
+    heard.settle(path)
     heard.switch.hangup(caller)
-    heard.ended(b_leg)
+    heard.ended(b_leg, caller)
     beep = audio.tone_from_spec(BEEP)
     found("voicemail", heard.recording(path), [heard.clips["voicemail"], beep],
           ["greeting", "beep"])
@@ -255,8 +289,9 @@ def test_a_swapped_or_silent_prompt_is_not_accepted(heard: Heard) -> None:
     for number, name in ((SWAPPED, "swapped"), (SILENT, "silent")):
         caller, b_leg, path = heard.call(number, name)
         heard.wait_played(b_leg, "option3.wav")
+        heard.settle(path)
         heard.switch.hangup(caller)
-        heard.ended(b_leg)
+        heard.ended(b_leg, caller)
         recording = heard.recording(path)
         with pytest.raises(audio.AudioMismatch) as refused:
             find_in_order(recording, [heard.clips[label] for label in menu], names=menu)
