@@ -108,13 +108,21 @@ def render(text: str, language: str, tts: Tts, settings: PromptSettings) -> str:
     directory = Path(settings.directory)
     try:
         for folder in (directory, *(directory / str(rate) for rate in RATES)):
-            folder.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+            _make_dir(folder)
         with tempfile.TemporaryDirectory(prefix=".render-", dir=directory) as tmp:
             _render_into(Path(tmp), text, language, tts, path)
     except OSError as error:
         raise RenderFailed(f"cannot write {directory}: {error.strerror or error}") from None
     RENDERED.add()
     return path
+
+
+def _make_dir(folder: Path) -> None:
+    """A folder the switch can read even under the service's ``UMask=0077``."""
+    if folder.is_dir():
+        return
+    folder.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    os.chmod(folder, DIRECTORY_MODE)
 
 
 def _render_into(tmp: Path, text: str, language: str, tts: Tts, path: str) -> None:
