@@ -7,9 +7,11 @@ finds the expected prompts in it, in order, by normalised cross-correlation (thr
 ``audio.THRESHOLD``; scores are printed with ``-s``). One switch and one daemon serve the
 module; each test uses its own numbers and phones.
 
-The prompts are files rendered with espeak-ng (``audio.espeak``) and configured as sound files
-(any prompt may be a file); the tones are compared with the tone the configuration names,
-generated here the way libteletone makes it.
+The prompts are the ones the daemon rendered itself at start (fsrouter.prompts, espeak-ng):
+the reference for each is the file its key names at 8 kHz (``prompts.rate_file``), the one
+mod_sndfile opens for an 8 kHz caller. Hold music is a file of the test's (a short tune);
+the tones are compared with the tone the configuration names, generated here the way
+libteletone makes it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from fsrouter import prompts
+from fsrouter.config import load_config
 from fsrouter.esl import Event
 from fsrouter.testing import audio
 from fsrouter.testing.audio import Audio, find_in_order, read_wav
@@ -41,19 +45,21 @@ SWAPPED = "+493040007300"  # the hotline's menu with options 1 and 2 swapped
 SILENT = "+493040007400"  # the hotline's menu with option 1 silent
 CUSTOMER = "+4915112345678"
 LISTENER = 41  # the listening phone's id (its recording is RealSwitch.heard_by_phone(41))
-ACCEPT_WAIT_MS = 3500  # the phone presses the key after the accept prompt (~1.5 s) is over
+ACCEPT_WAIT_MS = 4500  # the phone presses the key after the accept prompt (~2.6 s) is over
 BUSY_TONE = "tone_stream://%(480,480,425);loops=-1"
 BEEP = "tone_stream://%(800,0,1000)"
 
-# What each prompt says (short, so the calls are short; different enough to tell apart).
-TEXTS = {
-    "greeting": "Welcome to the hotline.",
-    "option1": "Database, press one.",
-    "option2": "Network, press two.",
-    "option3": "Storage, press three.",
-    "invalid": "That key is not valid.",
-    "accept": "Incident call. Press one to accept.",
-    "voicemail": "Nobody is here. Leave a message.",
+LABELS = ("Database", "Network", "Storage")
+# The prompt keys (fsrouter.prompts.catalog) of what the tests listen for.
+KEYS = {
+    "greeting": "numbers[0].greeting",
+    "option1": "numbers[0].options[0].prompt",
+    "option2": "numbers[0].options[1].prompt",
+    "option3": "numbers[0].options[2].prompt",
+    "invalid": "numbers[0].menu.invalid",
+    "goodbye": "numbers[0].menu.goodbye",
+    "accept": "numbers[0].options[2].accept",
+    "voicemail": "users.vera.voicemail.greeting",
 }
 
 
@@ -67,6 +73,8 @@ class Heard:
     watcher: Watcher | None = None  # one per test (see the heard fixture)
     clips: dict[str, Audio] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    # The file name each menu play ends with (its PLAYBACK_STOP), per prompt name.
+    names: dict[str, str] = field(default_factory=dict)
 
     def call(self, number: str, name: str) -> tuple[str, str, Path]:
         """Place a recorded call; (caller uuid, the daemon's leg uuid, the recording)."""
@@ -97,9 +105,11 @@ class Heard:
         return [e for e in self.seen.events if e.name == "PLAYBACK_STOP" and e.uuid == uuid
                 and (e.get("Playback-File-Path") or "").endswith(name)]
 
-    def wait_played(self, uuid: str, name: str, count: int = 1, timeout: float = 30) -> None:
+    def wait_played(self, uuid: str, prompt: str, count: int = 1, timeout: float = 30) -> None:
+        """Until ``prompt`` (a name of ``clips``) was played ``count`` times on ``uuid``."""
+        name = self.names[prompt]
         wait_for(lambda: len(self.played(uuid, name)) >= count, timeout,
-                 f"{name} played {count} times on {uuid}")
+                 f"{prompt} ({name}) played {count} times on {uuid}")
 
     def ended(self, *uuids: str, timeout: float = 30) -> None:
         for uuid in uuids:
@@ -116,41 +126,56 @@ class Heard:
         return wait_for(complete, 10, f"the recording {path}")
 
 
-def make_clips(folder: Path) -> tuple[dict[str, Audio], dict[str, Path]]:
-    clips, files = {}, {}
-    for name, text in TEXTS.items():
-        files[name] = folder / f"{name}.wav"
-        clips[name] = audio.espeak(text, files[name])
-    # Hold music: a short tune (four notes), so a loop of it is easy to find.
+def make_files(folder: Path) -> tuple[dict[str, Audio], dict[str, Path]]:
+    """The test's own sounds: hold music (a four-note tune) and a silent "recording"."""
     notes = [audio.tone(hz, 350, 50) for hz in (523.25, 659.25, 783.99, 659.25)]
-    clips["music"] = audio.concat(*notes)
-    files["music"] = folder / "music.wav"
+    clips = {"music": audio.concat(*notes)}
+    files = {"music": folder / "music.wav", "silence": folder / "silence.wav"}
     audio.write_wav(files["music"], clips["music"])
-    files["silence"] = folder / "silence.wav"
-    audio.write_wav(files["silence"], audio.silence(clips["option1"].seconds))
+    audio.write_wav(files["silence"], audio.silence(2.0))
     return clips, files
+
+
+def rendered(config_path: Path) -> tuple[dict[str, Audio], dict[str, str]]:
+    """The daemon's rendered prompts (8 kHz files) and the file name each is played as."""
+    config = load_config(config_path)
+    clips, names = {}, {}
+    for name, key in KEYS.items():
+        played = prompts.prompt_path(config, key)
+        assert Path(played).name.startswith("tts-"), (key, played)  # rendered, not a file
+        clips[name] = read_wav(prompts.rate_file(config, key, 8000))
+        names[name] = Path(played).name
+    return clips, names
 
 
 def sip_phone(number: int) -> dict[str, str]:
     return {"type": "sip", "dial_string": f"loopback/{phone_number('answer', 0, number)}/agents"}
 
 
-def hotline(number: str, files: dict[str, Path], prompts: tuple[str, str, str]) -> dict:
-    def option(digit: int, policy: str) -> dict:
-        return {"digit": digit, "label": f"Team {digit}", "prompt": str(files[prompts[digit - 1]]),
-                "policy": policy, "hold_music": str(files["music"])}
+def hotline(number: str, music: Path, prompt1: dict[str, str], prompt2: dict[str, str]) -> dict:
+    """A hotline number; options 1 and 2 may say something else than their label."""
+    def option(digit: int, policy: str, prompt: dict[str, str]) -> dict:
+        return {"digit": digit, "label": LABELS[digit - 1], "policy": policy,
+                "hold_music": str(music), **prompt}
 
     return {"number": number, "type": "call_routing", "skip_menu_if_single": False,
-            "greeting": str(files["greeting"]),
-            "menu": {"tries": 2, "timeout_s": 2, "invalid_prompt": str(files["invalid"])},
-            "options": [option(1, "ringing"), option(2, "ringing"), option(3, "accept")]}
+            "greeting_text": "Welcome to the hotline.",
+            "menu": {"tries": 2, "timeout_s": 2},
+            "options": [option(1, "ringing", prompt1), option(2, "ringing", prompt2),
+                        option(3, "accept", {})]}
 
 
-def hotline_config(files: dict[str, Path], voicemail_dir: Path) -> dict:
-
+def hotline_config(files: dict[str, Path], folder: Path) -> dict:
+    # The generated sentence of an option is "For <label>, press <digit>." (routing.menu).
+    swapped = ({"prompt_text": f"For {LABELS[1]}, press 2."},
+               {"prompt_text": f"For {LABELS[0]}, press 1."})
+    music = files["music"]
+    numbers = [hotline(HOTLINE, music, {}, {}), hotline(SWAPPED, music, *swapped),
+               hotline(SILENT, music, {"prompt": str(files["silence"])}, {})]
     return {
         "defaults": {"dial_template": TEST_DIAL_TEMPLATE, "language": "en"},
-        "voicemail": {"directory": str(voicemail_dir)},
+        "voicemail": {"directory": str(folder / "voicemail")},
+        "prompts": {"directory": str(folder / "prompts")},
         "tones": {"busy": BUSY_TONE, "beep": BEEP},
         "users": {
             "anna": {"name": "Anna", "phones": [
@@ -158,22 +183,16 @@ def hotline_config(files: dict[str, Path], voicemail_dir: Path) -> dict:
             "lena": {"name": "Lena", "phones": [
                 {"type": "mobile", "number": listen_number(ACCEPT_WAIT_MS, LISTENER)}]},
             "bob": {"name": "Bob", "language": "en", "phones": [sip_phone(42)]},
-            "vera": {"name": "Vera", "language": "en", "phones": [sip_phone(43)],
-                     "voicemail": {"greeting": str(files["voicemail"])}},
+            "vera": {"name": "Vera", "language": "en", "phones": [sip_phone(43)]},
         },
         "policies": {
             "ringing": {"levels": [{"targets": [{"user": "anna"}], "ring_timeout": 30}]},
             "accept": {"levels": [{"targets": [{"user": "lena"}], "ring_timeout": 10}],
-                       "press_to_accept": True, "accept_prompt": str(files["accept"]),
-                       "accept_timeout": 10},
+                       "press_to_accept": True, "accept_timeout": 10},
         },
-        "numbers": [
-            hotline(HOTLINE, files, ("option1", "option2", "option3")),
-            hotline(SWAPPED, files, ("option2", "option1", "option3")),
-            hotline(SILENT, files, ("silence", "option2", "option3")),
-            {"number": BUSY_AGENT, "type": "agent", "agent": "bob"},
-            {"number": VOICEMAIL_AGENT, "type": "agent", "agent": "vera"},
-        ],
+        "numbers": [*numbers,
+                    {"number": BUSY_AGENT, "type": "agent", "agent": "bob"},
+                    {"number": VOICEMAIL_AGENT, "type": "agent", "agent": "vera"}],
     }
 
 
@@ -181,10 +200,13 @@ def hotline_config(files: dict[str, Path], voicemail_dir: Path) -> dict:
 def module_setup(real_switch: RealSwitch,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Heard]:
     folder = tmp_path_factory.mktemp("heard")
-    clips, files = make_clips(folder)
-    daemon = Daemon(folder, hotline_config(files, folder / "voicemail"),
-                    real_switch.esl_endpoint())
-    daemon.start()
+    clips, files = make_files(folder)
+    daemon = Daemon(folder, hotline_config(files, folder), real_switch.esl_endpoint())
+    daemon.start()  # renders the prompts before it is ready
+    spoken, names = rendered(daemon.config_path)
+    clips.update(spoken)
+    names["music"] = files["music"].name
+    assert clips["accept"].seconds < ACCEPT_WAIT_MS / 1000 - 0.5  # heard before the key
     real_switch.route_to(daemon.port)
     # Bob is busy: the daemon's agent watcher clears stale flags when it first syncs.
     wait_for(lambda: any(line.get("event") == "agents.resynced" for line in daemon.log_lines()),
@@ -192,7 +214,7 @@ def module_setup(real_switch: RealSwitch,
     with daemon.store() as queries:
         queries.set_presence("bob", datetime.now(UTC), state="logged_in", busy=True)
     try:
-        yield Heard(real_switch, daemon, folder, clips=clips, files=files)
+        yield Heard(real_switch, daemon, folder, clips=clips, files=files, names=names)
     finally:
         real_switch.route_to(1)
         assert daemon.stop() == 0, daemon.log()[-3000:]
@@ -217,26 +239,24 @@ def found(name: str, recording: Audio, clips: list[Audio], labels: list[str]) ->
                                   for label, m in zip(labels, matches, strict=True)))
 
 
-def test_menu_then_invalid_key_then_menu_again(heard: Heard) -> None:
+def test_menu_invalid_key_menu_again_then_goodbye(heard: Heard) -> None:
     caller, b_leg, path = heard.call(HOTLINE, "menu")
-    heard.wait_played(b_leg, "option3.wav")  # greeting and the options: one file_string
+    heard.wait_played(b_leg, "option3")  # greeting and the options: one file_string
     heard.switch.send_dtmf(caller, "7")  # no such option
-    heard.wait_played(b_leg, "option3.wav", 2)  # the invalid prompt, the menu again
-    heard.settle(path)
-    heard.switch.hangup(caller)
-    heard.ended(b_leg, caller)
-    clips = heard.clips
+    heard.wait_played(b_leg, "option3", 2)  # the invalid prompt, the menu again
+    heard.switch.send_dtmf(caller, "8")  # no such option, no try left: goodbye
+    heard.ended(b_leg, caller)  # the daemon hangs up after the goodbye
     menu = ["option1", "option2", "option3"]
-    labels = ["greeting", *menu, "invalid", *menu]
-    found("menu", heard.recording(path), [clips[name] for name in labels], labels)
+    labels = ["greeting", *menu, "invalid", *menu, "goodbye"]
+    found("menu", heard.recording(path), [heard.clips[name] for name in labels], labels)
 
 
 def test_hold_music_in_the_queue(heard: Heard) -> None:
     caller, b_leg, path = heard.call(HOTLINE, "queue")
-    heard.wait_played(b_leg, "option3.wav")
+    heard.wait_played(b_leg, "option3")
     heard.switch.send_dtmf(caller, "1")
     # mod_fifo plays the music in a loop: a second round has begun once the first is over.
-    heard.wait_played(b_leg, "music.wav", 2)
+    heard.wait_played(b_leg, "music", 2)
     heard.settle(path)
     heard.switch.hangup(caller)
     heard.ended(b_leg, caller)
@@ -246,7 +266,7 @@ def test_hold_music_in_the_queue(heard: Heard) -> None:
 
 def test_press_to_accept_prompt_on_the_agents_leg(heard: Heard) -> None:
     caller, b_leg, _ = heard.call(HOTLINE, "accept")
-    heard.wait_played(b_leg, "option3.wav")
+    heard.wait_played(b_leg, "option3")
     heard.switch.send_dtmf(caller, "3")
     bridge = heard.seen.wait("CHANNEL_BRIDGE", timeout=30)
     assert bridge is not None
@@ -288,7 +308,7 @@ def test_a_swapped_or_silent_prompt_is_not_accepted(heard: Heard) -> None:
     menu = ["greeting", "option1", "option2", "option3"]
     for number, name in ((SWAPPED, "swapped"), (SILENT, "silent")):
         caller, b_leg, path = heard.call(number, name)
-        heard.wait_played(b_leg, "option3.wav")
+        heard.wait_played(b_leg, "option3")
         heard.settle(path)
         heard.switch.hangup(caller)
         heard.ended(b_leg, caller)
