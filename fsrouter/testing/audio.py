@@ -28,7 +28,6 @@ espeak-ng speech; tests/unit/test_audio.py and tests/e2e/test_heard_realswitch.p
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -38,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from fsrouter.prompts.install import ensure_tools
 
 # Between a whole prompt (>= 0.94 measured) and half of one or another one (<= 0.65).
 THRESHOLD = 0.85
@@ -190,7 +191,7 @@ def espeak(text: str, path: Path | str, voice: str = "en", rate: int = 8000) -> 
     """Speak ``text`` with espeak-ng into a 16-bit mono WAV at ``rate``; returns the audio.
 
     For test material only (the product's prompts come from fsrouter.prompts). Installs
-    Debian's ``espeak-ng`` when missing and we may (root, apt-get).
+    Debian's ``espeak-ng`` when missing and we may (fsrouter.prompts.install).
     """
     binary = ensure_espeak()
     raw = Path(f"{path}.raw.wav")
@@ -205,21 +206,11 @@ def espeak(text: str, path: Path | str, voice: str = "en", rate: int = 8000) -> 
 
 
 def ensure_espeak() -> str:
-    """The espeak-ng binary, installing Debian's package when it is missing and we may."""
-    found = shutil.which("espeak-ng")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise RuntimeError("espeak-ng is missing (Debian: apt-get install espeak-ng)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    lock = ["-o", "DPkg::Lock::Timeout=300"]
-    install = ["apt-get", *lock, "install", "-y", "--no-install-recommends", "espeak-ng"]
-    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
-        subprocess.run(["apt-get", *lock, "update"], env=env, capture_output=True, check=False)
-        subprocess.run(install, env=env, capture_output=True, check=True)
+    """The espeak-ng binary; installed as ``make test`` does when missing (Debian, root)."""
+    ensure_tools()
     found = shutil.which("espeak-ng")
     if not found:
-        raise RuntimeError("apt-get installed espeak-ng but the binary is still missing")
+        raise RuntimeError("espeak-ng is missing (Debian: apt-get install espeak-ng)")
     return found
 
 
