@@ -45,7 +45,7 @@ SWAPPED = "+493040007300"  # the hotline's menu with options 1 and 2 swapped
 SILENT = "+493040007400"  # the hotline's menu with option 1 silent
 CUSTOMER = "+4915112345678"
 LISTENER = 41  # the listening phone's id (its recording is RealSwitch.heard_by_phone(41))
-ACCEPT_WAIT_MS = 4500  # the phone presses the key after the accept prompt (~2.6 s) is over
+ACCEPT_WAIT_MS = 3000  # the phone presses the key after the accept prompt (~1.7 s) is over
 BUSY_TONE = "tone_stream://%(480,480,425);loops=-1"
 BEEP = "tone_stream://%(800,0,1000)"
 
@@ -176,6 +176,7 @@ def hotline_config(files: dict[str, Path], folder: Path) -> dict:
         "defaults": {"dial_template": TEST_DIAL_TEMPLATE, "language": "en"},
         "voicemail": {"directory": str(folder / "voicemail")},
         "prompts": {"directory": str(folder / "prompts")},
+        "tts": {"speed": 230},  # words a minute (150 by default): shorter calls
         "tones": {"busy": BUSY_TONE, "beep": BEEP},
         "users": {
             "anna": {"name": "Anna", "phones": [
@@ -316,3 +317,11 @@ def test_a_swapped_or_silent_prompt_is_not_accepted(heard: Heard) -> None:
         with pytest.raises(audio.AudioMismatch) as refused:
             find_in_order(recording, [heard.clips[label] for label in menu], names=menu)
         print(f"{name}: {refused.value}")
+
+
+@pytest.mark.parametrize("path", ["relative.wav", "/tmp/a b.wav", "/tmp/../etc/x.wav",
+                                  "/tmp/x.mp3", "/tmp/x';hangup.wav"])
+def test_a_recording_path_is_checked(path: str) -> None:
+    """The path becomes part of an api_on_media command: only plain absolute .wav paths."""
+    with pytest.raises(ValueError, match="recording path"):
+        RealSwitch._recording("b2e593f2-e197-4dfe-b7de-3d72f7e9edeb", Path(path))
