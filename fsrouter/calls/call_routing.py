@@ -29,7 +29,7 @@ from fsrouter.calls.queueing import (
 )
 from fsrouter.config import Config
 from fsrouter.config.schema import CallRoutingNumber, Fallback, Option
-from fsrouter.prompts.catalog import accept_prompt, out_of_hours_prompt
+from fsrouter.prompts.catalog import accept_prompt, out_of_hours_prompt, queue_announcement
 from fsrouter.routing.escalation import plan_escalation
 from fsrouter.routing.hours import option_route
 from fsrouter.routing.menu import MenuPlan, Prompt, build_menu, menu_outcome
@@ -186,7 +186,9 @@ def _enter_queue(call: Call, option: Option, queue: str, config: Config) -> obje
     settings = config.queues.get(option.queue or "")
     music = option.hold_music or (settings.hold_music if settings else DEFAULT_HOLD_MUSIC)
     max_wait = option.max_wait or (settings.max_wait if settings else 600)
-    return enter_queue(call, queue, music, max_wait)
+    announcement = queue_announcement(config, option.queue or "")
+    return enter_queue(call, queue, music, max_wait,
+                       playable(announcement, config) if announcement else None)
 
 
 def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, waiting: object,

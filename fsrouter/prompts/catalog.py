@@ -69,6 +69,18 @@ def voicemail_greeting(user: User) -> Prompt:
     return Prompt("tts", text, user.language)
 
 
+def queue_announcement(config: Config, name: str) -> Prompt | None:
+    """What a caller hears on entering the queue ``name`` (None: nothing)."""
+    queue = config.queues.get(name)
+    if queue is None:
+        return None
+    if queue.announcement is not None:
+        return Prompt("file", queue.announcement)
+    if queue.announcement_text is not None:
+        return Prompt("tts", queue.announcement_text, config.defaults.language)
+    return None
+
+
 def feature_prompt(name: str, language: str) -> Prompt:
     """The spoken confirmation of a feature code (``login``... or ``refused``)."""
     return Prompt("tts", sentence(name, language), language)
@@ -89,14 +101,11 @@ def catalog(config: Config) -> list[PromptSpec]:
             specs.extend(_number_prompts(config, index, number))
     for name, queue in config.queues.items():
         where: Path = ("queues", name)
-        if queue.announcement is not None:
-            specs.append(PromptSpec(f"queues.{name}.announcement", where + ("announcement",),
-                                    Prompt("file", queue.announcement)))
-        elif queue.announcement_text is not None:
-            specs.append(PromptSpec(f"queues.{name}.announcement",
-                                    where + ("announcement_text",),
-                                    Prompt("tts", queue.announcement_text,
-                                           config.defaults.language)))
+        announcement = queue_announcement(config, name)
+        if announcement is not None:
+            field = "announcement" if announcement.kind == "file" else "announcement_text"
+            specs.append(PromptSpec(f"queues.{name}.announcement", where + (field,),
+                                    announcement))
         specs.extend(_fallback(f"queues.{name}.fallback", where + ("fallback",),
                                queue.fallback))
     for user_id, user in config.users.items():

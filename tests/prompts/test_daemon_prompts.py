@@ -90,3 +90,28 @@ def test_calls_render_nothing_and_a_reload_renders_only_what_changed(tmp_path, s
         watcher.client.close()
         gevent.sleep(0)
         assert daemon.stop() == 0, daemon.log()[-3000:]
+
+
+def test_a_queue_caller_hears_the_rendered_announcement_first(tmp_path, sim_switch):
+    directory = tmp_path / "prompts"
+    data = config(directory)
+    data["queues"] = {"sales": {"announcement_text": "Bitte warten Sie.", "max_wait": 30,
+                                "hold_music": "tone_stream://%(1000,0,350);loops=-1"}}
+    data["numbers"].append({"number": "+493040002000", "type": "queue", "queue": "sales"})
+    daemon = Daemon(tmp_path, data, sim_switch.esl_endpoint())
+    daemon.start()
+    watcher = Watcher(sim_switch.esl_endpoint())
+    try:
+        sim_switch.route_to(daemon.port)
+        caller = str(uuidlib.uuid4())
+        sim_switch.place_call("+493040002000", "+4915112345678", "Erika", uuid=caller)
+        b_leg = watcher.wait("CHANNEL_CREATE", variable_other_loopback_leg_uuid=caller).uuid
+        fifo = watcher.wait("CHANNEL_EXECUTE", **{"Unique-ID": b_leg, "Application": "fifo"})
+        _queue, _in, announcement, _music = fifo.get("Application-Data").split(" ")
+        assert Path(announcement).parent == directory
+        assert rate_path(announcement, 8000).is_file()
+        sim_switch.hangup(b_leg)
+        watcher.wait("CHANNEL_HANGUP_COMPLETE", timeout=30, **{"Unique-ID": b_leg})
+    finally:
+        watcher.client.close()
+        assert daemon.stop() == 0, daemon.log()[-3000:]
