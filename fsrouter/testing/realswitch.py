@@ -28,6 +28,10 @@ Scripted phones (destinations in the ``agents`` context; ``<id>`` from :meth:`fr
 
 Dial them as ``loopback/<destination>/agents`` (see :meth:`RealSwitch.phone`).
 
+What a caller hears: ``place_call(..., record=path)`` records the audio that reaches the
+caller leg into a WAV file (8 kHz, 16 bit; see :meth:`RealSwitch._recording`);
+fsrouter.testing.audio finds prompts in it.
+
 Voicemail works as on a real installation: box ``1000@fsrouter.test`` (``VOICEMAIL_BOX``,
 ``VOICEMAIL_DOMAIN``) takes ``voicemail default fsrouter.test 1000``; the phrase macros come
 from the switch's ``conf/lang`` and short generated prompt WAVs (:func:`install_prompts`).
