@@ -244,14 +244,17 @@ def scores(recording: Audio, reference: Audio, filtered: bool = False) -> np.nda
     return np.clip(result, -1.0, 1.0)
 
 
-def _anchor(found: np.ndarray, reference_samples: int) -> int:
-    """The lag to refine from: the first peak scoring ``ANCHOR`` or more, else the best."""
+def _anchors(found: np.ndarray, reference_samples: int, most: int = 50) -> list[int]:
+    """Lags to refine from, in order: each peak scoring ``ANCHOR`` or more (one per half
+    reference), else the best lag there is."""
+    half = max(1, reference_samples // 2)
+    lags: list[int] = []
     above = np.flatnonzero(found >= ANCHOR)
-    if len(above) == 0:
-        return int(np.argmax(found))
-    # The peak is within half a reference of where the score first crosses.
-    window = found[above[0]: above[0] + max(1, reference_samples // 2)]
-    return int(above[0] + np.argmax(window))
+    while len(above) and len(lags) < most:
+        window = found[above[0]: above[0] + half]
+        lags.append(int(above[0] + np.argmax(window)))
+        above = above[above >= lags[-1] + half]
+    return lags or [int(np.argmax(found))]
 
 
 def _piecewise(recording: Audio, reference: Audio, lag: int) -> float:
@@ -284,8 +287,10 @@ def _piecewise(recording: Audio, reference: Audio, lag: int) -> float:
     return weighted / total if total else 0.0
 
 
-def first_match(recording: Audio, reference: Audio, start_s: float = 0.0) -> Match:
-    """The first place from ``start_s`` on that looks like ``reference``, and its score."""
+def first_match(recording: Audio, reference: Audio, start_s: float = 0.0,
+                threshold: float = THRESHOLD) -> Match:
+    """The first place from ``start_s`` on where ``reference`` scores ``threshold`` or more;
+    else the best-scoring place (a failed match: the score says how far off it is)."""
     seconds = reference.seconds
     start = max(0.0, start_s)
     # Silence in front: a recording that began a few ms into the prompt still lines up.
@@ -293,9 +298,14 @@ def first_match(recording: Audio, reference: Audio, start_s: float = 0.0) -> Mat
     found = scores(part, reference)
     if len(found) == 0:
         return Match(start, 0.0, seconds)
-    lag = _anchor(found, int(seconds * recording.rate))
-    offset = start + lag / recording.rate - SLACK_S
-    return Match(offset, _piecewise(part, reference, lag), seconds)
+    best = Match(start, -1.0, seconds)
+    for lag in _anchors(found, int(seconds * recording.rate)):
+        match = Match(start + lag / recording.rate - SLACK_S,
+                      _piecewise(part, reference, lag), seconds)
+        if match.score >= threshold:
+            return match
+        best = max(best, match, key=lambda m: m.score)
+    return best
 
 
 def find_in_order(recording: Audio, references: Sequence[Audio], threshold: float = THRESHOLD,
@@ -309,7 +319,7 @@ def find_in_order(recording: Audio, references: Sequence[Audio], threshold: floa
     matches: list[Match] = []
     position = start_s
     for label, reference in zip(labels, references, strict=True):
-        match = first_match(recording, reference, position)
+        match = first_match(recording, reference, position, threshold)
         matches.append(match)
         if match.score < threshold:
             raise AudioMismatch(

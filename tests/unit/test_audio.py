@@ -152,3 +152,13 @@ def test_wav_round_trip(tmp_path: Path):
     audio.write_wav(tmp_path / "t.wav", clip)
     back = audio.read_wav(tmp_path / "t.wav")
     assert back.rate == 8000 and np.max(np.abs(back.samples - clip.samples)) < 1e-4
+
+
+def test_a_cut_prompt_then_the_whole_one_finds_the_whole_one(prompts, native):
+    """A prompt interrupted and played again: the whole one counts, where it is."""
+    one = switch_path(native["one"])
+    cut = one.cut(0, one.seconds / 2)
+    heard = concat(silence(0.2), cut, silence(0.3), one, silence(0.3))
+    match = first_match(heard, prompts["one"])
+    assert match.score >= 0.95
+    assert match.offset_s == pytest.approx(0.2 + cut.seconds + 0.3, abs=0.03)
