@@ -43,8 +43,8 @@ def run(call: Call, action: str) -> None:
     call.run("playback", config.tone("confirm" if done else "refuse"))
     # Then in words, in the agent's language (rendered at start: fsrouter.prompts).
     language = config.users[user_id].language if user_id else config.defaults.language
-    call.run("playback", playable(feature_prompt(action if done else "refused", language),
-                                  config))
+    said = feature_prompt(config, action if done else "refused", language)
+    call.run("playback", playable(said, config))
     call.hangup()
 
 

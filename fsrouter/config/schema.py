@@ -740,6 +740,11 @@ class Features(Strict):
     login: FeatureCode = "*21"
     logout: FeatureCode = "*22"
     record_greeting: FeatureCode = "*23"
+    # Recordings said after the confirm/refuse tone instead of the rendered sentences.
+    login_prompt: Sound | None = None
+    logout_prompt: Sound | None = None
+    record_greeting_prompt: Sound | None = None
+    refused_prompt: Sound | None = None
 
     @model_validator(mode="after")
     def _distinct(self) -> Features:

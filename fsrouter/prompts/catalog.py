@@ -11,7 +11,8 @@ the two cannot disagree. Keys follow the configuration's paths::
     numbers[0].options[1].out_of_hours
     numbers[0].options[1].fallback   queues.sales.announcement   queues.sales.fallback
     users.eva.voicemail.greeting     features.login.de  (login, logout, record_greeting,
-                                                         refused; one per agents' language)
+                                                         refused; one per agents' language,
+                                                         or features.login for a recording)
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ def queue_announcement(config: Config, name: str) -> Prompt | None:
     return None
 
 
-def feature_prompt(name: str, language: str) -> Prompt:
-    """The spoken confirmation of a feature code (``login``... or ``refused``)."""
+def feature_prompt(config: Config, name: str, language: str) -> Prompt:
+    """The spoken confirmation of a feature code (``login``... or ``refused``): the
+    configured recording (``features.<name>_prompt``) or the sentence in ``language``."""
+    recording = getattr(config.features, f"{name}_prompt")
+    if recording is not None:
+        return Prompt("file", recording)
     return Prompt("tts", sentence(name, language), language)
 
 
@@ -114,10 +119,14 @@ def catalog(config: Config) -> list[PromptSpec]:
             specs.append(PromptSpec(f"users.{user_id}.voicemail.greeting",
                                     ("users", user_id, "voicemail", field),
                                     voicemail_greeting(user)))
-    for language in feature_languages(config):
-        for name in FEATURE_SENTENCES:
+    for name in FEATURE_SENTENCES:
+        if getattr(config.features, f"{name}_prompt") is not None:
+            specs.append(PromptSpec(f"features.{name}", ("features", f"{name}_prompt"),
+                                    feature_prompt(config, name, "")))
+            continue
+        for language in feature_languages(config):
             specs.append(PromptSpec(f"features.{name}.{language}", ("features",),
-                                    feature_prompt(name, language)))
+                                    feature_prompt(config, name, language)))
     return specs
 
 

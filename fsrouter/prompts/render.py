@@ -18,6 +18,7 @@ high-quality ``rate`` effect) to 8000 and 16000 Hz, 16-bit mono PCM.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -73,6 +74,7 @@ def espeak_voice(language: str, tts: Tts) -> str:
     return f"{voice}+{tts.voice}" if tts.voice else voice
 
 
+@functools.lru_cache(maxsize=4096)  # calls ask for the same few names over and over
 def file_name(text: str, language: str, tts: Tts) -> str:
     """``tts-<hash>.wav``: the hash of everything that changes the sound."""
     what = [FORMAT, ENGINE, espeak_voice(language, tts), tts.speed, language, text]

@@ -124,3 +124,18 @@ def test_recordings_replace_any_prompt_the_goodbye_included(tmp_path):
     config = load(tmp_path, data)
     assert prompts.prompt_path(config, "numbers[0].menu.goodbye") == str(bye)
     assert prompts.check_files(config) == []
+
+
+def test_feature_confirmations_in_each_agents_language_or_a_recording(tmp_path):
+    data = hotline(tmp_path / "prompts")
+    data["users"]["bob"] = {"name": "Bob", "extension": "1002", "language": "en"}
+    config = load(tmp_path, data)
+    keys = {e.key: e for e in prompts.entries(config)}
+    assert keys["features.login.en"].text == "You are logged in."
+    assert keys["features.login.de"].text == "Sie sind angemeldet."
+    data["features"] = {"refused_prompt": str(tmp_path / "nope.wav")}
+    config = load(tmp_path, data)
+    assert prompts.prompt_path(config, "features.refused") == str(tmp_path / "nope.wav")
+    assert "features.refused.en" not in {e.key for e in prompts.entries(config)}
+    [issue] = prompts.check_files(config)
+    assert issue.path == "features.refused_prompt" and "nope.wav not found" in issue.message
