@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install tools clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# espeak-ng and sox render the spoken prompts (apt-get installs them when root on Debian).
+tools: $(STAMP)
+	$(BIN)/python -m fsrouter.prompts.install
+
+demo: tools
 	$(BIN)/fsrouter demo
 
 lint: $(STAMP)
@@ -28,7 +32,7 @@ lint: $(STAMP)
 # tests that time a recovery in seconds.
 TEST_WORKERS ?= 3
 
-test: lint
+test: lint tools
 	@status=0; \
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" || status=1; \
 	$(BIN)/pytest -m serial || status=1; \

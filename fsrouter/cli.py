@@ -53,6 +53,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as error:
         return _print_config_error(error)
+    from fsrouter.prompts import check_files
+
+    missing = check_files(config)  # recordings named as prompts, by key
+    if missing:
+        return _print_config_error(ConfigError(missing))
     print(f"{args.config}: OK ({len(config.numbers)} numbers, {len(config.users)} users)")
     return EXIT_OK
 
@@ -224,6 +229,23 @@ def _add_oncall(sub: Any) -> None:
     oncall.set_defaults(func=_command("oncall", "run"), quiet_logs=True)
 
 
+def _add_prompts(sub: Any) -> None:
+    prompts = sub.add_parser("prompts", help="every prompt: text, language, file; render them")
+    prompts_sub = prompts.add_subparsers(dest="prompts_command", metavar="PROMPTS_COMMAND",
+                                         required=True)
+    listing = prompts_sub.add_parser("list", help="every prompt with its file and state")
+    render = prompts_sub.add_parser("render", help="render what is missing (start and reload "
+                                    "do it too); --export to listen to them")
+    render.add_argument("--export", metavar="DIR", help="copy each prompt to DIR/<key>.wav")
+    for parser in (listing, render):
+        _add_config_arg(parser)
+        parser.add_argument("--directory", type=Path, metavar="DIR",
+                            help="render into DIR instead of prompts.directory")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=_command("prompts", "run_list"), quiet_logs=True)
+    render.set_defaults(func=_command("prompts", "run_render"), quiet_logs=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fsrouter",
@@ -263,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
 
-    for add in (_add_routes, _add_agents, _add_two_way, _add_simulate, _add_oncall):
+    for add in (_add_routes, _add_agents, _add_two_way, _add_simulate, _add_oncall,
+                _add_prompts):
         add(sub)
     return parser
 

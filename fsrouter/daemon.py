@@ -120,6 +120,12 @@ class Daemon:
         except Exception:
             log.exception("config.reload_failed")
             return False
+        try:
+            _render_prompts(config, self.parts.get("metrics"))  # only what changed
+        except ConfigError as error:
+            for issue in error.issues:
+                log.error("config.reload_rejected", problem=str(issue))
+            return False
         config, kept = _keep_running_sections(self.config, config)
         if kept:
             log.warning("config.reload_needs_restart", sections=kept)
@@ -316,6 +322,20 @@ def _notifier(daemon: Daemon) -> Callable[[str, dict[str, Any]], None]:
     return notify
 
 
+def _render_prompts(config: Config, metrics: Any) -> None:
+    """Every spoken prompt as files before a call can need them (ConfigError names a prompt
+    that cannot be rendered); missing recordings are logged."""
+    from fsrouter import prompts
+
+    report = prompts.render_prompts(config)
+    if metrics is not None:
+        metrics.prompts_rendered(report.rendered)
+    log.info("prompts.ready", prompts=report.prompts, rendered=report.rendered,
+             seconds=round(report.seconds, 3), directory=config.prompts.directory)
+    for issue in prompts.check_files(config):
+        log.warning("prompts.file_missing", problem=str(issue))
+
+
 def _start_metrics(daemon: Daemon) -> None:
     from fsrouter.metrics import Metrics, serve, standard_health
     from fsrouter.store.db import database_proxy
@@ -356,6 +376,7 @@ def start_daemon(config_path: Path, database_url: str | None = None,
     services.notify = _notifier(daemon)
     try:
         _start_metrics(daemon)
+        _render_prompts(config, daemon.parts.get("metrics"))
         _start_notify(daemon)
         _start_switch_connection(daemon)
         daemon.server = _start_listener(config, services)

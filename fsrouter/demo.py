@@ -67,6 +67,8 @@ def run_demo(config_path: Path | None = None) -> int:
              f"{len(config.users)} users, {len(config.policies)} escalation policies)")
         path = _demo_copy(path, Path(tmp))
         switch.start()
+        # Strict like the real switch: a prompt file that does not exist is FILE NOT FOUND.
+        switch.sim.known_files = set()  # type: ignore[attr-defined]
         try:
             ok = _run_calls(path, load_config(path), switch, Path(tmp))
         finally:
@@ -81,6 +83,8 @@ def _demo_copy(path: Path, tmp: Path) -> Path:
     data = yaml.safe_load(path.read_text("utf-8"))
     data["voicemail"] = {**(data.get("voicemail") or {}), "directory": str(tmp / "voicemail")}
     data["smtp"] = {**(data.get("smtp") or {}), "host": "127.0.0.1", "port": 9}  # discard
+    # Prompts are rendered here at start (espeak-ng); the simulator plays those files.
+    data["prompts"] = {**(data.get("prompts") or {}), "directory": str(tmp / "prompts")}
     copy = tmp / "config.yaml"
     copy.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
     return copy
@@ -94,6 +98,7 @@ def _run_calls(path: Path, config: Config, switch: object, tmp: Path) -> bool:
     daemon = start_daemon(path, database_url=f"sqlite:///{tmp}/demo.db", listen_port=0,
                           now=lambda: MOMENT,
                           switch_endpoint=switch.esl_endpoint())  # type: ignore[attr-defined]
+    _say_prompts(load_config(path))
     _say(f"daemon  ready on 127.0.0.1:{daemon.server.port} in "
          f"{1000 * (time.monotonic() - began):.0f} ms; simulator at {SPEED:.0f}x real time; "
          f"calls routed as at {MOMENT:%a %Y-%m-%d %H:%M %Z}")
@@ -117,6 +122,18 @@ def _run_calls(path: Path, config: Config, switch: object, tmp: Path) -> bool:
         _say("daemon  drained and stopped")
     _say(f"\n{sum(results)}/{len(results)} calls ended as expected")
     return all(results)
+
+
+def _say_prompts(config: Config) -> None:
+    from fsrouter import prompts
+
+    rows = prompts.entries(config)
+    spoken = [row for row in rows if row.kind == "tts"]
+    _say(f"prompts {len(spoken)} spoken prompts rendered by {config.tts.engine} into "
+         f"{config.prompts.directory} (8 and 16 kHz), "
+         f"{sum(row.rendered for row in spoken)} ready; e.g.")
+    for row in spoken[:3]:
+        _say(f"        {row.key} ({row.language}): \"{row.text}\"")
 
 
 class _Script:

@@ -156,6 +156,9 @@ class Metrics:
                                         "Webhook deliveries that failed (each try)", registry=reg)
         self.mail_failures = Counter("fsrouter_mail_failures", "Mails that could not be sent",
                                      registry=reg)
+        # Rendered at start and reload only: a call never adds to it (fsrouter.prompts).
+        self.prompt_renders = Counter("fsrouter_prompts_rendered",
+                                      "Spoken prompts rendered to sound files", registry=reg)
 
     # -- labels ---------------------------------------------------------------------------
 
@@ -197,6 +200,9 @@ class Metrics:
 
     def db_error(self) -> None:
         self.db_errors.inc()
+
+    def prompts_rendered(self, count: int) -> None:
+        self.prompt_renders.inc(max(0, count))
 
     def voicemail_left(self, number: str) -> None:
         self.voicemails.labels(self.number_label(number)).inc()

@@ -28,7 +28,8 @@ from fsrouter.calls.queueing import (
     ring_until_left,
 )
 from fsrouter.config import Config
-from fsrouter.config.schema import CallRoutingNumber, Option, Policy
+from fsrouter.config.schema import CallRoutingNumber, Fallback, Option
+from fsrouter.prompts.catalog import accept_prompt, out_of_hours_prompt, queue_announcement
 from fsrouter.routing.escalation import plan_escalation
 from fsrouter.routing.hours import option_route
 from fsrouter.routing.menu import MenuPlan, Prompt, build_menu, menu_outcome
@@ -104,7 +105,7 @@ def choose_option(call: Call, number: CallRoutingNumber, config: Config) -> Opti
 
 
 def _play_menu(call: Call, plan: MenuPlan, config: Config, first_play: bool) -> str | None:
-    prompt_file = concatenated(menu_prompts(plan, first_play), config.tts)
+    prompt_file = concatenated(menu_prompts(plan, first_play), config)
     done = call.run("play_and_get_digits", menu_argument(plan, prompt_file, MENU_VARIABLE),
                     timeout=plan.timeout_s + 120)
     if done is None:
@@ -114,7 +115,7 @@ def _play_menu(call: Call, plan: MenuPlan, config: Config, first_play: bool) -> 
 
 
 def _play(call: Call, prompt: Prompt, config: Config) -> None:
-    call.run("playback", playable(prompt, config.tts))
+    call.run("playback", playable(prompt, config))
 
 
 def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: Config,
@@ -138,7 +139,7 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
     if route.policy is None:  # out of hours, and the option says where callers go then
         call.log.info("option.out_of_hours", action=str(option.out_of_hours))
         settle(queries.note_incident, incident.id, "out_of_hours")
-        fallback(call, route.fallback, incident.id)
+        fallback(call, _out_of_hours(route.fallback, number, option, config), incident.id)
         return "out_of_hours"
     queue = queue_name(number, option)
     waiting = _enter_queue(call, option, queue, config)
@@ -152,7 +153,7 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
     for gap in plan.gaps:
         call.log.warning("escalation.gap", gap=gap)
     accept = (Accept(policy.accept_digit, policy.accept_timeout,
-                     _accept_prompt(option, policy, config))
+                     playable(accept_prompt(config, number, option, policy), config))
               if policy.press_to_accept else None)
     ringing = Ringing(queue=queue, caller_id_number=number.number,
                       display_name=_display_name(option, call), defaults=config.defaults,
@@ -172,21 +173,22 @@ def _display_name(option: Option, call: Call) -> str:
     return f"{option.label} - {who}"
 
 
-def _accept_prompt(option: Option, policy: Policy, config: Config) -> str:
-    if policy.accept_prompt is not None:
-        return policy.accept_prompt
-    digit = policy.accept_digit
-    text = {"de": f"Anruf für {option.label}. Zum Annehmen drücken Sie die {digit}.",
-            "en": f"Call for {option.label}. Press {digit} to accept."}
-    sentence = text.get(config.defaults.language[:2], text["en"])
-    return playable(Prompt("tts", sentence), config.tts)
+def _out_of_hours(spec: Fallback, number: CallRoutingNumber, option: Option,
+                  config: Config) -> Fallback:
+    """``out_of_hours: message`` without a file says the option's rendered sentence."""
+    if spec.kind != "message" or spec.target:
+        return spec
+    return Fallback(kind="message",
+                    target=playable(out_of_hours_prompt(config, number, option), config))
 
 
 def _enter_queue(call: Call, option: Option, queue: str, config: Config) -> object:
     settings = config.queues.get(option.queue or "")
     music = option.hold_music or (settings.hold_music if settings else DEFAULT_HOLD_MUSIC)
     max_wait = option.max_wait or (settings.max_wait if settings else 600)
-    return enter_queue(call, queue, music, max_wait)
+    announcement = queue_announcement(config, option.queue or "")
+    return enter_queue(call, queue, music, max_wait,
+                       playable(announcement, config) if announcement else None)
 
 
 def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, waiting: object,

@@ -10,7 +10,9 @@ A code from an unknown phone gets the refusal tone and changes nothing.
 from __future__ import annotations
 
 from fsrouter.calls.call import IDENTITY_VARIABLES, Call
+from fsrouter.calls.media import playable
 from fsrouter.calls.voicemail import record_greeting
+from fsrouter.prompts.catalog import feature_prompt
 from fsrouter.store import StoreError, queries
 
 
@@ -37,8 +39,12 @@ def run(call: Call, action: str) -> None:
     else:
         call.log = call.log.bind(user=user_id)
         done = _carry_out(call, action, user_id)
-    tone = "confirm" if done else "refuse"
-    call.run("playback", call.services.config.tone(tone))
+    config = call.services.config
+    call.run("playback", config.tone("confirm" if done else "refuse"))
+    # Then in words, in the agent's language (rendered at start: fsrouter.prompts).
+    language = config.users[user_id].language if user_id else config.defaults.language
+    said = feature_prompt(config, action if done else "refused", language)
+    call.run("playback", playable(said, config))
     call.hangup()
 
 

@@ -25,11 +25,13 @@ from fsrouter.calls import call_routing
 from fsrouter.calls.call import Call
 from fsrouter.calls.dialer import RESULTS, Ringing, sip_displayable
 from fsrouter.calls.endings import busy_tone, fallback, not_in_service
+from fsrouter.calls.media import playable
 from fsrouter.calls.pending import settle
 from fsrouter.calls.queueing import enter_queue, ring_until_left, wait_left_queue
 from fsrouter.calls.voicemail import leave_voicemail
 from fsrouter.config.schema import AgentNumber, Fallback
 from fsrouter.esl.escape import UnsafeText, bridge_target, caller_number
+from fsrouter.prompts.catalog import queue_announcement
 from fsrouter.routing.destinations import (
     BusyTone,
     Custom,
@@ -230,7 +232,9 @@ def serve_queue(call: Call, number: str, queue: str) -> str:
     # adopted caller keeps the time it was first answered.
     if call.resumed is None and call.answered_at is not None:
         settle(queries.mark_answered, call.uuid, call.answered_at)
-    waiting = enter_queue(call, queue, settings.hold_music, settings.max_wait)
+    announcement = queue_announcement(config, queue)
+    waiting = enter_queue(call, queue, settings.hold_music, settings.max_wait,
+                          playable(announcement, config) if announcement else None)
     ringing = Ringing(queue=queue, caller_id_number=_shown_number(call, number),
                       display_name=call.caller_name or call.caller_number or number,
                       defaults=config.defaults, incident_id=None, accept=None, kind="agent")

@@ -8,25 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fsrouter.config.schema import Tts
+from fsrouter.config import Config
+from fsrouter.prompts import playable as _playable
 from fsrouter.routing.menu import MenuPlan, Prompt
 
 # play_and_get_digits needs a file for the "invalid" slot; this one is silent and instant.
 SILENCE = "silence_stream://250"
 
 
-def playable(prompt: Prompt, tts: Tts) -> str:
-    """A file or stream for ``playback``: files as they are, text through the TTS engine."""
-    if prompt.kind == "file":
-        return prompt.value
-    voice = tts.voice or ""
-    # say:<engine>:<voice>:<text> is FreeSWITCH's TTS file syntax (switch_ivr_play_file).
-    return f"say:{tts.engine}:{voice}:{prompt.value}"
+def playable(prompt: Prompt, config: Config) -> str:
+    """A file or stream for ``playback``: recordings as they are, spoken text as the file
+    rendered at start or reload (fsrouter.prompts): a call renders nothing."""
+    return _playable(config, prompt)
 
 
-def concatenated(prompts: Iterable[Prompt], tts: Tts) -> str:
+def concatenated(prompts: Iterable[Prompt], config: Config) -> str:
     """Several prompts as one ``file_string://a!b`` so a key press interrupts all of them."""
-    files = [playable(prompt, tts) for prompt in prompts]
+    files = [playable(prompt, config) for prompt in prompts]
     if len(files) == 1:
         return files[0]
     return "file_string://" + "!".join(files)

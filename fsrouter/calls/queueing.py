@@ -25,12 +25,14 @@ QUEUE_EXIT_KEY = "#"
 QUEUE_LEFT = ("ABORTED", "TIMEOUT")
 
 
-def enter_queue(call: Call, queue: str, music: str, max_wait: int) -> Any:
-    """``fifo <queue> in`` with hold music; returns the running app (it ends when we leave)."""
+def enter_queue(call: Call, queue: str, music: str, max_wait: int,
+                announcement: str | None = None) -> Any:
+    """``fifo <queue> in`` with hold music, the queue's announcement (a file: a recording
+    or a rendered prompt) played first; returns the running app (it ends when we leave)."""
     call.run("set", f"fifo_caller_exit_key={QUEUE_EXIT_KEY}")
     # _continue_: when the wait is over, fifo returns to us instead of transferring the call.
     call.run("set", f"fifo_orbit_exten=_continue_:{max_wait}")
-    waiting = call.start("fifo", f"{queue} in undef {music}")
+    waiting = call.start("fifo", f"{queue} in {announcement or 'undef'} {music}")
     # Ring only once the caller is in the queue: a phone that answers at once would otherwise
     # find nobody to take (fifo_bridge_uuid_required) and the call would never be bridged.
     gevent.wait([call.queued, call.gone], count=1, timeout=call.services.step_timeout)

@@ -19,16 +19,10 @@ from pathlib import Path
 from fsrouter.calls.call import Call
 from fsrouter.calls.media import playable
 from fsrouter.config import Config
-from fsrouter.routing.menu import Prompt
+from fsrouter.prompts.catalog import voicemail_greeting
 from fsrouter.store import queries
 from fsrouter.store.db import make_private_dirs
 
-GREETINGS = {
-    "de": "Ihr Gesprächspartner ist zurzeit nicht erreichbar. "
-          "Bitte hinterlassen Sie eine Nachricht nach dem Signalton.",
-    "en": "The person you are calling is not available. "
-          "Please leave a message after the tone.",
-}
 # The directory is shared with FreeSWITCH (often another user in the same group).
 DIRECTORY_MODE = 0o770
 
@@ -56,11 +50,7 @@ def _greeting(config: Config, user_id: str) -> str:
     recorded = greeting_path(config, user_id)
     if recorded.is_file():
         return str(recorded)
-    user = config.users[user_id]
-    if user.voicemail.greeting:
-        return user.voicemail.greeting
-    text = GREETINGS.get(user.language[:2], GREETINGS["en"])
-    return playable(Prompt("tts", text), config.tts)
+    return playable(voicemail_greeting(config.users[user_id]), config)
 
 
 def record(call: Call, path: Path, config: Config) -> float | None:

@@ -86,6 +86,7 @@ def _region_of(data: dict[str, Any]) -> str:
 
 def _set_origins(config: Config, marks: Marks, file: str) -> None:
     """Tell secret holders where they were configured, for errors at resolve time."""
+    config._source = (file, marks)
     for section in ("switch", "smtp"):
         line, column = marks.for_value((section,))
         getattr(config, section)._origin = (file, line, column, section)

@@ -284,6 +284,8 @@ class Phone(Strict):
 class Voicemail(Strict):
     enabled: bool = True
     greeting: Sound | None = None
+    # Spoken instead of the generated "... not available, leave a message" (no greeting file).
+    greeting_text: SpokenText | None = None
 
 
 class User(Strict):
@@ -456,6 +458,7 @@ class Queue(Strict):
     exit_key: Key | None = None
     announce_every: Annotated[int, ranged(10, 3600)] | None = None
     announcement: Sound | None = None
+    announcement_text: SpokenText | None = None
     strategy: Literal["longest_idle", "round_robin", "ring_all"] = "longest_idle"
     agents: tuple[Id, ...] = ()
     fallback: FallbackSpec = HANGUP
@@ -467,8 +470,29 @@ class Queue(Strict):
 
 
 class Tts(Strict):
-    engine: Word = "flite"
+    """How generated prompts are spoken (see :mod:`fsrouter.prompts`).
+
+    ``espeak-ng`` (the default): fsrouter renders every prompt to WAV files itself, at start
+    and reload, in each prompt's language. ``flite``: the switch speaks the text at call time
+    with its own mod_flite (English voices only; the module must be loaded on the switch).
+    """
+
+    engine: Literal["espeak-ng", "flite"] = "espeak-ng"
+    # espeak-ng: a voice variant added to the language's voice (f3, m2, klatt...);
+    # flite: the voice (slt, kal, rms, awb).
     voice: Word | None = None
+    # espeak-ng: words per minute (its default is 175; slower is clearer on the phone).
+    speed: Annotated[int, ranged(80, 300)] = 150
+
+
+class PromptSettings(Strict):
+    """Where rendered prompts are written, and which recordings only the switch host has."""
+
+    # fsrouter writes here; FreeSWITCH must be able to read it (same host or shared mount).
+    directory: SafePath = "/var/lib/fsrouter/prompts"
+    # Folders whose sound files exist only on the switch host: check-config does not look
+    # for files under them (e.g. /usr/share/freeswitch/sounds).
+    switch_only: tuple[SafePath, ...] = ()
 
 
 class Smtp(SecretSource):
@@ -530,7 +554,18 @@ class Menu(Strict):
     tries: Annotated[int, ranged(1, 9)] = 3
     timeout_s: Annotated[int, ranged(1, 60)] = 5
     invalid_prompt: Sound | None = None
+    invalid_text: SpokenText | None = None
+    goodbye_prompt: Sound | None = None
+    goodbye_text: SpokenText | None = None
     on_no_key: Annotated[str, AfterValidator(_on_no_key)] = "repeat"
+
+    @model_validator(mode="after")
+    def _one_prompt_each(self) -> Menu:
+        for name in ("invalid", "goodbye"):
+            if getattr(self, f"{name}_prompt") is not None and \
+                    getattr(self, f"{name}_text") is not None:
+                raise ValueError(f"give {name}_prompt (a file) or {name}_text, not both")
+        return self
 
 
 class BusinessHours(Strict):
@@ -545,10 +580,11 @@ class OutOfHours(Strict):
     """``policy:<id>`` (another escalation), ``voicemail:<user>`` or ``message:<file>``."""
 
     kind: Literal["policy", "voicemail", "message"]
-    target: str
+    # None for a plain ``message``: the generated sentence (or the option's out_of_hours_text)
+    target: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.target}"
+        return self.kind if self.target is None else f"{self.kind}:{self.target}"
 
 
 def _parse_out_of_hours(value: object) -> object:
@@ -556,6 +592,8 @@ def _parse_out_of_hours(value: object) -> object:
         return value
     if not isinstance(value, str):
         raise ValueError("must be policy:<id>, voicemail:<user> or message:<file>")
+    if value == "message":  # spoken: "... is not staffed now" (out_of_hours_text)
+        return OutOfHours(kind="message")
     kind, sep, target = value.partition(":")
     if sep and kind in ("policy", "voicemail"):
         return OutOfHours(kind=kind, target=check_id(target))
@@ -575,6 +613,8 @@ class Option(Strict):
     label: SpokenText
     prompt: Sound | None = None
     prompt_text: SpokenText | None = None
+    # The language this option's prompts are spoken in (default: the number's).
+    language: Language | None = None
     policy: Id
     queue: QueueName | None = None
     hold_music: Sound | None = None
@@ -585,6 +625,8 @@ class Option(Strict):
     resolve_abandoned: bool = False
     hours: BusinessHours | None = None
     out_of_hours: OutOfHoursSpec | None = None
+    # What ``out_of_hours: message`` says instead of the generated sentence.
+    out_of_hours_text: SpokenText | None = None
 
     @model_validator(mode="after")
     def _hours_need_an_action(self) -> Option:
@@ -613,9 +655,18 @@ class NumberBase(Strict):
 class CallRoutingNumber(NumberBase):
     type: Literal["call_routing"]
     greeting: Sound | None = None
+    greeting_text: SpokenText | None = None
+    # The language the menu is spoken in (default: defaults.language).
+    language: Language | None = None
     options: Annotated[tuple[Option, ...], AfterValidator(_option_count)]
     skip_menu_if_single: bool = True
     menu: Menu = Menu()
+
+    @model_validator(mode="after")
+    def _one_greeting(self) -> CallRoutingNumber:
+        if self.greeting is not None and self.greeting_text is not None:
+            raise ValueError("give greeting (a file) or greeting_text, not both")
+        return self
 
 
 class AgentNumber(NumberBase):
@@ -689,6 +740,11 @@ class Features(Strict):
     login: FeatureCode = "*21"
     logout: FeatureCode = "*22"
     record_greeting: FeatureCode = "*23"
+    # Recordings said after the confirm/refuse tone instead of the rendered sentences.
+    login_prompt: Sound | None = None
+    logout_prompt: Sound | None = None
+    record_greeting_prompt: Sound | None = None
+    refused_prompt: Sound | None = None
 
     @model_validator(mode="after")
     def _distinct(self) -> Features:
@@ -751,6 +807,7 @@ class Config(Strict):
     tones: Annotated[dict[Word, ToneString], AfterValidator(_with_default_tones)] = Field(
         default_factory=lambda: dict(DEFAULT_TONES))
     tts: Tts = Tts()
+    prompts: PromptSettings = PromptSettings()
     smtp: Smtp = Smtp()
     metrics: Metrics = Metrics()
     webhooks: tuple[Webhook, ...] = ()
@@ -760,6 +817,8 @@ class Config(Strict):
     numbers: tuple[Number, ...] = ()
 
     _by_e164: dict[str, Any] = PrivateAttr(default_factory=dict)
+    # (file, yaml marks) set by the loader: later checks (prompt files, rendering) name lines.
+    _source: tuple[str, Any] = PrivateAttr(default=("<config>", None))
 
     @model_validator(mode="before")
     @classmethod

@@ -43,6 +43,8 @@ class Prompt:
 
     kind: Literal["file", "tts"]
     value: str
+    # The language ``tts`` text is spoken in ("" for a file).
+    language: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,26 +82,42 @@ def _sorted_options(number: CallRoutingNumber) -> list[Option]:
 
 
 def option_prompt(option: Option, language: str) -> Prompt:
-    """The prompt for one option: its file, its TTS text, or a generated sentence."""
+    """The prompt for one option: its file, its TTS text, or a generated sentence, spoken in
+    the option's own language if it has one, else ``language``."""
+    language = option.language or language
     if option.prompt is not None:
         return Prompt("file", option.prompt)
     if option.prompt_text is not None:
-        return Prompt("tts", option.prompt_text)
+        return Prompt("tts", option.prompt_text, language)
     sentence = _texts(language)["option"].format(label=option.label, digit=option.digit)
-    return Prompt("tts", sentence)
+    return Prompt("tts", sentence, language)
+
+
+def _file_or_text(file: str | None, text: str | None, default: str | None,
+                  language: str) -> Prompt | None:
+    if file is not None:
+        return Prompt("file", file)
+    if text is not None or default is not None:
+        return Prompt("tts", text or default or "", language)
+    return None
 
 
 def build_menu(number: CallRoutingNumber, language: str) -> MenuPlan:
-    """The menu for ``number`` in ``language`` (``de``, ``en``, ``de-AT``...)."""
+    """The menu for ``number`` in its own language, else ``language`` (``de``, ``en``,
+    ``de-AT``...)."""
+    language = number.language or language
     texts = _texts(language)
-    invalid = number.menu.invalid_prompt
+    menu = number.menu
+    invalid = _file_or_text(menu.invalid_prompt, menu.invalid_text, texts["invalid"], language)
+    goodbye = _file_or_text(menu.goodbye_prompt, menu.goodbye_text, texts["goodbye"], language)
+    assert invalid is not None and goodbye is not None  # both have a default sentence
     return MenuPlan(
-        greeting=Prompt("file", number.greeting) if number.greeting else None,
+        greeting=_file_or_text(number.greeting, number.greeting_text, None, language),
         items=tuple(option_prompt(option, language) for option in _sorted_options(number)),
         valid_digits=frozenset(str(option.digit) for option in number.options),
         skip=number.skip_menu_if_single and len(number.options) == 1,
-        invalid=Prompt("file", invalid) if invalid else Prompt("tts", texts["invalid"]),
-        goodbye=Prompt("tts", texts["goodbye"]),
+        invalid=invalid,
+        goodbye=goodbye,
         timeout_s=number.menu.timeout_s,
         tries=number.menu.tries,
     )

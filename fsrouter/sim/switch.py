@@ -162,7 +162,11 @@ class Simulator:
     def missing_file(self, path: str) -> bool:
         if self.known_files is None:
             return False
-        return path not in self.known_files and not os.path.exists(path)
+        # file_string://a!b plays each part: like the switch, a missing part is an error.
+        parts = path.removeprefix("file_string://").split("!")
+        return any(part not in self.known_files and not os.path.exists(part)
+                   and not part.startswith(("tone_stream://", "silence_stream://"))
+                   for part in parts)
 
     # channel life -----------------------------------------------------------------
     def new_channel(self, profile: Profile, variables: list[tuple[str, str]]) -> Channel:

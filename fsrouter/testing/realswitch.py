@@ -21,9 +21,16 @@ Scripted phones (destinations in the ``agents`` context; ``<id>`` from :meth:`fr
 ``gone-<id>``               ``UNALLOCATED_NUMBER``
 ``press-<d>-<ms>-<id>``     answers after <ms>, sends DTMF <d> 300 ms later, stays
 ``hangup-<ms>-<id>``        answers at once, hangs up ``NORMAL_CLEARING`` after <ms>
+``listen-<d>-<ms>-<id>``    answers at once and records what it hears into
+                            :meth:`RealSwitch.heard_by_phone`, sends DTMF <d> after <ms>, stays
+                            (as a mobile number: :func:`listen_number`)
 ==========================  =================================================================
 
 Dial them as ``loopback/<destination>/agents`` (see :meth:`RealSwitch.phone`).
+
+What a caller hears: ``place_call(..., record=path)`` records the audio that reaches the
+caller leg into a WAV file (8 kHz, 16 bit; see :meth:`RealSwitch._recording`);
+fsrouter.testing.audio finds prompts in it.
 
 Voicemail works as on a real installation: box ``1000@fsrouter.test`` (``VOICEMAIL_BOX``,
 ``VOICEMAIL_DOMAIN``) takes ``voicemail default fsrouter.test 1000``; the phrase macros come
@@ -55,6 +62,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 import gevent
 import structlog
@@ -304,6 +312,22 @@ _PHONES = r"""
       <action application="park"/>
     </condition>
   </extension>
+  <extension name="phone-listen">
+    <condition field="destination_number" expression="^listen-([0-9*#])-([0-9]+)-([A-Za-z0-9]+)$">
+      <action application="pre_answer"/>
+      <action application="set" data="RECORD_READ_ONLY=true"/>
+      <action application="record_session" data="{recordings}/listen-$3.wav"/>
+      <action application="answer"/>
+      <action application="sleep" data="$2"/>
+      <action application="send_dtmf" data="$1"/>
+      <action application="park"/>
+    </condition>
+  </extension>
+  <extension name="phone-listen-number">
+    <condition field="destination_number" expression="^\+?4915197([0-9]{4})([0-9]{2})$">
+      <action application="transfer" data="listen-1-$1-n$2 XML agents"/>
+    </condition>
+  </extension>
   <extension name="phone-hangup">
     <condition field="destination_number" expression="^hangup-([0-9]+)-.+$">
       <action application="answer"/>
@@ -313,6 +337,20 @@ _PHONES = r"""
   </extension>
 </context>
 """
+
+
+def _phones(recordings: Path) -> str:
+    """The ``agents`` context; the listening phone records into ``recordings``."""
+    folder = xml_escape(str(recordings), {'"': "&quot;"})
+    phones = _PHONES.replace("{recordings}", folder)
+    return phones.replace("</context>", dialplan_extensions() + "</context>")
+
+
+def listen_number(ms: int, number: int) -> str:
+    """The mobile number of a ``listen-1-<ms>-n<number>`` phone (dialled by the daemon)."""
+    if not 0 <= ms <= 9999 or not 0 <= number <= 99:
+        raise ValueError("ms must be 0-9999 and number 0-99")
+    return f"+4915197{ms:04d}{number:02d}"
 
 
 # One voicemail box, as an agent who is logged out has: vm-enabled, message by e-mail.
@@ -417,7 +455,7 @@ def write_config(
       <X-PRE-PROCESS cmd="include" data="fsrouter/dialplan/fsrouter_features.xml"/>
       <X-PRE-PROCESS cmd="include" data="fsrouter/dialplan/fsrouter.xml"/>
     </context>
-    {_PHONES.replace("</context>", dialplan_extensions() + "</context>")}
+    {_phones(conf_dir.parent / "recordings")}
   </section>
   {_DIRECTORY}
   {languages}
@@ -638,6 +676,7 @@ class RealSwitch:
         if self.ports is None:
             self.ports = Ports(_free_tcp_port(), _free_sip_port(), *_free_rtp_range())
         (self.workdir / "conf").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "recordings").mkdir(exist_ok=True)  # the listening phones' files
         mailer = write_mail_catcher(self.workdir / "bin" / "catch-mail", self.mail_dir)
         write_config(self.workdir / "conf", self.ports, self.password, self._lang_dir(), mailer,
                      self._target, self.switch_params)
@@ -848,17 +887,48 @@ class RealSwitch:
         caller_number: str = "+4915112345678",
         caller_name: str = "",
         uuid: str | None = None,
+        record: Path | None = None,
     ) -> str:
         """A caller dialling ``number`` (into ``public``); returns the caller leg's uuid.
 
         Caller ID name and number reach the switch byte-exact (hostile text included); line
         breaks, NUL, backslashes and unmatched braces are refused with ValueError.
+        ``record``: a WAV file that gets what the caller hears (see :meth:`_recording`).
         """
         _check(_NUMBER, number, "number")
+        uuid = _check(_UUID, uuid or str(uuidlib.uuid4()), "uuid")
         variables = {"origination_caller_id_number": caller_number}
         if caller_name:
             variables["origination_caller_id_name"] = caller_name
+        if record is not None:
+            variables.update(self._recording(uuid, record))
         return self.originate(f"loopback/{number}/public", variables=variables, uuid=uuid).uuid
+
+    @staticmethod
+    def _recording(uuid: str, path: Path) -> dict[str, str]:
+        """Originate variables that record what the caller leg hears into ``path``.
+
+        The caller is the loopback a-leg; what the daemon plays on the b-leg arrives as the
+        a-leg's read stream (mod_loopback hands each side's writes to the other's read), so
+        ``uuid_record`` with ``RECORD_READ_ONLY`` keeps exactly that (switch_ivr_async.c: the
+        flag drops the write stream; measured: a tone the caller leg itself plays is not in
+        the file). It starts when the leg first has media, early (pre-answer) or at the
+        answer (``api_on_media``, switch_channel.c). mod_loopback copies every originate
+        variable to the b-leg too, so the b-leg runs the same command when it gets media; it
+        names the caller leg and the same file, and the switch refuses a second recording of
+        one file on one channel ("Already recording"), so there is one recording either way
+        (``${...}`` to tell the legs apart is refused in api_on_* variables, 1.11.1).
+        Early media (the busy tone before any answer) is recorded too: the API originate
+        returns at the pre-answer and the caller leg's ``park`` reads from then on (measured).
+        """
+        text = str(path)
+        if not re.fullmatch(r"/[A-Za-z0-9_./-]{1,512}\.wav", text) or ".." in text:
+            raise ValueError(f"recording path {text!r} must be an absolute .wav path, plain")
+        return {"api_on_media": f"uuid_record {uuid} start {text} 0 {{RECORD_READ_ONLY=true}}"}
+
+    def heard_by_phone(self, number: int) -> Path:
+        """The recording of listening phone ``listen-<d>-<ms>-n<number>``."""
+        return self.workdir / "recordings" / f"listen-n{int(number):02d}.wav"
 
     def call_result(self, uuid: str, timeout: float = 10.0) -> str:
         """The originate result of a call placed here: ``+OK <uuid>`` or ``-ERR <CAUSE>``."""

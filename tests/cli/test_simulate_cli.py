@@ -34,8 +34,8 @@ def test_hotline_out_of_hours_goes_to_the_other_policy(cli: Cli):
     assert report["caller_e164"] == "+491715550001"
     assert report["database"] == "config only"
     menu = report["menu"]
-    assert menu["greeting"] == {"kind": "file",
-                                "value": "/var/lib/fsrouter/sounds/hotline-welcome.wav"}
+    assert menu["greeting"]["kind"] == "tts"
+    assert menu["greeting"]["value"] == "Willkommen bei der Bereitschaft der Beispiel GmbH."
     assert [(o["digit"], o["prompt"]["value"]) for o in menu["options"]] == [
         (1, "Für die IT-Infrastruktur drücken Sie die 1."),
         (2, "Für die Datenbanken drücken Sie die 2.")]
@@ -53,7 +53,7 @@ def test_hotline_out_of_hours_goes_to_the_other_policy(cli: Cli):
         (2, 1, "in_order", [bernd]), (2, 2, "in_order", [carla[0]]),
         (2, 2, "in_order", [carla[1]])]
     assert option["plan"]["gaps"] == []
-    assert option["fallback"] == "message:/var/lib/fsrouter/sounds/nobody-reached.wav"
+    assert option["fallback"] == "message:/usr/share/freeswitch/sounds/fsrouter/nobody-reached.wav"
     assert option["queue"] == "hotline_database"
 
 
@@ -85,7 +85,7 @@ def test_text_output_shows_menu_key_hours_policy_waves_and_fallback(cli: Cli):
                      "policy    it_infra (2 level(s), repeat 1, press to accept: 1)",
                      "  wave  1  pass 1 level 1 in_order: bernd (Bernd Weber) mobile "
                      "+4916098765432 25 s",
-                     "fallback  message:/var/lib/fsrouter/sounds/nobody-reached.wav"):
+                     "fallback  message:/usr/share/freeswitch/sounds/fsrouter/nobody-reached.wav"):
         assert expected in out, expected
 
 

@@ -188,8 +188,8 @@ schedules:
      "users: {a: {name: A, phones: [{type: mobile, number: 0151 23456789}]}}\n"
      "holidays: BY\n",
      ["{f}:11:1: holidays: unknown key (allowed: database, defaults, features, "
-      "listener, metrics, numbers, policies, queues, schedules, smtp, switch, tones, tts, "
-      "two_way, users, voicemail, webhooks)"]),
+      "listener, metrics, numbers, policies, prompts, queues, schedules, smtp, switch, tones, "
+      "tts, two_way, users, voicemail, webhooks)"]),
     ("unknown_state",
      SWITCH + "schedules:\n  s: {holidays: XX}\n",
      ["{f}:4:7: schedules.s.holidays: must be a German state code (BB, BE, BW, BY, HB, HE, "

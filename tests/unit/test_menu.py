@@ -26,8 +26,8 @@ def test_prompts_in_digit_order_with_generated_german_sentences() -> None:
     plan = build_menu(number(greeting="/sounds/welcome.wav"), "de")
     assert plan.greeting == Prompt("file", "/sounds/welcome.wav")
     assert plan.items == (
-        Prompt("tts", "Für die IT-Infrastruktur drücken Sie die 1."),
-        Prompt("tts", "Für die Datenbanken drücken Sie die 2."),
+        Prompt("tts", "Für die IT-Infrastruktur drücken Sie die 1.", "de"),
+        Prompt("tts", "Für die Datenbanken drücken Sie die 2.", "de"),
     )
     assert plan.valid_digits == frozenset({"1", "2"})
     assert not plan.skip
@@ -36,7 +36,7 @@ def test_prompts_in_digit_order_with_generated_german_sentences() -> None:
 
 def test_english_sentences_and_language_variants() -> None:
     items = build_menu(number(), "en-GB").items
-    assert items[0] == Prompt("tts", "For die IT-Infrastruktur, press 1.")
+    assert items[0] == Prompt("tts", "For die IT-Infrastruktur, press 1.", "en-GB")
     assert build_menu(number(), "de-AT").items[1].value.startswith("Für die Datenbanken")
     # Languages without texts fall back to English.
     assert build_menu(number(), "fr").items[0].value.startswith("For ")
@@ -48,8 +48,9 @@ def test_file_prompt_beats_text_and_text_beats_generated_sentence() -> None:
         {"digit": 1, "label": "Server", "policy": "p", "prompt_text": "Server? Die Eins."},
         {"digit": 9, "label": "Rest", "policy": "p"},
     ]), "de")
-    assert plan.items == (Prompt("tts", "Server? Die Eins."), Prompt("file", "/sounds/net.wav"),
-                          Prompt("tts", "Für Rest drücken Sie die 9."))
+    assert plan.items == (Prompt("tts", "Server? Die Eins.", "de"),
+                          Prompt("file", "/sounds/net.wav"),
+                          Prompt("tts", "Für Rest drücken Sie die 9.", "de"))
     assert plan.greeting is None
     assert plan.valid_digits == frozenset({"1", "3", "9"})
 
@@ -63,8 +64,27 @@ def test_single_option_skips_the_menu_unless_disabled() -> None:
 def test_invalid_and_goodbye_prompts() -> None:
     plan = build_menu(number(menu={"invalid_prompt": "/sounds/invalid.wav"}), "de")
     assert plan.invalid == Prompt("file", "/sounds/invalid.wav")
-    assert plan.goodbye == Prompt("tts", "Auf Wiederhören.")
-    assert build_menu(number(), "en").invalid == Prompt("tts", "That key is not valid.")
+    assert plan.goodbye == Prompt("tts", "Auf Wiederhören.", "de")
+    assert build_menu(number(), "en").invalid == Prompt("tts", "That key is not valid.", "en")
+
+
+def test_goodbye_and_greeting_can_be_recordings_or_texts() -> None:
+    plan = build_menu(number(menu={"goodbye_prompt": "/sounds/bye.wav",
+                                   "invalid_text": "Falsche Taste."},
+                             greeting_text="Willkommen."), "de")
+    assert plan.goodbye == Prompt("file", "/sounds/bye.wav")
+    assert plan.invalid == Prompt("tts", "Falsche Taste.", "de")
+    assert plan.greeting == Prompt("tts", "Willkommen.", "de")
+
+
+def test_the_number_and_each_option_speak_their_own_language() -> None:
+    plan = build_menu(number([
+        {"digit": 1, "label": "Datenbanken", "policy": "p"},
+        {"digit": 2, "label": "English support", "policy": "p", "language": "en"},
+    ], language="de"), "en")
+    assert plan.items == (Prompt("tts", "Für Datenbanken drücken Sie die 1.", "de"),
+                          Prompt("tts", "For English support, press 2.", "en"))
+    assert plan.goodbye == Prompt("tts", "Auf Wiederhören.", "de")
 
 
 def test_valid_key_chooses_the_option() -> None:
