@@ -93,13 +93,11 @@ def option_prompt(option: Option, language: str) -> Prompt:
     return Prompt("tts", sentence, language)
 
 
-def _file_or_text(file: str | None, text: str | None, default: str | None,
-                  language: str) -> Prompt | None:
+def _file_or_text(file: str | None, text: str | None, default: str, language: str) -> Prompt:
+    """A recording if one is configured, else the configured text, else ``default``."""
     if file is not None:
         return Prompt("file", file)
-    if text is not None or default is not None:
-        return Prompt("tts", text or default or "", language)
-    return None
+    return Prompt("tts", text or default, language)
 
 
 def build_menu(number: CallRoutingNumber, language: str) -> MenuPlan:
@@ -110,9 +108,9 @@ def build_menu(number: CallRoutingNumber, language: str) -> MenuPlan:
     menu = number.menu
     invalid = _file_or_text(menu.invalid_prompt, menu.invalid_text, texts["invalid"], language)
     goodbye = _file_or_text(menu.goodbye_prompt, menu.goodbye_text, texts["goodbye"], language)
-    assert invalid is not None and goodbye is not None  # both have a default sentence
     return MenuPlan(
-        greeting=_file_or_text(number.greeting, number.greeting_text, None, language),
+        greeting=(_file_or_text(number.greeting, number.greeting_text, "", language)
+                  if number.greeting or number.greeting_text else None),
         items=tuple(option_prompt(option, language) for option in _sorted_options(number)),
         valid_digits=frozenset(str(option.digit) for option in number.options),
         skip=number.skip_menu_if_single and len(number.options) == 1,

@@ -64,8 +64,8 @@ def test_check_config_reports_a_missing_or_unreadable_recording_with_its_key(tmp
 
 def test_check_config_unreadable_file(tmp_path):
     if os.geteuid() == 0:
-        # root reads any file; a file FreeSWITCH cannot open is the same "cannot be read"
-        # path through open(): exercised here with a name that is a dangling link.
+        # root reads any file, so a mode-000 file is readable here: use a dangling link,
+        # a name the switch cannot open either (reported as "not found").
         target = tmp_path / "gone.wav"
         link = tmp_path / "greeting.wav"
         link.symlink_to(target)

@@ -86,6 +86,16 @@ def test_calls_render_nothing_and_a_reload_renders_only_what_changed(tmp_path, s
         wait_for(lambda: any(line.get("event") == "config.reloaded"
                              for line in daemon.log_lines()), timeout=30)
         assert rendered_total(daemon) == at_start + 1
+
+        # A reload with a prompt espeak-ng cannot speak is rejected, naming the prompt.
+        data["numbers"][0]["options"][1]["language"] = "xx"
+        daemon.config_path.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
+        os.kill(daemon.process.pid, signal.SIGHUP)
+        rejected = wait_for(lambda: [line for line in daemon.log_lines()
+                                     if line.get("event") == "config.reload_rejected"],
+                            timeout=30)
+        assert "numbers[0].options[1].prompt: cannot render prompt" in rejected[0]["problem"]
+        assert rendered_total(daemon) == at_start + 1
     finally:
         watcher.client.close()
         gevent.sleep(0)
