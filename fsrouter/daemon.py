@@ -418,6 +418,12 @@ def run_daemon(config_path: Path, database_url: str | None = None) -> int:
     from fsrouter.commands import EXIT_BIND, EXIT_OK, EXIT_STORE, EXIT_USAGE
     from fsrouter.store import StoreError
 
+    # Handlers first: a SIGTERM that arrives while the daemon starts (after its listener is
+    # bound and "daemon.ready" is logged, before it would otherwise be handled) is kept and
+    # acted on once the start is done, instead of killing the process with signal 15.
+    early: list[str] = []
+    watchers = [gevent.signal_handler(number, early.append, name)
+                for number, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT"))]
     try:
         daemon = start_daemon(config_path, database_url)
     except ConfigError as error:
@@ -430,8 +436,12 @@ def run_daemon(config_path: Path, database_url: str | None = None) -> int:
     except OSError as error:
         log.error("listener.bind_failed", error=str(error))
         return EXIT_BIND
+    for watcher in watchers:
+        watcher.cancel()
     gevent.signal_handler(signal.SIGTERM, daemon.request_stop, "SIGTERM")
     gevent.signal_handler(signal.SIGINT, daemon.request_stop, "SIGINT")
+    for name in early:
+        daemon.request_stop(name)
     gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(daemon.reload))
     systemd.notify("READY=1")
     watchdog = systemd.start_watchdog()

@@ -126,6 +126,24 @@ def test_run_binds_logs_json_and_stops_on_sigterm(tmp_path):
     assert PASSWORD not in err + out
 
 
+def test_sigterm_while_the_daemon_starts_is_a_clean_stop(tmp_path):
+    """A SIGTERM that arrives during the start (here: as soon as the store is migrated) is
+    kept and acted on once the start is done: exit 0 with the usual stop, not killed by
+    signal 15 (before, a SIGTERM right after ``daemon.ready`` could still kill it)."""
+    config = config_for(tmp_path, free_port())
+    proc = fsrouter("run", "-c", str(config))
+    try:
+        _wait_for_line(proc, "store.migrated")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    assert "daemon.ready" in events and "daemon.stopped" in events
+
+
 def test_run_exit_code_when_port_taken(tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
