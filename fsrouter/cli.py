@@ -221,7 +221,48 @@ def _add_oncall(sub: Any) -> None:
     oncall.add_argument("--from", dest="start", metavar="ISO",
                         help="start (default: now; without an offset: defaults.timezone)")
     oncall.add_argument("--json", action="store_true", help="machine-readable output")
+    oncall.add_argument("--database", help="read run-time overrides here (default: the "
+                        "configured database, if it exists)")
+    oncall.add_argument("--no-db", action="store_true", help="the configuration alone")
     oncall.set_defaults(func=_command("oncall", "run"), quiet_logs=True)
+    _add_overrides(oncall.add_subparsers(dest="oncall_command", metavar="override"))
+
+
+def _add_overrides(oncall_sub: Any) -> None:
+    override = oncall_sub.add_parser(
+        "override", help="run-time on-call changes (database): add, list, remove")
+    sub = override.add_subparsers(dest="override_command", metavar="OVERRIDE_COMMAND",
+                                  required=True)
+    add = sub.add_parser("add", help="put USER on call for a schedule from --from to --to",
+                         description="Times are ISO (2026-12-24T18:00); without an offset "
+                         "they are read in defaults.timezone. Beats the rotation and the "
+                         "YAML overrides; may not overlap another run-time override.")
+    _add_store_args(add)
+    add.add_argument("user", metavar="USER")
+    add.add_argument("--schedule", required=True, metavar="SCHEDULE")
+    add.add_argument("--from", dest="start", required=True, metavar="ISO")
+    add.add_argument("--to", dest="end", required=True, metavar="ISO")
+    add.add_argument("--reason", help="shown in lists, oncall and the audit trail")
+    add.add_argument("--by", help="who is changing it (default: your login)")
+    add.set_defaults(func=_command("overrides", "run_add"), quiet_logs=True)
+    listing = sub.add_parser("list", help="current and future run-time overrides")
+    _add_listing_args(listing)
+    listing.add_argument("--all", action="store_true", help="include past overrides")
+    listing.add_argument("--schedule", metavar="SCHEDULE")
+    listing.set_defaults(func=_command("overrides", "run_list"), quiet_logs=True)
+    remove = sub.add_parser("remove", help="delete run-time overrides by id (all or nothing)")
+    _add_store_args(remove)
+    remove.add_argument("ids", nargs="+", type=int, metavar="ID")
+    remove.add_argument("--by", help="who is changing it (default: your login)")
+    remove.set_defaults(func=_command("overrides", "run_remove"), quiet_logs=True)
+
+
+def _add_listing_args(parser: argparse.ArgumentParser) -> None:
+    """A read-only listing: the store, and --json or --csv (times ISO 8601 with offset)."""
+    _add_store_args(parser)
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="machine-readable output")
+    output.add_argument("--csv", action="store_true", help="CSV with a header row")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ from fsrouter.commands.common import (
     emit_json,
     fail_if,
     is_agent,
+    iso,
     line_errors,
     load,
     local_text,
@@ -90,7 +91,7 @@ def _route(config: Config, number: str, entry: NumberEntry | None,
     return {**route, "type": row.route_type,
             "destination": describe_assignment(row.route_type, row.target),
             "source": "db", "changed_by": row.changed_by,
-            "changed_at": row.changed_at.isoformat(), "note": note}
+            "changed_at": iso(row.changed_at, config.defaults.timezone), "note": note}
 
 
 def _row(route: dict[str, Any], zone: str) -> list[str]:
