@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fsrouter.store import queries
 from fsrouter.store.db import session
 from fsrouter.store.errors import StoreInputError
 from fsrouter.store.models import AuditEntry
@@ -64,6 +65,19 @@ def record_many(entries: Sequence[tuple[str, str, Any, Any]], who: str, now: dat
         for kind, subject, before, after in entries:
             record(kind, subject, who, now, before, after)
     return len(entries)
+
+
+def change_presence(user_id: str, state: str, who: str, now: datetime) -> str:
+    """Log an agent in or out and audit it (when it changes), one transaction; returns the
+    state before. Used by ``fsrouter agents`` and the phones' feature codes."""
+    with session(immediate=True):
+        row = queries.get_presence(user_id)
+        was = row.state if row is not None else "logged_out"
+        queries.set_presence(user_id, now, state=state)
+        if was != state:
+            kind = "agent.login" if state == "logged_in" else "agent.logout"
+            record(kind, user_id, who, now, {"state": was}, {"state": state})
+    return was
 
 
 @dataclass(frozen=True)

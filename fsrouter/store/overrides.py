@@ -9,7 +9,7 @@ user and schedule exist is the configuration's business: the command checks that
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import peewee
 
@@ -34,7 +34,8 @@ class OverlapError(StoreInputError):
 def as_dict(row: OncallOverride) -> dict[str, object]:
     """The audit value of an override (UTC ISO times)."""
     return {"id": row.id, "schedule": row.schedule, "user": row.user_id,
-            "from": row.starts_at.isoformat(), "to": row.ends_at.isoformat(),
+            "from": row.starts_at.astimezone(UTC).isoformat(),
+            "to": row.ends_at.astimezone(UTC).isoformat(),
             "reason": row.reason}
 
 
