@@ -9,7 +9,7 @@ user and schedule exist is the configuration's business: the command checks that
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import peewee
 
@@ -19,7 +19,6 @@ from fsrouter.store.errors import NotFound, StoreInputError
 from fsrouter.store.models import OncallOverride
 
 MAX_REASON = 200
-_EPSILON = timedelta(microseconds=1)  # starts_at <= t as starts_at < t + 1 µs
 
 
 class OverlapError(StoreInputError):
@@ -105,9 +104,22 @@ def list_overrides(ending_after: datetime | None = None, schedule: str | None = 
                                    OncallOverride.id))
 
 
+# Every hotline call asks this (fsrouter.calls.call_routing): plain SQL, as the call flows'
+# statements in fsrouter.store.queries (building the query with peewee cost ~10x running it).
+_ACTIVE = ('SELECT "id", "schedule", "user_id", "starts_at", "ends_at", "reason" '
+           'FROM "oncall_overrides" WHERE "starts_at" <= ? AND "ends_at" > ? '
+           'ORDER BY "schedule", "starts_at", "id"')
+
+
 def active_at(moment: datetime) -> list[OncallOverride]:
     """The overrides in force at ``moment`` (what a call arriving then uses)."""
-    return list_overrides(ending_after=moment, starting_before=moment + _EPSILON)
+    at = OncallOverride.starts_at.db_value(moment)
+    sql = _ACTIVE if database_proxy.param == "?" else _ACTIVE.replace("?", database_proxy.param)
+    with session():
+        found = database_proxy.execute_sql(sql, (at, at)).fetchall()
+    when = OncallOverride.starts_at.python_value
+    return [OncallOverride(id=row[0], schedule=row[1], user_id=row[2], starts_at=when(row[3]),
+                           ends_at=when(row[4]), reason=row[5]) for row in found]
 
 
 def get_override(override_id: int) -> OncallOverride:
