@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+from datetime import datetime
 from typing import Any
 
 from fsrouter.commands import EXIT_OK, EXIT_USAGE
@@ -30,6 +32,7 @@ from fsrouter.store import audit
 from fsrouter.store.models import AuditEntry
 
 COLUMNS = ("id", "at", "who", "kind", "subject", "before", "after")
+_FIRST = ("user", "agent", "type", "target", "state", "from", "to", "reason")  # text order
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,34 +54,50 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "csv", False):  # one cell per side: the JSON text
         items = [{**entry, "before": _compact(entry["before"]),
                   "after": _compact(entry["after"])} for entry in items]
-    emit_listing(args, items, COLUMNS, lambda: _text(rows, zone))
+    emit_listing(args, items, COLUMNS, lambda: _text(items, zone))
     return EXIT_OK
 
 
 def item(row: AuditEntry, zone: str) -> dict[str, Any]:
     return {"id": row.id, "at": iso(row.at, zone), "who": row.who, "kind": row.kind,
-            "subject": row.subject, "before": audit.decoded(row.before),
-            "after": audit.decoded(row.after)}
+            "subject": row.subject, "before": localised(audit.decoded(row.before), zone),
+            "after": localised(audit.decoded(row.after), zone)}
+
+
+_STORED_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d")
+
+
+def localised(value: Any, zone: str) -> Any:
+    """Times inside a before/after value (stored as UTC ISO) in the one output convention."""
+    if isinstance(value, dict):
+        return {key: localised(item, zone) for key, item in value.items()}
+    if isinstance(value, list):
+        return [localised(item, zone) for item in value]
+    if isinstance(value, str) and _STORED_TIME.fullmatch(value):
+        return iso(datetime.fromisoformat(value), zone)
+    return value
 
 
 def _compact(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def _text(rows: list[AuditEntry], zone: str) -> list[str]:
-    if not rows:
+def _text(items: list[dict[str, Any]], zone: str) -> list[str]:
+    if not items:
         return ["no audit entries"]
     return [*table(("at", "who", "what", "subject", "before -> after"), [
-        [local_text(row.at, zone), shown(row.who, 30), row.kind, shown(row.subject, 40),
-         f"{_side(row.before)} -> {_side(row.after)}"] for row in rows]),
-        f"{len(rows)} entr(ies)"]
+        [local_text(datetime.fromisoformat(entry["at"]), zone), shown(entry["who"], 30),
+         entry["kind"], shown(entry["subject"], 40),
+         f"{_side(entry['before'])} -> {_side(entry['after'])}"] for entry in items]),
+        f"{len(items)} entr(ies)"]
 
 
-def _side(text: str | None) -> str:
+def _side(value: Any) -> str:
     """A short view of one side: ``-`` for nothing, else ``key=value, ...``."""
-    if text is None:
+    if value is None:
         return "-"
-    value = audit.decoded(text)
     if isinstance(value, dict):
-        return shown(", ".join(f"{k}={v}" for k, v in value.items() if v is not None), 70)
+        keys = sorted(value, key=lambda k: (_FIRST.index(k) if k in _FIRST else len(_FIRST), k))
+        return shown(", ".join(f"{k}={value[k]}" for k in keys
+                               if value[k] is not None and k != "id"), 90)
     return shown(value, 70)

@@ -162,7 +162,7 @@ def test_route_changes_keep_their_history(upgraded: Path, db_file: Path, tmp_pat
     assert trail[4]["after"]["agent"] == "eva"
     text = run_fsrouter("audit", "-c", upgraded, "--subject", "030 23125 201")
     assert text.code == 0 and text.out.splitlines()[-1] == "3 entr(ies)"
-    assert "target=felix, type=agent -> target=sales, type=queue" in text.out
+    assert "type=agent, target=felix -> type=queue, target=sales" in text.out
     table = list(csv.reader(io.StringIO(run_fsrouter("audit", "-c", upgraded, "--csv").out)))
     assert json.loads(table[2][6]) == {"target": "sales", "type": "queue"}
     # The route table itself keeps only the latest (here: none); the trail keeps all.

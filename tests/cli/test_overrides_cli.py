@@ -49,6 +49,9 @@ def test_add_list_remove_as_a_process(upgraded: Path, db_file: Path):
     assert [(e["kind"], e["who"], e["subject"]) for e in trail] == [
         ("override.add", "lead", "it_infra#1"), ("override.remove", "lead", "it_infra#1")]
     assert trail[1]["before"]["user"] == "bernd" and trail[1]["after"] is None
+    # Stored in UTC, shown in the one convention (defaults.timezone with its offset).
+    assert (trail[0]["after"]["from"], trail[0]["after"]["to"]) == (
+        "2031-01-11T18:00:00+01:00", "2031-01-12T08:00:00+01:00")
 
 
 def test_every_problem_is_named_and_nothing_written(cli: Cli, upgraded: Path, db_file: Path):
