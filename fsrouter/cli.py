@@ -259,6 +259,12 @@ def _add_overrides(oncall_sub: Any) -> None:
     remove.add_argument("ids", nargs="+", type=int, metavar="ID")
     remove.add_argument("--by", help="who is changing it (default: your login)")
     remove.set_defaults(func=_command("overrides", "run_remove"), quiet_logs=True)
+    for parser in (add, listing, remove):
+        # ``oncall -c FILE override ...`` works too: unless given here, the value given to
+        # ``oncall`` (or its default) stays instead of this parser's default replacing it.
+        for action in parser._actions:
+            if action.dest in ("config", "database"):
+                action.default = argparse.SUPPRESS
 
 
 def _add_listing_args(parser: argparse.ArgumentParser) -> None:

@@ -1,5 +1,6 @@
 """The tables fsrouter keeps: incidents, call records, dial attempts, presence, 2-way mappings,
-run-time number assignments, voicemails, the webhook outbox and the schema version.
+run-time number assignments, voicemails, the webhook outbox, run-time on-call overrides, the
+audit log and the schema version.
 
 Timestamps: every ``*_at`` column is a :class:`UTCDateTimeField`. Python code hands it aware
 datetimes (any zone) and gets aware UTC datetimes back; the database holds naive UTC as the

@@ -124,3 +124,10 @@ def test_oncall_and_simulate_use_the_override(upgraded: Path):
         return option["plan"]["waves"][0]["attempts"][0]["user"]
     assert first_rung("--with-db") == "bernd"
     assert first_rung() == "anna"  # config only: the YAML alone
+
+
+def test_the_config_may_be_given_before_override(cli: Cli, upgraded: Path):
+    assert add(upgraded).code == 0
+    result = cli("oncall", "-c", upgraded, "override", "list", "--json")
+    assert result.code == 0, result.err
+    assert [item["user"] for item in json.loads(result.out)] == ["bernd"]
