@@ -8,7 +8,8 @@ Exit codes (also in the README):
   4  the call listener cannot be bound
   5  ``fsrouter oncall`` found gaps (times when an option has nobody to ring)
 
-The operator commands (routes, agents, two-way, simulate, oncall) live in
+The operator commands (routes, agents, two-way, simulate, oncall, incidents, calls,
+voicemails, deliveries, audit) live in
 :mod:`fsrouter.commands`; this module only parses their arguments and dispatches.
 """
 
@@ -164,6 +165,7 @@ def _add_routes(sub: Any) -> None:
     _add_store_args(reset)
     reset.add_argument("numbers", nargs="*", metavar="NUMBER")
     reset.add_argument("--all", action="store_true", help="drop every run-time assignment")
+    reset.add_argument("--by", help="who is changing it (default: your login)")
     reset.set_defaults(func=_command("routes", "run_reset"), quiet_logs=True)
 
 
@@ -178,6 +180,7 @@ def _add_agents(sub: Any) -> None:
         change = agents_sub.add_parser(name, help=f"{text} (all or nothing)")
         _add_store_args(change)
         change.add_argument("names", nargs="+", metavar="USER")
+        change.add_argument("--by", help="who is changing it (default: your login)")
         change.set_defaults(func=_command("agents", f"run_{name}"), quiet_logs=True)
 
 
@@ -193,6 +196,7 @@ def _add_two_way(sub: Any) -> None:
         "import", help="mappings from CSV: customer_number,agent,our_number[,last_call_iso]")
     _add_store_args(importing)
     importing.add_argument("file", metavar="CSV")
+    importing.add_argument("--by", help="who is importing (default: your login)")
     importing.set_defaults(func=_command("twoway", "run_import"), quiet_logs=True)
 
 
@@ -226,7 +230,120 @@ def _add_oncall(sub: Any) -> None:
     oncall.add_argument("--from", dest="start", metavar="ISO",
                         help="start (default: now; without an offset: defaults.timezone)")
     oncall.add_argument("--json", action="store_true", help="machine-readable output")
+    oncall.add_argument("--database", help="read run-time overrides here (default: the "
+                        "configured database, if it exists)")
+    oncall.add_argument("--no-db", action="store_true", help="the configuration alone")
     oncall.set_defaults(func=_command("oncall", "run"), quiet_logs=True)
+    _add_overrides(oncall.add_subparsers(dest="oncall_command", metavar="override"))
+
+
+def _add_overrides(oncall_sub: Any) -> None:
+    override = oncall_sub.add_parser(
+        "override", help="run-time on-call changes (database): add, list, remove")
+    sub = override.add_subparsers(dest="override_command", metavar="OVERRIDE_COMMAND",
+                                  required=True)
+    add = sub.add_parser("add", help="put USER on call for a schedule from --from to --to",
+                         description="Times are ISO (2026-12-24T18:00); without an offset "
+                         "they are read in defaults.timezone. Beats the rotation and the "
+                         "YAML overrides; may not overlap another run-time override.")
+    _add_store_args(add)
+    add.add_argument("user", metavar="USER")
+    add.add_argument("--schedule", required=True, metavar="SCHEDULE")
+    add.add_argument("--from", dest="start", required=True, metavar="ISO")
+    add.add_argument("--to", dest="end", required=True, metavar="ISO")
+    add.add_argument("--reason", help="shown in lists, oncall and the audit trail")
+    add.add_argument("--by", help="who is changing it (default: your login)")
+    add.set_defaults(func=_command("overrides", "run_add"), quiet_logs=True)
+    listing = sub.add_parser("list", help="current and future run-time overrides")
+    _add_listing_args(listing)
+    listing.add_argument("--all", action="store_true", help="include past overrides")
+    listing.add_argument("--schedule", metavar="SCHEDULE")
+    listing.set_defaults(func=_command("overrides", "run_list"), quiet_logs=True)
+    remove = sub.add_parser("remove", help="delete run-time overrides by id (all or nothing)")
+    _add_store_args(remove)
+    remove.add_argument("ids", nargs="+", type=int, metavar="ID")
+    remove.add_argument("--by", help="who is changing it (default: your login)")
+    remove.set_defaults(func=_command("overrides", "run_remove"), quiet_logs=True)
+    for parser in (add, listing, remove):
+        # ``oncall -c FILE override ...`` works too: unless given here, the value given to
+        # ``oncall`` (or its default) stays instead of this parser's default replacing it.
+        for action in parser._actions:
+            if action.dest in ("config", "database"):
+                action.default = argparse.SUPPRESS
+
+
+def _add_listing_args(parser: argparse.ArgumentParser) -> None:
+    """A read-only listing: the store, and --json or --csv (times ISO 8601 with offset)."""
+    _add_store_args(parser)
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="machine-readable output")
+    output.add_argument("--csv", action="store_true", help="CSV with a header row")
+
+
+def _add_window_args(parser: argparse.ArgumentParser) -> None:
+    _add_listing_args(parser)
+    parser.add_argument("--since", metavar="ISO", help="from this time (without an offset: "
+                        "defaults.timezone)")
+    parser.add_argument("--until", metavar="ISO", help="before this time")
+    parser.add_argument("--limit", type=int, default=200,
+                        help="the newest N rows (default 200)")
+
+
+def _add_history(sub: Any) -> None:
+    incidents = sub.add_parser("incidents", help="hotline incidents: list, show a timeline")
+    inc_sub = incidents.add_subparsers(dest="incidents_command", metavar="INCIDENTS_COMMAND",
+                                       required=True)
+    listing = inc_sub.add_parser("list", help="incidents, oldest first")
+    _add_window_args(listing)
+    listing.add_argument("--number", help="the hotline number called")
+    listing.add_argument("--option", metavar="DIGIT", help="the menu option chosen")
+    listing.add_argument("--state", help="open, accepted, resolved, abandoned, unanswered")
+    listing.set_defaults(func=_command("history", "run_incidents"), quiet_logs=True)
+    show = inc_sub.add_parser("show", help="one incident: menu choice, every attempt, the end")
+    _add_store_args(show, json=True)
+    show.add_argument("id", type=int, metavar="ID")
+    show.set_defaults(func=_command("history", "run_incident_show"), quiet_logs=True)
+
+    calls = sub.add_parser("calls", help="call records")
+    calls_sub = calls.add_subparsers(dest="calls_command", metavar="CALLS_COMMAND",
+                                     required=True)
+    listing = calls_sub.add_parser("list", help="calls, oldest first")
+    _add_window_args(listing)
+    listing.add_argument("--number", help="the number called")
+    listing.add_argument("--outcome", help="e.g. bridged, voicemail, hangup_in_menu")
+    listing.set_defaults(func=_command("history", "run_calls"), quiet_logs=True)
+
+    voicemails = sub.add_parser("voicemails", help="voicemails and whether they were mailed")
+    vm_sub = voicemails.add_subparsers(dest="voicemails_command", metavar="VOICEMAILS_COMMAND",
+                                       required=True)
+    listing = vm_sub.add_parser("list", help="voicemails with their mail state")
+    _add_window_args(listing)
+    listing.add_argument("--user", help="the agent the message is for")
+    listing.add_argument("--mail", choices=("sent", "pending", "failed"))
+    listing.set_defaults(func=_command("history", "run_voicemails"), quiet_logs=True)
+
+    deliveries = sub.add_parser("deliveries", help="failed voicemail mails and webhooks")
+    del_sub = deliveries.add_subparsers(dest="deliveries_command",
+                                        metavar="DELIVERIES_COMMAND", required=True)
+    listing = del_sub.add_parser("list", help="deliveries the senders gave up on")
+    _add_window_args(listing)
+    listing.set_defaults(func=_command("deliveries", "run_list"), quiet_logs=True)
+    retry = del_sub.add_parser("retry", help="make them due again (mail:N, webhook:N)")
+    _add_store_args(retry)
+    retry.add_argument("ids", nargs="+", metavar="ID")
+    retry.add_argument("--by", help="who is retrying (default: your login)")
+    retry.set_defaults(func=_command("deliveries", "run_retry"), quiet_logs=True)
+
+
+def _add_audit(sub: Any) -> None:
+    audit = sub.add_parser("audit", help="every change made through fsrouter: who, when, "
+                           "before and after")
+    _add_window_args(audit)
+    audit.add_argument("--kind", help="route.set, agent.login, override.add... or a prefix "
+                       "like route.")
+    audit.add_argument("--subject", help="a number, user, schedule#id, mail:N...")
+    audit.add_argument("--who", help="who made the change (e.g. cli:anna, phone:bernd)")
+    audit.set_defaults(func=_command("audit", "run"), quiet_logs=True)
 
 
 def _add_prompts(sub: Any) -> None:
@@ -286,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     version.set_defaults(func=cmd_version)
 
     for add in (_add_routes, _add_agents, _add_two_way, _add_simulate, _add_oncall,
-                _add_prompts):
+                _add_prompts, _add_history, _add_audit):
         add(sub)
     return parser
 

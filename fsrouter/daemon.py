@@ -46,6 +46,7 @@ from fsrouter.calls import CallHandler, pending
 from fsrouter.calls.services import CallServices, utc_now
 from fsrouter.config import Config, ConfigError, load_config
 from fsrouter.config.schema import Listener
+from fsrouter.store import StoreError, audit
 
 log = structlog.get_logger(__name__)
 
@@ -116,6 +117,7 @@ class Daemon:
         except ConfigError as error:
             for issue in error.issues:
                 log.error("config.reload_rejected", problem=str(issue))
+            _audit_reload(self, "reload.refused", {"problems": [str(i) for i in error.issues]})
             return False
         except Exception:
             log.exception("config.reload_failed")
@@ -137,6 +139,8 @@ class Daemon:
             if self.parts.get(name) is not None:
                 self.parts[name].kick()
         log.info("config.reloaded", numbers=len(config.numbers), config=str(self.config_path))
+        _audit_reload(self, "reload.accepted", {"numbers": len(config.numbers),
+                                                "needs_restart": sorted(kept)})
         return True
 
     def shutdown(self, drain_seconds: float | None = None) -> bool:
@@ -182,6 +186,18 @@ class Daemon:
         else:
             log.info("daemon.drained", seconds=seconds)
         return running == 0
+
+
+def _audit_reload(daemon: Daemon, kind: str, after: dict[str, Any]) -> None:
+    """Keep the reload in the audit trail; a store that is down costs the entry, not the
+    reload."""
+    if daemon.database is None:
+        return
+    try:
+        audit.record(kind, str(daemon.config_path), "daemon", daemon.services.now(), None,
+                     after)
+    except StoreError as error:
+        log.warning("audit.unavailable", kind=kind, error=str(error))
 
 
 # Sections a reload cannot change in a running process (they are bound or connected once);

@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from fsrouter.calls.call import Call
 from fsrouter.calls.dialer import Accept, Dialled, Ringing
@@ -28,13 +30,14 @@ from fsrouter.calls.queueing import (
     ring_until_left,
 )
 from fsrouter.config import Config
-from fsrouter.config.schema import CallRoutingNumber, Fallback, Option
+from fsrouter.config.schema import CallRoutingNumber, Fallback, Option, Policy, Schedule
 from fsrouter.prompts.catalog import accept_prompt, out_of_hours_prompt, queue_announcement
 from fsrouter.routing.escalation import plan_escalation
 from fsrouter.routing.hours import option_route
 from fsrouter.routing.menu import MenuPlan, Prompt, build_menu, menu_outcome
-from fsrouter.store import queries
-from fsrouter.store.models import Incident
+from fsrouter.routing.schedules import RuntimeOverride, runtime_override, with_runtime_overrides
+from fsrouter.store import StoreError, overrides, queries
+from fsrouter.store.models import Incident, OncallOverride
 
 MENU_VARIABLE = "fsr_choice"
 
@@ -148,8 +151,9 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
     # the count is a query, so only made for a policy that has a round robin level.
     turn = (queries.incident_count(number.number, str(option.digit)) - 1
             if any(level.strategy == "round_robin" for level in policy.levels) else 0)
-    plan = plan_escalation(policy, config.users, config.schedules, now(),
-                           round_robin_offset=turn)
+    moment = now()
+    plan = plan_escalation(policy, config.users, schedules_at(call, config, policy, moment),
+                           moment, round_robin_offset=turn)
     for gap in plan.gaps:
         call.log.warning("escalation.gap", gap=gap)
     accept = (Accept(policy.accept_digit, policy.accept_timeout,
@@ -160,6 +164,27 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
                       incident_id=incident.id, accept=accept, kind="oncall")
     dialled = ring_until_left(call, plan, ringing, waiting)
     return _finish(call, incident.id, option, dialled, waiting, config)
+
+
+def as_runtime(rows: Iterable[OncallOverride]) -> list[RuntimeOverride]:
+    """Stored run-time overrides as the schedule resolution takes them."""
+    return [runtime_override(row.id, row.schedule, row.user_id, row.starts_at, row.ends_at,
+                             row.reason) for row in rows]
+
+
+def schedules_at(call: Call, config: Config, policy: Policy, moment: datetime
+                 ) -> Mapping[str, Schedule]:
+    """The schedules with the run-time overrides in force at ``moment`` (read now, so the
+    next call sees an override the CLI has just added); the YAML's alone when the policy
+    names no schedule or the store cannot say (the call goes on)."""
+    if not any(target.schedule for level in policy.levels for target in level.targets):
+        return config.schedules
+    try:
+        rows = overrides.active_at(moment)
+    except StoreError as error:
+        call.log.warning("oncall.overrides_unavailable", error=str(error))
+        return config.schedules
+    return with_runtime_overrides(config.schedules, as_runtime(rows), config.users)
 
 
 def _display_name(option: Option, call: Call) -> str:

@@ -13,7 +13,8 @@ from fsrouter.calls.call import IDENTITY_VARIABLES, Call
 from fsrouter.calls.media import playable
 from fsrouter.calls.voicemail import record_greeting
 from fsrouter.prompts.catalog import feature_prompt
-from fsrouter.store import StoreError, queries
+from fsrouter.store import StoreError
+from fsrouter.store.audit import change_presence
 
 
 def agent_of(call: Call) -> str | None:
@@ -51,10 +52,11 @@ def run(call: Call, action: str) -> None:
 def _carry_out(call: Call, action: str, user_id: str) -> bool:
     now = call.services.now()
     try:
+        # Audited as the agent's own change, in the same transaction.
         if action == "login":
-            queries.set_presence(user_id, now, state="logged_in")
+            change_presence(user_id, "logged_in", f"phone:{user_id}", now)
         elif action == "logout":
-            queries.set_presence(user_id, now, state="logged_out")
+            change_presence(user_id, "logged_out", f"phone:{user_id}", now)
         elif action == "record_greeting":
             return record_greeting(call, user_id)
         else:

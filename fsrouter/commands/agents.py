@@ -14,6 +14,7 @@ from typing import Any
 from fsrouter.commands import EXIT_OK
 from fsrouter.commands.common import (
     agent_problem,
+    by_of,
     emit,
     emit_json,
     fail_if,
@@ -28,6 +29,7 @@ from fsrouter.commands.common import (
 )
 from fsrouter.config import Config
 from fsrouter.store import queries, session
+from fsrouter.store.audit import change_presence
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -71,14 +73,13 @@ def _change(args: argparse.Namespace, state: str) -> int:
     names = list(dict.fromkeys(args.names))
     errors = [problem for name in names if (problem := agent_problem(name, config))]
     fail_if(errors, lambda n: f"{n} problem(s): nothing was changed")
+    by = by_of(args)
     now = utc_now()
     lines = []
     with store(config, args.database), session(immediate=True):
-        # One transaction: every agent changes, or (on a database error) none.
+        # One transaction: every agent changes (and is audited), or (on a database error) none.
         for name in names:
-            before = queries.get_presence(name)
-            was = before.state if before else "logged_out"
-            queries.set_presence(name, now, state=state)
+            was = change_presence(name, state, by, now)
             word = state.replace("_", " ")
             lines.append(f"{name}: {word}" if was != state else f"{name}: already {word}")
     emit(lines)

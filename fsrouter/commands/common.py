@@ -142,6 +142,8 @@ def local_text(moment: datetime | None, zone: str) -> str:
 
 
 def iso(moment: datetime | None, zone: str) -> str | None:
+    """The one time format of every ``--json`` and ``--csv`` output: ISO 8601 with the UTC
+    offset, in ``zone`` (``defaults.timezone``): ``2026-12-24T03:00:00+01:00``."""
     return None if moment is None else moment.astimezone(ZoneInfo(zone)).isoformat()
 
 
@@ -257,3 +259,61 @@ def fail_if(errors: Sequence[str], summary: Callable[[int], str]) -> None:
     """Exit 2 with every error (and a summary line) when there are any."""
     if errors:
         raise Failure(EXIT_USAGE, *errors, summary(len(errors)))
+
+
+# ---------------------------------------------------------------- listings (--json, --csv)
+
+
+def by_of(args: Any) -> str:
+    """Who makes a change: ``--by``, else the invoking login (exit 2 if ``--by`` is unusable)."""
+    by = getattr(args, "by", None) or operator_name()
+    if not by.strip() or len(by) > 128 or not by.isprintable():
+        raise Failure(EXIT_USAGE, f"--by: must be 1-128 printable characters, got "
+                      f"{shown(by, 40)!r}")
+    return by
+
+
+def time_range(args: Any, zone: str) -> tuple[datetime | None, datetime | None]:
+    """``--since``/``--until`` (ISO; without an offset in ``zone``), exit 2 if unreadable."""
+    bounds = []
+    for flag in ("since", "until"):
+        text = getattr(args, flag, None)
+        try:
+            bounds.append(parse_moment(text, zone) if text else None)
+        except ValueError as error:
+            raise Failure(EXIT_USAGE, f"--{flag}: {error}") from None
+    since, until = bounds
+    if since is not None and until is not None and until <= since:
+        raise Failure(EXIT_USAGE, "--until must be after --since")
+    return since, until
+
+
+def _csv_cell(value: object) -> str:
+    """A cell a spreadsheet will not run as a formula (caller names are hostile); E.164
+    numbers and plain negative numbers stay as they are."""
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "@", "\t", "\r") or (
+            text[:1] in ("+", "-") and not text[1:].replace(".", "").isdigit()):
+        return "'" + text
+    return text
+
+
+def emit_csv(columns: Sequence[str], items: Iterable[dict[str, Any]]) -> None:
+    """``items`` as CSV with a header row (the JSON keys ``columns``; times stay ISO)."""
+    import sys
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    for item in items:
+        writer.writerow([_csv_cell(item.get(column)) for column in columns])
+
+
+def emit_listing(args: Any, items: list[dict[str, Any]], columns: Sequence[str],
+                 text: Callable[[], list[str]]) -> None:
+    """One listing three ways: ``--json`` (the items), ``--csv`` (``columns``) or text."""
+    if getattr(args, "json", False):
+        emit_json(items)
+    elif getattr(args, "csv", False):
+        emit_csv(columns, items)
+    else:
+        emit(text())

@@ -5,14 +5,21 @@ and who the option's policy rings first (then the later levels), or the out-of-h
 A time when the policy has nobody at all to ring is a gap: it is warned about and the command
 exits 5 (for CI and monitoring), else 0. The computation is
 :mod:`fsrouter.routing.coverage` (exact change points, no clock inside).
+
+Run-time overrides (``fsrouter oncall override add``) are read from the configured database
+(``--database URL`` another one; ``--no-db``, or a SQLite file that does not exist yet: the
+configuration alone). Every segment says where each schedule's person comes from: the
+rotation, a YAML override or a run-time override.
 """
 
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from fsrouter.calls.call_routing import as_runtime
 from fsrouter.commands import EXIT_GAPS, EXIT_OK, EXIT_USAGE
 from fsrouter.commands.common import (
     Failure,
@@ -23,10 +30,14 @@ from fsrouter.commands.common import (
     local_text,
     parse_moment,
     shown,
+    store,
     utc_now,
 )
 from fsrouter.config import Config
 from fsrouter.routing.coverage import OptionCoverage, Segment, State, coverage
+from fsrouter.routing.schedules import Origin, with_runtime_overrides
+from fsrouter.store import StoreError, overrides
+from fsrouter.store.db import SqliteTarget, parse_url
 
 MAX_DAYS = 366
 
@@ -41,18 +52,41 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise Failure(EXIT_USAGE, f"--from: {error}") from None
     end = start + timedelta(days=args.days)
+    config, source = with_database(config, args, start, end)
     try:
         options = coverage(config, start, end)
     except ValueError as error:  # a rotation that hands over every few seconds
         raise Failure(EXIT_USAGE, str(error)) from None
     gaps = sum(len(option.gaps) for option in options)
     if args.json:
-        emit_json({"from": iso(start, zone), "to": iso(end, zone),
+        emit_json({"from": iso(start, zone), "to": iso(end, zone), "database": source,
                    "options": [_option_data(option, zone) for option in options],
                    "gaps": gaps})
     else:
-        emit(render(config, options, start, end))
+        lines = render(config, options, start, end)
+        emit([lines[0], f"run-time overrides: {source}", *lines[1:]])
     return EXIT_GAPS if gaps else EXIT_OK
+
+
+def with_database(config: Config, args: argparse.Namespace, start: datetime, end: datetime
+                  ) -> tuple[Config, str]:
+    """The configuration with the run-time overrides of [start, end) in its schedules, and
+    where they came from (the configuration alone with ``--no-db`` or no SQLite file yet)."""
+    if getattr(args, "no_db", False):
+        return config, "not read (--no-db)"
+    url = getattr(args, "database", None)
+    try:
+        target = parse_url(url or config.database.url)
+    except StoreError as error:
+        raise Failure(EXIT_USAGE, f"database: {error}") from None
+    if not url and isinstance(target, SqliteTarget) and target.path != ":memory:" \
+            and not Path(target.path).is_file():
+        return config, f"none (no database at {target.path})"
+    with store(config, url, must_exist=True) as db:
+        rows = overrides.list_overrides(ending_after=start, starting_before=end)
+        label = str(getattr(db, "label", "database"))
+    schedules = with_runtime_overrides(config.schedules, as_runtime(rows), config.users)
+    return config.model_copy(update={"schedules": schedules}), f"{len(rows)} from {label}"
 
 
 def render(config: Config, options: list[OptionCoverage], start: Any, end: Any) -> list[str]:
@@ -65,7 +99,8 @@ def render(config: Config, options: list[OptionCoverage], start: Any, end: Any) 
         lines.append("")
         lines.append(f"{_title(option)}, policy {option.policy}")
         for segment in option.segments:
-            lines.append(f"  {_span(segment, zone)}  {who(segment.state)}")
+            lines.append(f"  {_span(segment, zone)}  {who(segment.state)}"
+                         + origins_text(segment.state))
         warnings += [f"WARN {_title(option)}: nobody to ring {_span(gap, zone)}"
                      + _reasons(gap.state) for gap in option.gaps]
     lines.append("")
@@ -94,6 +129,24 @@ def who(state: State) -> str:
     return f"{prefix}{first}{later}"
 
 
+def origin_text(schedule: str, origin: Origin) -> str:
+    """``primary: run-time override #3 (sick)``, ``primary: rotation``."""
+    source = origin.source
+    if origin.override_id is not None:
+        source += f" #{origin.override_id}"
+    if origin.reason:
+        source += f" ({shown(origin.reason, 40)})"
+    return f"{shown(schedule, 30)}: {source}"
+
+
+def origins_text(state: State) -> str:
+    """`` [it_infra: run-time override #3 (sick)]`` when an override names someone; nothing
+    when every schedule follows its rotation (``--json`` always has the origins)."""
+    if all(origin.source in ("rotation", "nobody") for _, origin in state.origins):
+        return ""
+    return "  [" + "; ".join(origin_text(s, o) for s, o in state.origins) + "]"
+
+
 def _reasons(state: State) -> str:
     return f" ({'; '.join(state.problems)})" if state.problems else ""
 
@@ -105,5 +158,10 @@ def _option_data(option: OptionCoverage, zone: str) -> dict[str, Any]:
                           "policy": s.state.policy, "out_of_hours": s.state.out_of_hours,
                           "action": s.state.action, "first_level": list(s.state.first_level),
                           "later": list(s.state.later), "gap": s.state.gap,
-                          "problems": list(s.state.problems)}
+                          "problems": list(s.state.problems),
+                          "origins": [{"schedule": schedule, "user": origin.user,
+                                       "source": origin.source,
+                                       "override_id": origin.override_id,
+                                       "reason": origin.reason}
+                                      for schedule, origin in s.state.origins]}
                          for s in option.segments]}

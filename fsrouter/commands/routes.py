@@ -16,11 +16,13 @@ from typing import Any
 from fsrouter.commands import EXIT_OK, EXIT_USAGE
 from fsrouter.commands.common import (
     Failure,
+    by_of,
     did_you_mean,
     emit,
     emit_json,
     fail_if,
     is_agent,
+    iso,
     line_errors,
     load,
     local_text,
@@ -41,7 +43,7 @@ from fsrouter.config.schema import (
     UnassignedNumber,
 )
 from fsrouter.routing.destinations import NumberEntry, assignment_problem
-from fsrouter.store import StoreInputError, queries
+from fsrouter.store import StoreInputError, audit, queries, session
 from fsrouter.store.models import NumberAssignment
 
 ROUTE_TYPES = ("agent", "queue", "unassigned", "custom")
@@ -90,7 +92,7 @@ def _route(config: Config, number: str, entry: NumberEntry | None,
     return {**route, "type": row.route_type,
             "destination": describe_assignment(row.route_type, row.target),
             "source": "db", "changed_by": row.changed_by,
-            "changed_at": row.changed_at.isoformat(), "note": note}
+            "changed_at": iso(row.changed_at, config.defaults.timezone), "note": note}
 
 
 def _row(route: dict[str, Any], zone: str) -> list[str]:
@@ -164,13 +166,30 @@ def run_set(args: argparse.Namespace) -> int:
     items = [queries.Assignment(w.number, w.route_type, w.target) for w in wanted]
     with store(config, args.database):
         try:
-            queries.set_assignments(items, by, utc_now())
+            set_audited(items, by, utc_now())
         except StoreInputError as error:
             raise Failure(EXIT_USAGE, f"{error}: nothing was changed") from None
     emit(f"set {w.number} -> {describe_assignment(w.route_type, w.target)}" for w in wanted)
     emit(f"note: {note}" for note in notes)
     emit([f"{len(wanted)} route(s) set by {shown(by, 40)}; they apply to the next call"])
     return EXIT_OK
+
+
+def route_value(row: NumberAssignment | None) -> dict[str, Any] | None:
+    """A number's run-time assignment as the audit trail keeps it (None: the YAML applies)."""
+    if row is None:
+        return None
+    return {"type": row.route_type, "target": row.target}
+
+
+def set_audited(items: list[queries.Assignment], by: str, now: datetime) -> None:
+    """Set the routes and audit each one (before and after), in one transaction."""
+    with session(immediate=True):
+        before = {item.number: route_value(queries.get_assignment(item.number))
+                  for item in items}
+        rows = queries.set_assignments(items, by, now)
+        audit.record_many([("route.set", row.number, before[row.number], route_value(row))
+                           for row in rows], by, now)
 
 
 def _from_args(config: Config, args: argparse.Namespace) -> tuple[list[Wanted], list[str]]:
@@ -312,10 +331,14 @@ def run_reset(args: argparse.Namespace) -> int:
         except ValueError as error:
             errors.append(f"{shown(text, 40)}: {error}")
     fail_if(errors, lambda n: f"{n} problem(s): nothing was changed")
-    with store(config, args.database):
-        had = [row.number for row in queries.list_assignments()]
+    by = by_of(args)
+    with store(config, args.database), session(immediate=True):
+        rows = {row.number: row for row in queries.list_assignments()}
+        had = list(rows)
         numbers = had if args.all else list(dict.fromkeys(numbers))
         dropped = queries.reset_assignments(numbers)
+        audit.record_many([("route.reset", number, route_value(rows[number]), None)
+                           for number in numbers if number in rows], by, utc_now())
     emit(f"reset {number}: the YAML applies again" if number in had
          else f"note: {number} had no run-time assignment" for number in numbers)
     emit([f"{dropped} assignment(s) removed"])

@@ -8,8 +8,9 @@ phones, repeat passes, gaps), and shows the fallback.
 The database: by default **config only** (nothing is opened): no run-time assignment and no
 2-way mapping apply, agents count as logged in and free (as the daemon does when its database
 is down), round robin starts with the first person. ``--with-db`` (the configured database) or
-``--database URL`` reads assignments, presence, 2-way mappings and the incident count that
-picks the round robin turn; it never writes and never creates a missing SQLite file.
+``--database URL`` reads assignments, presence, 2-way mappings, the run-time on-call overrides
+and the incident count that picks the round robin turn; it never writes and never creates a
+missing SQLite file.
 ``--logged-in``/``--logged-out``/``--busy NAME`` set an agent's presence for the run.
 """
 
@@ -17,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fsrouter.calls.call_routing import queue_name
+from fsrouter.calls.call_routing import as_runtime, queue_name
 from fsrouter.commands import EXIT_OK
 from fsrouter.commands.common import (
     agent_problem,
@@ -41,7 +42,7 @@ from fsrouter.commands.common import (
     utc_now,
 )
 from fsrouter.config import Config
-from fsrouter.config.schema import AgentNumber, CallRoutingNumber, Option, Policy
+from fsrouter.config.schema import AgentNumber, CallRoutingNumber, Option, Policy, Schedule
 from fsrouter.routing.destinations import (
     BusyTone,
     Custom,
@@ -57,7 +58,13 @@ from fsrouter.routing.destinations import (
 from fsrouter.routing.escalation import plan_escalation
 from fsrouter.routing.hours import in_hours, option_route
 from fsrouter.routing.menu import Prompt, build_menu, menu_outcome
-from fsrouter.store import queries
+from fsrouter.routing.schedules import (
+    Origin,
+    RuntimeOverride,
+    on_call_origin,
+    with_runtime_overrides,
+)
+from fsrouter.store import overrides, queries
 
 # One character per menu play: a key the caller presses, or ``_`` for no key (timeout).
 _KEYS = re.compile(r"[0-9*#A-D_]{0,20}")
@@ -74,6 +81,7 @@ class Facts:
     presence: dict[str, tuple[bool, bool]] = field(default_factory=dict)
     two_way_agent: str | None = None
     count_incidents: bool = False  # round robin turn from the database's incident count
+    overrides: list[RuntimeOverride] = field(default_factory=list)  # run-time, in force
     notes: list[str] = field(default_factory=list)
 
 
@@ -137,7 +145,8 @@ def read_facts(config: Config, number: str, caller_e164: str | None, at: datetim
                label: str) -> Facts:
     """Everything the daemon would read when the call arrives; reads only."""
     entry = config.number_by_e164(number)
-    facts = Facts(label, assignment=queries.get_assignment(number), count_incidents=True)
+    facts = Facts(label, assignment=queries.get_assignment(number), count_incidents=True,
+                  overrides=as_runtime(overrides.active_at(at)))
     for user_id in config.users:
         row = queries.get_presence(user_id)
         facts.presence[user_id] = (row.state == "logged_in", row.busy) if row else (False, False)
@@ -284,7 +293,10 @@ def option_report(config: Config, number: CallRoutingNumber, option: Option, at:
     # This call would be the option's next incident: the daemon's turn is the count before it.
     offset = (queries.incident_count(number.number, str(option.digit))
               if facts.count_incidents else 0)
-    report["plan"] = plan_report(config, policy, at, offset)
+    schedules = with_runtime_overrides(config.schedules, facts.overrides, config.users)
+    report["plan"] = plan_report(config, policy, at, offset, schedules)
+    report["on_call"] = [_origin(schedule_id, on_call_origin(schedules[schedule_id], at))
+                         for schedule_id in _schedules_of(config, policy)]
     return report
 
 
@@ -308,8 +320,22 @@ def _waiting(config: Config, number: CallRoutingNumber, option: Option) -> dict[
             "max_wait": option.max_wait or (settings.max_wait if settings else 600)}
 
 
-def plan_report(config: Config, policy: Policy, at: datetime, offset: int) -> dict[str, Any]:
-    plan = plan_escalation(policy, config.users, config.schedules, at,
+def _schedules_of(config: Config, policy: Policy) -> list[str]:
+    return list(dict.fromkeys(target.schedule for level in policy.levels
+                              for target in level.targets
+                              if target.schedule is not None
+                              and target.schedule in config.schedules))
+
+
+def _origin(schedule_id: str, origin: Origin) -> dict[str, Any]:
+    return {"schedule": schedule_id, "user": origin.user, "source": origin.source,
+            "override_id": origin.override_id, "reason": origin.reason}
+
+
+def plan_report(config: Config, policy: Policy, at: datetime, offset: int,
+                schedules: Mapping[str, Schedule] | None = None) -> dict[str, Any]:
+    schedules = config.schedules if schedules is None else schedules
+    plan = plan_escalation(policy, config.users, schedules, at,
                            round_robin_offset=offset)
     waves = []
     for index, wave in enumerate(plan.waves, start=1):
@@ -424,6 +450,10 @@ def _option_lines(option: dict[str, Any]) -> list[str]:
         lines.append(f"policy    {option['policy']} ({plan['levels']} level(s), repeat "
                      f"{plan['repeat']}, press to accept: "
                      f"{plan['accept_digit'] if plan['press_to_accept'] else 'no'})")
+        lines += [f"on call   {shown(o['schedule'], 30)}: {o['user'] or 'nobody'} ("
+                  + o["source"] + (f" #{o['override_id']}" if o["override_id"] else "")
+                  + (f", {shown(o['reason'], 40)}" if o["reason"] else "") + ")"
+                  for o in option.get("on_call", [])]
         lines += _wave_lines(plan)
     lines.append(f"fallback  {shown(option['fallback'], 80)}")
     return lines

@@ -20,6 +20,7 @@ from fsrouter.commands import EXIT_OK, EXIT_USAGE
 from fsrouter.commands.common import (
     Failure,
     agent_problem,
+    by_of,
     emit,
     emit_json,
     fail_if,
@@ -36,7 +37,7 @@ from fsrouter.commands.common import (
     utc_now,
 )
 from fsrouter.config import Config
-from fsrouter.store import queries, session
+from fsrouter.store import audit, queries, session
 from fsrouter.store.models import TwoWayMapping
 
 
@@ -101,8 +102,9 @@ def run_import(args: argparse.Namespace) -> int:
     if not lines:
         raise Failure(EXIT_USAGE, f"{path}: no mappings in the file: nothing was imported")
     ttl = timedelta(hours=config.two_way.max_age_hours)
+    by = by_of(args)
     with store(config, args.database), session(immediate=True):
-        imported, notes = _write(newest_per_customer(lines), ttl, now)
+        imported, notes = _write(newest_per_customer(lines), ttl, now, by)
     emit(f"note: {path}:{note}" for note in notes)
     emit([f"imported {imported} mapping(s) from {path} "
           f"(kept for {config.two_way.max_age_hours} h after the last call)"])
@@ -166,8 +168,17 @@ def newest_per_customer(lines: list[Line]) -> list[Line]:
     return sorted(newest.values(), key=lambda item: item.line)
 
 
-def _write(lines: list[Line], ttl: timedelta, now: datetime) -> tuple[int, list[str]]:
-    """Store the lines (inside the caller's transaction); skip expired and older ones."""
+def _mapping_value(row: TwoWayMapping | None) -> dict[str, str] | None:
+    if row is None:
+        return None
+    return {"agent": row.user_id, "our_number": row.our_number,
+            "last_call": row.last_call_at.isoformat(), "expires": row.expires_at.isoformat()}
+
+
+def _write(lines: list[Line], ttl: timedelta, now: datetime, by: str
+           ) -> tuple[int, list[str]]:
+    """Store the lines and audit each (inside the caller's transaction); skip expired and
+    older ones."""
     imported, notes = 0, []
     for item in lines:
         if item.last_call + ttl <= now:
@@ -179,7 +190,9 @@ def _write(lines: list[Line], ttl: timedelta, now: datetime) -> tuple[int, list[
             notes.append(f"{item.line}: {item.customer}: skipped, the database has a newer "
                          f"call by {shown(known.user_id, 30)}")
             continue
-        queries.remember_two_way(item.customer, item.agent, item.our_number, item.last_call,
-                                 ttl)
+        row = queries.remember_two_way(item.customer, item.agent, item.our_number,
+                                       item.last_call, ttl)
+        audit.record("two_way.import", item.customer, by, now, _mapping_value(known),
+                     _mapping_value(row))
         imported += 1
     return imported, notes

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from fsrouter.config.schema import CallRoutingNumber, Config, Option, Policy
 from fsrouter.routing.escalation import level_users, plan_escalation
 from fsrouter.routing.hours import option_route
-from fsrouter.routing.schedules import change_points, window_edges
+from fsrouter.routing.schedules import Origin, change_points, on_call_origin, window_edges
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class State:
     later: tuple[str, ...]  # further people the escalation rings (later levels)
     callable: int  # how many people the escalation can ring at all
     problems: tuple[str, ...]  # why someone cannot be rung (empty schedule, no phone)
+    # Per schedule the policy uses: who it names and why (rotation, YAML or run-time override).
+    origins: tuple[tuple[str, Origin], ...] = ()
 
     @property
     def gap(self) -> bool:
@@ -128,7 +130,18 @@ def _policy_state(config: Config, policy: Policy, policy_id: str, out_of_hours: 
     first, _ = level_users(policy.levels[0], config.schedules, moment)
     rung = _unique(attempt.user_id for attempt in plan.attempts)
     later = tuple(user for user in rung if user not in first)
-    return State(policy_id, out_of_hours, action, tuple(first), later, len(rung), plan.gaps)
+    origins = tuple((schedule_id, on_call_origin(config.schedules[schedule_id], moment))
+                    for schedule_id in _policy_schedules(config, policy))
+    return State(policy_id, out_of_hours, action, tuple(first), later, len(rung), plan.gaps,
+                 origins)
+
+
+def _policy_schedules(config: Config, policy: Policy) -> list[str]:
+    """The schedules a policy's levels name, in order, once each."""
+    return list(dict.fromkeys(target.schedule for level in policy.levels
+                              for target in level.targets
+                              if target.schedule is not None
+                              and target.schedule in config.schedules))
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:

@@ -9,7 +9,8 @@ Rules (documented for operators in the README):
   the state's public holidays (business-hours cover does not apply on a holiday).
 - Rotations are layers: where several cover the same moment, the one listed last wins.
 - Overrides beat every rotation; the override listed last wins. Override times with a UTC offset
-  are exact instants; times without one are wall-clock times in the schedule's zone.
+  are exact instants; times without one are wall-clock times in the schedule's zone. Run-time
+  overrides (database, ``fsrouter oncall override add``) come after the YAML ones: they win.
 - A weekly ``handoff`` that falls exactly on ``start`` is not a hand-over: the first user keeps
   the whole first week.
 
@@ -22,7 +23,8 @@ Moments whose local time cannot be represented (around year 1 or 9999) have nobo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -153,13 +155,80 @@ def rotation_user(rotation: Rotation, local: datetime, zone: str) -> str | None:
     return rotation.users[index % len(rotation.users)]
 
 
-def _override_user(overrides: tuple[Override, ...], moment: datetime, zone: str) -> str | None:
+class RuntimeOverride(Override):
+    """An override stored at run time (not in the YAML): its row id, schedule and reason."""
+
+    id: int
+    schedule: str
+    reason: str | None = None
+
+
+def runtime_override(override_id: int, schedule: str, user: str, start: datetime,
+                     end: datetime, reason: str | None = None) -> RuntimeOverride:
+    """A run-time override from exact instants (aware datetimes)."""
+    return RuntimeOverride.model_validate({"id": override_id, "schedule": schedule,
+                                           "user": user, "from": start, "to": end,
+                                           "reason": reason})
+
+
+def with_runtime_overrides(schedules: Mapping[str, Schedule],
+                           overrides: Iterable[RuntimeOverride],
+                           users: Collection[str]) -> dict[str, Schedule]:
+    """``schedules`` with the run-time overrides appended to their own (so they win).
+
+    Overrides of a schedule or a user the configuration no longer has are left out: the
+    rotation applies again rather than ringing nobody.
+    """
+    extra: dict[str, list[RuntimeOverride]] = {}
+    for override in overrides:
+        if override.schedule in schedules and override.user in users:
+            extra.setdefault(override.schedule, []).append(override)
+    return {schedule_id: (schedule.model_copy(update={
+                "overrides": schedule.overrides + tuple(extra[schedule_id])})
+            if schedule_id in extra else schedule)
+            for schedule_id, schedule in schedules.items()}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who is on call and why: ``rotation``, ``yaml override`` or ``run-time override``."""
+
+    user: str | None
+    source: str  # also "nobody" for a gap
+    override_id: int | None = None
+    reason: str | None = None
+
+
+def _active_override(overrides: tuple[Override, ...], moment: datetime, zone: str
+                     ) -> Override | None:
     chosen = None
     for override in overrides:
         start = _configured_instant(override.from_, zone)
         if start <= moment < _configured_instant(override.to, zone):
-            chosen = override.user
+            chosen = override
     return chosen
+
+
+def _override_user(overrides: tuple[Override, ...], moment: datetime, zone: str) -> str | None:
+    chosen = _active_override(overrides, moment, zone)
+    return None if chosen is None else chosen.user
+
+
+def on_call_origin(schedule: Schedule, moment: datetime) -> Origin:
+    """Who :func:`on_call` names at ``moment``, and where that comes from."""
+    user = on_call(schedule, moment)
+    if user is None:
+        return Origin(None, "nobody")
+    try:
+        override = _active_override(schedule.overrides, moment.astimezone(UTC),
+                                    schedule.timezone)
+    except OverflowError:
+        override = None
+    if isinstance(override, RuntimeOverride):
+        return Origin(user, "run-time override", override.id, override.reason)
+    if override is not None:
+        return Origin(user, "yaml override")
+    return Origin(user, "rotation")
 
 
 def on_call(schedule: Schedule, moment: datetime) -> str | None:

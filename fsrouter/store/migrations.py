@@ -26,8 +26,10 @@ from playhouse.migrate import migrate as run_operations
 from fsrouter.store.db import session
 from fsrouter.store.models import (
     ALL_MODELS,
+    AuditEntry,
     BaseModel,
     Incident,
+    OncallOverride,
     OutboxMessage,
     SchemaVersion,
     UTCDateTimeField,
@@ -90,10 +92,18 @@ def _m002_notify(db: peewee.Database) -> None:
         db.create_tables([OutboxMessage], safe=True)
 
 
+def _m003_overrides_audit(db: peewee.Database) -> None:
+    """Run-time on-call overrides and the append-only audit log (if either model changes
+    later, freeze its current shape here first, as for migration 2)."""
+    with db.bind_ctx([OncallOverride, AuditEntry], bind_refs=False, bind_backrefs=False):
+        db.create_tables([OncallOverride, AuditEntry], safe=True)
+
+
 Migration = Callable[[peewee.Database], None]
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _m001_initial),
     (2, _m002_notify),
+    (3, _m003_overrides_audit),
 ]
 
 

@@ -1,5 +1,6 @@
 """The tables fsrouter keeps: incidents, call records, dial attempts, presence, 2-way mappings,
-run-time number assignments, voicemails, the webhook outbox and the schema version.
+run-time number assignments, voicemails, the webhook outbox, run-time on-call overrides, the
+audit log and the schema version.
 
 Timestamps: every ``*_at`` column is a :class:`UTCDateTimeField`. Python code hands it aware
 datetimes (any zone) and gets aware UTC datetimes back; the database holds naive UTC as the
@@ -228,6 +229,41 @@ class OutboxMessage(BaseModel):
         indexes = ((("state", "next_at"), False),)
 
 
+class OncallOverride(BaseModel):
+    """A run-time on-call override ("Bernd covers tonight"): beats the schedule's rotations
+    and its YAML overrides from ``starts_at`` to ``ends_at``; created by migration 3."""
+
+    id = peewee.AutoField()
+    schedule = peewee.CharField(max_length=128)
+    user_id = peewee.CharField(max_length=128)
+    starts_at = UTCDateTimeField()
+    ends_at = UTCDateTimeField(index=True)
+    reason = peewee.TextField(null=True)
+    created_at = UTCDateTimeField()
+    created_by = peewee.CharField(max_length=128)
+
+    class Meta:
+        table_name = "oncall_overrides"
+        indexes = ((("schedule", "starts_at"), False),)
+
+
+class AuditEntry(BaseModel):
+    """One change made through fsrouter, append-only (never updated or deleted); created by
+    migration 3. ``before``/``after`` are JSON text (NULL: nothing before / nothing after)."""
+
+    id = peewee.AutoField()
+    at = UTCDateTimeField(index=True)
+    who = peewee.CharField(max_length=128)
+    kind = peewee.CharField(max_length=40)
+    subject = peewee.TextField()
+    before = peewee.TextField(null=True)
+    after = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "audit_log"
+        indexes = ((("subject", "at"), False),)
+
+
 # Creation order respects foreign keys.
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,
@@ -240,4 +276,4 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Voicemail,
 )
 # Tables that later migrations create (migration 1 creates ALL_MODELS in their first shape).
-LATER_MODELS: tuple[type[BaseModel], ...] = (OutboxMessage,)
+LATER_MODELS: tuple[type[BaseModel], ...] = (OutboxMessage, OncallOverride, AuditEntry)

@@ -85,6 +85,13 @@ def test_login_and_logout_by_phone_change_where_calls_go(agent_line):
     _, b_leg = dial_code(switch, watcher, "*22", user_name="1001")
     watcher.wait("CHANNEL_HANGUP_COMPLETE", **{"Unique-ID": b_leg})
     assert presence(daemon) == "logged_out"
+    # Both changes are in the audit trail as the agent's own, with before and after.
+    trail = daemon.rows("SELECT kind, who, subject, before, after FROM audit_log ORDER BY id")
+    assert [(e["kind"], e["who"], e["subject"], e["before"], e["after"]) for e in trail] == [
+        ("agent.login", "phone:eva", "eva", '{"state": "logged_out"}',
+         '{"state": "logged_in"}'),
+        ("agent.logout", "phone:eva", "eva", '{"state": "logged_in"}',
+         '{"state": "logged_out"}')]
 
 
 def test_a_caller_id_claiming_the_extension_is_refused(agent_line):

@@ -30,8 +30,8 @@ def test_migration_2_keeps_existing_voicemails(empty_db, monkeypatch):
     with empty_db.bind_ctx([old]), session():
         old.create(user_id="anna", path="/vm/1.wav", created_at=T0, email_error="SMTP 451")
     monkeypatch.undo()
-    assert upgrade(empty_db) == [2]
-    assert current_version(empty_db) == 2
+    assert upgrade(empty_db)[0] == 2  # and any later migrations
+    assert current_version(empty_db) == migrations.latest_version()
     [row] = q.unsent_voicemails()
     assert (row.user_id, row.email_error, row.email_attempts, row.email_next_at,
             row.email_gave_up_at, row.host) == ("anna", "SMTP 451", 0, None, None, None)
