@@ -55,7 +55,7 @@ from fsrouter.routing.destinations import (
     choose_destination,
 )
 from fsrouter.routing.escalation import plan_escalation
-from fsrouter.routing.hours import in_hours, option_route
+from fsrouter.routing.hours import closed_for, in_hours, option_route
 from fsrouter.routing.menu import Prompt, build_menu, menu_outcome
 from fsrouter.store import queries
 
@@ -294,7 +294,8 @@ def _hours(config: Config, option: Option, at: datetime) -> dict[str, Any] | Non
     windows = [f"{days_text(w.days)} {clock_text(w.from_)}-{clock_text(w.to)}"
                for w in option.hours.windows]
     return {"windows": windows, "timezone": option.hours.timezone or config.defaults.timezone,
-            "holidays": option.hours.holidays,
+            "holidays": option.hours.holidays and option.hours.holidays.label,
+            "closed": closed_for(option.hours, at, config.defaults.timezone),
             "in_hours": in_hours(option.hours, at, config.defaults.timezone),
             "out_of_hours_action": str(option.out_of_hours)}
 
@@ -412,6 +413,8 @@ def _option_lines(option: dict[str, Any]) -> list[str]:
         lines.append("hours     none configured: always the option's policy")
     else:
         state = "in hours" if hours["in_hours"] else "OUT OF HOURS"
+        if hours["closed"]:
+            state += f", closed: {hours['closed']}"
         holidays = f", holidays {hours['holidays']}" if hours["holidays"] else ""
         lines.append(f"hours     {state} ({'; '.join(hours['windows'])} {hours['timezone']}"
                      f"{holidays}; out of hours: {hours['out_of_hours_action']})")

@@ -75,13 +75,14 @@ def _read_text(file: str) -> str:
         raise ConfigError([ConfigIssue(file, line, 1, "(file)", "not valid UTF-8")]) from None
 
 
-def _region_of(data: dict[str, Any]) -> str:
-    """``defaults.country`` as written (validated by the schema), to read national numbers."""
+def _region_of(data: dict[str, Any]) -> str | None:
+    """``defaults.country`` as written (validated by the schema), to read national numbers;
+    None without it (national numbers are then errors, never guessed)."""
     defaults = data.get("defaults")
     country = defaults.get("country") if isinstance(defaults, dict) else None
     if isinstance(country, str) and country.upper() in phonenumbers.SUPPORTED_REGIONS:
         return country.upper()
-    return "DE"
+    return None
 
 
 def _set_origins(config: Config, marks: Marks, file: str) -> None:

@@ -13,7 +13,6 @@ from datetime import datetime
 from ipaddress import ip_network
 from typing import Annotated, Any, Literal
 
-import holidays
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -57,6 +56,7 @@ from fsrouter.config.fields import (
     non_empty,
     ranged,
 )
+from fsrouter.config.holidays import HolidaysSpec
 from fsrouter.config.numbers import normalise_number
 
 DEFAULT_TONES = {
@@ -77,7 +77,6 @@ REFUSED_PASSWORDS = {"cluecon": "the public default password 'ClueCon'",
                      "change-me": "the placeholder password 'CHANGE-ME'"}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-GERMAN_STATES = tuple(s for s in holidays.DE.subdivisions if len(s) == 2)
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 _HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 _EVENT = re.compile(r"\*|[a-z_]+(\.[a-z_*]+)*")
@@ -91,9 +90,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
-def _region(info: ValidationInfo) -> str:
+def _region(info: ValidationInfo) -> str | None:
     context = info.context if isinstance(info.context, dict) else {}
-    return str(context.get("region", "DE"))
+    region = context.get("region")
+    return str(region) if region else None
 
 
 def _e164(value: str, info: ValidationInfo) -> str:
@@ -247,7 +247,8 @@ def _dial_template(value: str) -> str:
 
 
 class Defaults(Strict):
-    country: Region = "DE"
+    # How national numbers (0676 ...) are read; without it only +43 ... / 0043 ... are numbers.
+    country: Region | None = None
     timezone: TimeZone = "Europe/Berlin"
     # How a mobile or landline number (E.164) is dialled: the gateway to the phone network.
     dial_template: Annotated[str, AfterValidator(_dial_template)] = (
@@ -370,18 +371,12 @@ class Override(Strict):
         return self
 
 
-def _german_state(value: str) -> str:
-    if value.upper() not in GERMAN_STATES:
-        raise ValueError(f"must be a German state code ({', '.join(GERMAN_STATES)}), "
-                         f"got {value[:20]!r}")
-    return value.upper()
-
-
 class Schedule(Strict):
     timezone: TimeZone = "Europe/Berlin"
     rotations: tuple[Rotation, ...] = ()
     overrides: tuple[Override, ...] = ()
-    holidays: Annotated[str, AfterValidator(_german_state)] | None = None
+    # Public holidays (AT-9, CH-ZH; a bare German state code BY is DE-BY) and closure days.
+    holidays: HolidaysSpec | None = None
 
 
 # --- escalation policies --------------------------------------------------------------------
@@ -538,7 +533,7 @@ class BusinessHours(Strict):
 
     timezone: TimeZone | None = None  # default: defaults.timezone
     windows: Annotated[tuple[Window, ...], non_empty("window")]
-    holidays: Annotated[str, AfterValidator(_german_state)] | None = None
+    holidays: HolidaysSpec | None = None
 
 
 class OutOfHours(Strict):

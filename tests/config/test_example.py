@@ -38,7 +38,7 @@ def test_example_schedules_and_policies(example):
     assert window.days == ("mon", "tue", "wed", "thu", "fri")
     assert (window.from_, window.to) == (clock(8, 0), clock(18, 0))
     assert example.schedules["it_infra"].rotations[0].length == timedelta(weeks=1)
-    assert example.schedules["it_infra"].holidays == "BE"
+    assert example.schedules["it_infra"].holidays.label == "DE-BE"  # a bare state: DE
     assert example.policies["database"].levels[1].strategy == "all_at_once"
     assert example.policies["it_infra"].levels[1].ring_timeout == 20
     assert example.tone("busy") == "tone_stream://%(480,480,425);loops=-1"
@@ -122,7 +122,8 @@ def test_minimal_config_gets_defaults(tmp_path):
     assert [str(n) for n in config.listener.allow] == ["127.0.0.1/32", "::1/128"]
     assert (config.switch.host, config.switch.port) == ("127.0.0.1", 8021)
     assert config.database.url == "sqlite:////var/lib/fsrouter/fsrouter.db"
-    assert (config.defaults.country, config.defaults.timezone) == ("DE", "Europe/Berlin")
+    # No country by default: national numbers are never guessed to be German (issue 19).
+    assert (config.defaults.country, config.defaults.timezone) == (None, "Europe/Berlin")
     assert (config.metrics.bind, config.metrics.port) == ("127.0.0.1", 9464)
     assert config.tone("sit") == "tone_stream://%(274,0,913.8);%(274,0,1370.6);%(380,0,1776.7)"
 
