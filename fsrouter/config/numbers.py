@@ -55,7 +55,7 @@ def _normalise(text: str, region: str | None) -> str:
         number = _parse(candidate, region)
         if number is not None and phonenumbers.is_valid_number(number):
             return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if region is None and not candidates:
+    if region is None and not text.startswith(("+", "00")):
         raise ValueError(f"national number {text!r} needs defaults.country (e.g. AT) to be "
                          "read; set it, or write the number as +<country code> ...")
     raise ValueError(f"not a valid phone number: {text!r}")
