@@ -89,7 +89,11 @@ def _set_origins(config: Config, marks: Marks, file: str) -> None:
     """Tell secret holders where they were configured, for errors at resolve time."""
     for section in ("switch", "smtp"):
         line, column = marks.for_value((section,))
-        getattr(config, section)._origin = (file, line, column, section)
+        holder = getattr(config, section)
+        holder._origin = (file, line, column, section)
+        holder._key_marks = {key: marks.for_value((section, key))
+                             for key in ("password", "password_env", "password_file")
+                             if getattr(holder, key) is not None}
 
 
 

@@ -154,6 +154,8 @@ class SecretSource(Strict):
     password_file: SafePath | None = None
     # (file, line, column, path) of this section, so a missing secret names where it is set.
     _origin: tuple[str, int, int, str] = PrivateAttr(default=("<config>", 1, 1, "?"))
+    # (line, column) of each key as written, so the error points at password_env's own line.
+    _key_marks: dict[str, tuple[int, int]] = PrivateAttr(default_factory=dict)
 
     def _sources(self) -> list[str]:
         names = ("password", "password_env", "password_file")
@@ -184,6 +186,7 @@ class SecretSource(Strict):
 
     def _fail(self, key: str, message: str) -> None:
         file, line, column, path = self._origin
+        line, column = self._key_marks.get(key, (line, column))
         raise ConfigError([ConfigIssue(file, line, column, f"{path}.{key}", message)])
 
 
@@ -293,7 +296,7 @@ class User(Strict):
     email: Email | None = None
     voicemail: Voicemail = Voicemail()
     extension: Digits | None = None
-    language: Language = "de"
+    language: Language = "de"  # default: defaults.language (filled in by Config)
 
     @property
     def callable_phones(self) -> tuple[Phone, ...]:
@@ -771,6 +774,20 @@ class Config(Strict):
             for key, value in data["schedules"].items()
         }
         return {**data, "schedules": schedules}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _user_languages(cls, data: Any) -> Any:
+        """Users without a language speak ``defaults.language`` (their voicemail greeting)."""
+        if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
+            return data
+        defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
+        language = defaults.get("language")
+        if not isinstance(language, str):
+            return data  # absent (the users keep "de", as defaults.language), or invalid
+        users = {key: ({"language": language, **value} if isinstance(value, dict) else value)
+                 for key, value in data["users"].items()}
+        return {**data, "users": users}
 
     def model_post_init(self, context: Any, /) -> None:
         self._by_e164 = {}

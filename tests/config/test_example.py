@@ -64,7 +64,7 @@ def test_password_from_env_resolves_lazily(example, monkeypatch):
     with pytest.raises(ConfigError) as caught:
         example.switch.resolve_password()
     assert [str(i) for i in caught.value.issues] == [
-        f"{EXAMPLE}:19:1: switch.password_env: environment variable FSROUTER_ESL_PASSWORD "
+        f"{EXAMPLE}:22:3: switch.password_env: environment variable FSROUTER_ESL_PASSWORD "
         "is not set or empty"]
 
 
@@ -86,7 +86,7 @@ def test_password_file(tmp_path):
     config = load_config(_write(tmp_path, f"switch:\n  password_file: {secret}\n"))
     assert config.switch.resolve_password() == "s3cr3t-from-file"
     secret.unlink()
-    with pytest.raises(ConfigError, match=r"c.yaml:1:1: switch.password_file: cannot read"):
+    with pytest.raises(ConfigError, match=r"c.yaml:2:3: switch.password_file: cannot read"):
         config.switch.resolve_password()
 
 
