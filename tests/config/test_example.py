@@ -63,8 +63,10 @@ def test_password_from_env_resolves_lazily(example, monkeypatch):
     monkeypatch.delenv("FSROUTER_ESL_PASSWORD")
     with pytest.raises(ConfigError) as caught:
         example.switch.resolve_password()
+    line = EXAMPLE.read_text(encoding="utf-8").splitlines().index(
+        "  password_env: FSROUTER_ESL_PASSWORD") + 1  # the key's own line
     assert [str(i) for i in caught.value.issues] == [
-        f"{EXAMPLE}:22:3: switch.password_env: environment variable FSROUTER_ESL_PASSWORD "
+        f"{EXAMPLE}:{line}:3: switch.password_env: environment variable FSROUTER_ESL_PASSWORD "
         "is not set or empty"]
 
 
