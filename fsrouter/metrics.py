@@ -124,6 +124,7 @@ class Metrics:
         self.switch_connected = False
         self._waiting: dict[str, str] = {}  # call id -> queue label, while the caller waits
         self._define()
+        self._zero_queues()
 
     @classmethod
     def for_config(cls, config: Config) -> Metrics:
@@ -136,6 +137,12 @@ class Metrics:
         numbers, queues = configured_labels(config)
         self._numbers = self._numbers | numbers
         self._queues = self._queues | queues
+        self._zero_queues()
+
+    def _zero_queues(self) -> None:
+        """Every configured queue has a waiting-callers series (0) before its first caller."""
+        for queue in self._queues:
+            self.queue_callers.labels(queue)
 
     def _define(self) -> None:
         reg = self.registry

@@ -127,3 +127,7 @@ def test_a_caller_who_is_answered_no_longer_counts_as_waiting(running, tmp_path)
     assert running.caller(record).alive  # still talking to Bob
     wait_for(lambda: get(scrape(running), "fsrouter_queue_callers", queue="sales") == 0, 10,
              "the answered caller not counted as waiting")
+
+
+def test_every_configured_queue_shows_zero_before_its_first_caller(running):
+    assert get(scrape(running), "fsrouter_queue_callers", queue="sales") == 0
