@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fsrouter.calls.call_routing import queue_name
 from fsrouter.commands import EXIT_OK
@@ -55,6 +56,7 @@ from fsrouter.routing.destinations import (
     choose_destination,
 )
 from fsrouter.routing.escalation import plan_escalation
+from fsrouter.routing.holidays import holiday_name
 from fsrouter.routing.hours import closed_for, in_hours, option_route
 from fsrouter.routing.menu import Prompt, build_menu, menu_outcome
 from fsrouter.store import queries
@@ -323,7 +325,23 @@ def plan_report(config: Config, policy: Policy, at: datetime, offset: int) -> di
                          for a in wave.attempts]})
     return {"levels": len(policy.levels), "repeat": policy.repeat,
             "press_to_accept": policy.press_to_accept, "accept_digit": policy.accept_digit,
-            "round_robin_offset": offset, "waves": waves, "gaps": list(plan.gaps)}
+            "round_robin_offset": offset, "waves": waves, "gaps": list(plan.gaps),
+            "days_off": _days_off(config, policy, at)}
+
+
+def _days_off(config: Config, policy: Policy, at: datetime) -> list[str]:
+    """The policy's schedules that have a holiday or closure day at ``at`` (their restricted
+    rotations are off), named: ``support: Christmas Day (AT-9)``."""
+    names = []
+    for schedule_id in dict.fromkeys(t.schedule for level in policy.levels
+                                     for t in level.targets if t.schedule):
+        schedule = config.schedules.get(schedule_id)
+        if schedule is not None and schedule.holidays is not None:
+            local = at.astimezone(ZoneInfo(schedule.timezone)).date()
+            name = holiday_name(schedule.holidays, local)
+            if name:
+                names.append(f"{schedule_id}: {name}")
+    return names
 
 
 # ---------------------------------------------------------------- text
@@ -441,5 +459,7 @@ def _wave_lines(plan: dict[str, Any]) -> list[str]:
                            f"{a['phone']} {a['ring_timeout']} s" for a in wave["attempts"])
         lines.append(f"{head} {people}")
     lines += [f"  gap: {shown(gap, 100)}" for gap in plan["gaps"]]
+    lines += [f"  day off in schedule {shown(day, 100)} (restricted rotations are off)"
+              for day in plan["days_off"]]
     return lines
 

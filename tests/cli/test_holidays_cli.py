@@ -149,3 +149,20 @@ def test_simulate_refuses_a_national_number_without_country(tmp_path):
     ok = run_fsrouter("simulate", "-c", path, "--number", HOTLINE, "--caller", "+436991112233",
                       "--digits", "1", "--at", "2026-12-02T10:00")
     assert ok.code == 0, ok.err
+
+
+def test_simulate_names_the_schedules_day_off_when_a_policy_rings_anyway(tmp_path):
+    # Without business hours on the option the policy rings on Christmas Day too; the
+    # schedule's restricted rotation is off, and simulate says why nobody is on call.
+    text = VIENNA.replace("""        hours:
+          windows: [{days: mon-fri, from: "08:00", to: "17:00"}]
+          holidays: {country: AT-9, closed: [{date: "12-24", name: Heiliger Abend}, "12-31"]}
+        out_of_hours: voicemail:lena
+""", "")
+    result = run_fsrouter("simulate", "-c", vienna(tmp_path, text), "--number", HOTLINE,
+                          "--caller", "+43 699 1112233", "--digits", "1",
+                          "--at", "2026-12-25T10:00")
+    assert result.code == 0, result.err
+    assert "  day off in schedule office: Christmas Day (AT-9) (restricted rotations are off)" \
+        in result.out.splitlines()
+    assert "NOBODY to ring" in result.out
