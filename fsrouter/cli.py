@@ -50,8 +50,12 @@ def _print_config_error(error: Exception) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from fsrouter.config import ConfigError, load_config
 
+    path = args.config_file or args.config
     try:
-        config = load_config(args.config)
+        config = load_config(path)
+        # What `run` reads at start: an unset password_env is reported now, at its own line.
+        config.switch.resolve_password()
+        config.smtp.resolve_password()
     except ConfigError as error:
         return _print_config_error(error)
     from fsrouter.prompts import check_files
@@ -59,7 +63,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     missing = check_files(config)  # recordings named as prompts, by key
     if missing:
         return _print_config_error(ConfigError(missing))
-    print(f"{args.config}: OK ({len(config.numbers)} numbers, {len(config.users)} users)")
+    print(f"{path}: OK ({len(config.numbers)} numbers, {len(config.users)} users)")
     return EXIT_OK
 
 
@@ -384,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
-    check.add_argument("config", type=Path, nargs="?", default=Path(DEFAULT_CONFIG))
+    _add_config_arg(check)  # -c FILE, like every other command; FILE alone works too
+    check.add_argument("config_file", type=Path, nargs="?", metavar="FILE", default=None)
     check.set_defaults(func=cmd_check_config)
 
     db = sub.add_parser("db", help="database maintenance")

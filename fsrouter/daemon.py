@@ -118,15 +118,19 @@ class Daemon:
             for issue in error.issues:
                 log.error("config.reload_rejected", problem=str(issue))
             _audit_reload(self, "reload.refused", {"problems": [str(i) for i in error.issues]})
+            self._reload_result(False)
             return False
         except Exception:
             log.exception("config.reload_failed")
+            self._reload_result(False)
             return False
         try:
             _render_prompts(config, self.parts.get("metrics"))  # only what changed
         except ConfigError as error:
             for issue in error.issues:
                 log.error("config.reload_rejected", problem=str(issue))
+            _audit_reload(self, "reload.refused", {"problems": [str(i) for i in error.issues]})
+            self._reload_result(False)
             return False
         config, kept = _keep_running_sections(self.config, config)
         if kept:
@@ -135,6 +139,7 @@ class Daemon:
         metrics = self.parts.get("metrics")
         if metrics is not None:
             metrics.reconfigure(config)
+        self._reload_result(True)
         for name in ("mailer", "webhooks"):
             if self.parts.get(name) is not None:
                 self.parts[name].kick()
@@ -142,6 +147,11 @@ class Daemon:
         _audit_reload(self, "reload.accepted", {"numbers": len(config.numbers),
                                                 "needs_restart": sorted(kept)})
         return True
+
+    def _reload_result(self, ok: bool) -> None:
+        metrics = self.parts.get("metrics")
+        if metrics is not None:
+            metrics.reloaded(ok)
 
     def shutdown(self, drain_seconds: float | None = None) -> bool:
         """Stop accepting calls, let running calls finish (up to ``listener.drain_seconds``
@@ -360,6 +370,7 @@ def _start_metrics(daemon: Daemon) -> None:
     metrics = Metrics.for_config(config)
     daemon.parts["metrics"] = metrics
     daemon.services.metrics = metrics
+    metrics.watch(lambda: daemon.holder["config"], daemon.services.now)
     if config.metrics.enabled:
         daemon.parts["metrics_server"] = serve(
             metrics, str(config.metrics.bind), config.metrics.port,

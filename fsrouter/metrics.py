@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -28,7 +30,10 @@ import structlog
 from gevent import pywsgi
 from gevent.pool import Pool
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from fsrouter import __version__
 from fsrouter.config import Config
 from fsrouter.store.db import SqliteStore
 from fsrouter.store.models import ATTEMPT_RESULTS, CALL_OUTCOMES
@@ -117,7 +122,9 @@ class Metrics:
         self._outcome = WordLabel(CALL_OUTCOMES)
         self._result = WordLabel(ATTEMPT_RESULTS)
         self.switch_connected = False
+        self._waiting: dict[str, str] = {}  # call id -> queue label, while the caller waits
         self._define()
+        self._zero_queues()
 
     @classmethod
     def for_config(cls, config: Config) -> Metrics:
@@ -130,6 +137,12 @@ class Metrics:
         numbers, queues = configured_labels(config)
         self._numbers = self._numbers | numbers
         self._queues = self._queues | queues
+        self._zero_queues()
+
+    def _zero_queues(self) -> None:
+        """Every configured queue has a waiting-callers series (0) before its first caller."""
+        for queue in self._queues:
+            self.queue_callers.labels(queue)
 
     def _define(self) -> None:
         reg = self.registry
@@ -159,6 +172,20 @@ class Metrics:
         # Rendered at start and reload only: a call never adds to it (fsrouter.prompts).
         self.prompt_renders = Counter("fsrouter_prompts_rendered",
                                       "Spoken prompts rendered to sound files", registry=reg)
+        self.queue_callers = Gauge("fsrouter_queue_callers",
+                                   "Callers waiting in a queue right now (hold music, phones "
+                                   "ringing)", ["queue"], registry=reg)
+        self.build_info = Gauge("fsrouter_build_info", "Always 1: the running version",
+                                ["version", "python"], registry=reg)
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.reload_ok = Gauge("fsrouter_config_last_reload_success",
+                               "1 if the last configuration reload (SIGHUP) was applied, 0 if "
+                               "it was refused", registry=reg)
+        self.reload_time = Gauge("fsrouter_config_last_reload_timestamp_seconds",
+                                 "When the configuration was last loaded or reloaded (Unix time)",
+                                 registry=reg)
+        self.reload_ok.set(1)
+        self.reload_time.set_to_current_time()
 
     # -- labels ---------------------------------------------------------------------------
 
@@ -203,6 +230,28 @@ class Metrics:
 
     def prompts_rendered(self, count: int) -> None:
         self.prompt_renders.inc(max(0, count))
+    def queue_joined(self, queue: str, call_id: str) -> None:
+        """A caller started waiting in ``queue`` (counted once per call)."""
+        if call_id in self._waiting:
+            return
+        label = self._waiting[call_id] = self.queue_label(queue)
+        self.queue_callers.labels(label).inc()
+
+    def queue_left(self, call_id: str) -> None:
+        """The caller stopped waiting: answered, out of the queue or gone (idempotent)."""
+        label = self._waiting.pop(call_id, None)
+        if label is not None:
+            self.queue_callers.labels(label).dec()
+
+    def reloaded(self, ok: bool) -> None:
+        """The result of a reload (SIGHUP): applied, or refused (the old one stays)."""
+        self.reload_ok.set(1 if ok else 0)
+        self.reload_time.set_to_current_time()
+
+    def watch(self, config: Callable[[], Config], now: Callable[[], datetime]) -> None:
+        """Figures read when /metrics is scraped: agents per state (from the database) and
+        hotline options with nobody to ring now (from the schedules)."""
+        self.registry.register(_LiveFigures(config, now))
 
     def voicemail_left(self, number: str) -> None:
         self.voicemails.labels(self.number_label(number)).inc()
@@ -212,6 +261,62 @@ class Metrics:
 
     def mail_failed(self) -> None:
         self.mail_failures.inc()
+
+
+# -- figures read at scrape time -------------------------------------------------------------
+
+AGENT_STATES = ("free", "busy", "logged_out")
+
+
+class _LiveFigures(Collector):
+    """``fsrouter_agents{state}`` and ``fsrouter_oncall_gap{number,digit}``, computed per
+    scrape; a failing part is left out of that scrape (and logged), never a failed scrape."""
+
+    def __init__(self, config: Callable[[], Config], now: Callable[[], datetime]) -> None:
+        self._config = config
+        self._now = now
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        config = self._config()
+        for part in (self._agents, self._gaps):
+            try:
+                yield part(config)
+            except Exception as exc:  # a database hiccup must not break /metrics
+                log.warning("metrics.live_figure_failed", part=part.__name__,
+                            error=_first_line(exc))
+
+    def _agents(self, config: Config) -> GaugeMetricFamily:
+        from fsrouter.routing.destinations import agent_dial_string
+        from fsrouter.store import queries
+
+        agents = [uid for uid, user in config.users.items() if agent_dial_string(user)]
+        rows = queries.presence_of(agents)
+        counts = dict.fromkeys(AGENT_STATES, 0)
+        for uid in agents:
+            row = rows.get(uid)
+            state = "logged_out" if row is None or row.state != "logged_in" else (
+                "busy" if row.busy else "free")
+            counts[state] += 1
+        family = GaugeMetricFamily("fsrouter_agents", "Agents by state (logged in and free, "
+                                   "busy on a call, logged out)", labels=["state"])
+        for state in AGENT_STATES:
+            family.add_metric([state], counts[state])
+        return family
+
+    def _gaps(self, config: Config) -> GaugeMetricFamily:
+        from fsrouter.config.schema import CallRoutingNumber
+        from fsrouter.routing.coverage import option_state
+
+        moment = self._now()
+        family = GaugeMetricFamily("fsrouter_oncall_gap", "1 while a hotline option has "
+                                   "nobody to ring (a gap in the schedules), else 0",
+                                   labels=["number", "digit"])
+        for number in config.numbers:
+            if isinstance(number, CallRoutingNumber):
+                for option in number.options:
+                    gap = option_state(config, option, moment).gap
+                    family.add_metric([number.number, str(option.digit)], 1 if gap else 0)
+        return family
 
 
 # -- database check ---------------------------------------------------------------------------

@@ -168,7 +168,7 @@ def _short(value: str | None) -> str:
     return (value or "")[:_SHORT]
 
 
-def _e164(value: str | None, country: str) -> str | None:
+def _e164(value: str | None, country: str | None) -> str | None:
     """``value`` as E.164, or None (also for hostile text)."""
     if not value:
         return None
@@ -193,7 +193,7 @@ def _presented_cid(h: Headers) -> str:
     return h.get("Caller-Caller-ID-Number") or ""
 
 
-def _our_number(h: Headers, country: str) -> str | None:
+def _our_number(h: Headers, country: str | None) -> str | None:
     for value in (_presented_cid(h), h.get("variable_origination_caller_id_number"),
                   h.get("variable_effective_caller_id_number")):
         number = _e164(value, country)

@@ -33,6 +33,10 @@ def enter_queue(call: Call, queue: str, music: str, max_wait: int,
     # _continue_: when the wait is over, fifo returns to us instead of transferring the call.
     call.run("set", f"fifo_orbit_exten=_continue_:{max_wait}")
     waiting = call.start("fifo", f"{queue} in {announcement or 'undef'} {music}")
+    if waiting is not None:
+        # Waiting until answered (above) or out of the fifo app (any way, also a lost socket).
+        call.metrics.queue_joined(queue, call.uuid)
+        waiting.rawlink(lambda _done: call.metrics.queue_left(call.uuid))
     # Ring only once the caller is in the queue: a phone that answers at once would otherwise
     # find nobody to take (fifo_bridge_uuid_required) and the call would never be bridged.
     gevent.wait([call.queued, call.gone], count=1, timeout=call.services.step_timeout)
@@ -55,6 +59,7 @@ def ring_until_left(call: Call, plan: Plan, ringing: Ringing, waiting: Any) -> D
         dialer.watch(waiting, queue_app_ended)  # in this greenlet: no waiter per caller
     dialled = dialer.ring(plan)
     if dialled.accepted is not None:
+        call.metrics.queue_left(call.uuid)  # talking now, no longer waiting
         waited = time.monotonic() - call.started
         call.metrics.queue_waited(ringing.queue, waited)
         call.metrics.answered_after(waited)

@@ -58,11 +58,12 @@ def load(path: str | os.PathLike[str]) -> Config:
 
 
 @contextmanager
-def store(config: Config, url: str | None, must_exist: bool = False) -> Iterator[peewee.Database]:
+def store(config: Config, url: str | None, must_exist: bool = True) -> Iterator[peewee.Database]:
     """The database (``url`` or the configured one), open and bound for the block.
 
     Exit 3 when it cannot be opened or its schema is behind (``fsrouter db upgrade``).
-    ``must_exist``: refuse a SQLite file that is not there instead of creating it (readers).
+    ``must_exist``: refuse a SQLite file that is not there instead of creating it (and its
+    folders); every operator command needs the schema, which only ``db upgrade`` creates.
     """
     target = url or config.database.url
     if must_exist:
@@ -87,7 +88,8 @@ def _require_existing(url: str) -> None:
         raise Failure(EXIT_STORE, f"database: {error}") from None
     if isinstance(target, SqliteTarget) and target.path != ":memory:" \
             and not Path(target.path).is_file():
-        raise Failure(EXIT_STORE, f"database: SQLite database {target.path} does not exist")
+        raise Failure(EXIT_STORE, f"database: SQLite database {target.path} does not exist: "
+                      "run `fsrouter db upgrade -c CONFIG` first")
 
 
 def _require_schema(db: peewee.Database, version: int, latest: int) -> None:

@@ -62,7 +62,7 @@ def run_list(args: argparse.Namespace) -> int:
         emit_json(routes)
         return EXIT_OK
     zone = config.defaults.timezone
-    emit(table(("number", "name", "type", "destination", "source", "changed"),
+    emit(table(("number", "name", "type", "destination", "2-way", "source", "changed"),
                [_row(route, zone) for route in routes]))
     emit(f"note: {route['number']}: {route['note']}" for route in routes if route["note"])
     return EXIT_OK
@@ -83,6 +83,7 @@ def _route(config: Config, number: str, entry: NumberEntry | None,
         "number": number, "name": entry.name if entry is not None else None,
         "yaml_type": yaml_type, "yaml_destination": describe_entry(entry),
         "changed_by": None, "changed_at": None, "note": None,
+        "two_way": bool(getattr(entry, "two_way", False)),
     }
     if row is None:
         return {**route, "type": yaml_type, "destination": describe_entry(entry),
@@ -101,7 +102,14 @@ def _row(route: dict[str, Any], zone: str) -> list[str]:
         when = local_text(datetime.fromisoformat(route["changed_at"]), zone)
         changed = f"{shown(route['changed_by'], 40)} {when}"
     return [route["number"], shown(route["name"] or "", 30), route["type"],
-            shown(route["destination"], 70), route["source"], changed]
+            shown(route["destination"], 70), _two_way_text(route), route["source"], changed]
+
+
+def _two_way_text(route: dict[str, Any]) -> str:
+    """The YAML's ``two_way`` flag; the daemon uses it only for agent and queue routes."""
+    if not route["two_way"]:
+        return "no"
+    return "yes" if route["type"] in ("agent", "queue") else f"unused ({route['type']})"
 
 
 def describe_entry(entry: NumberEntry | None) -> str:
@@ -339,7 +347,21 @@ def run_reset(args: argparse.Namespace) -> int:
         dropped = queries.reset_assignments(numbers)
         audit.record_many([("route.reset", number, route_value(rows[number]), None)
                            for number in numbers if number in rows], by, utc_now())
-    emit(f"reset {number}: the YAML applies again" if number in had
-         else f"note: {number} had no run-time assignment" for number in numbers)
+    emit(_after_reset(config, number) if number in had
+         else f"note: {number} had no run-time assignment; {_applies(config, number)}"
+         for number in numbers)
     emit([f"{dropped} assignment(s) removed"])
     return EXIT_OK
+
+
+def _applies(config: Config, number: str) -> str:
+    """What the next call to ``number`` gets from the YAML (the only source after a reset)."""
+    entry = config.number_by_e164(number)
+    if entry is None:
+        return ("it is not in the configuration's numbers: callers get not in service (SIT) "
+                "from fsrouter")
+    return f"the YAML applies: {describe_entry(entry)}"
+
+
+def _after_reset(config: Config, number: str) -> str:
+    return f"reset {number}: {_applies(config, number)}"

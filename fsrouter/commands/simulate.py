@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fsrouter.calls.call_routing import as_runtime, queue_name
 from fsrouter.commands import EXIT_OK
@@ -56,7 +57,8 @@ from fsrouter.routing.destinations import (
     choose_destination,
 )
 from fsrouter.routing.escalation import plan_escalation
-from fsrouter.routing.hours import in_hours, option_route
+from fsrouter.routing.holidays import holiday_name
+from fsrouter.routing.hours import closed_for, in_hours, option_route
 from fsrouter.routing.menu import Prompt, build_menu, menu_outcome
 from fsrouter.routing.schedules import (
     Origin,
@@ -306,7 +308,8 @@ def _hours(config: Config, option: Option, at: datetime) -> dict[str, Any] | Non
     windows = [f"{days_text(w.days)} {clock_text(w.from_)}-{clock_text(w.to)}"
                for w in option.hours.windows]
     return {"windows": windows, "timezone": option.hours.timezone or config.defaults.timezone,
-            "holidays": option.hours.holidays,
+            "holidays": option.hours.holidays and option.hours.holidays.label,
+            "closed": closed_for(option.hours, at, config.defaults.timezone),
             "in_hours": in_hours(option.hours, at, config.defaults.timezone),
             "out_of_hours_action": str(option.out_of_hours)}
 
@@ -348,7 +351,23 @@ def plan_report(config: Config, policy: Policy, at: datetime, offset: int,
                          for a in wave.attempts]})
     return {"levels": len(policy.levels), "repeat": policy.repeat,
             "press_to_accept": policy.press_to_accept, "accept_digit": policy.accept_digit,
-            "round_robin_offset": offset, "waves": waves, "gaps": list(plan.gaps)}
+            "round_robin_offset": offset, "waves": waves, "gaps": list(plan.gaps),
+            "days_off": _days_off(config, policy, at)}
+
+
+def _days_off(config: Config, policy: Policy, at: datetime) -> list[str]:
+    """The policy's schedules that have a holiday or closure day at ``at`` (their restricted
+    rotations are off), named: ``support: Christmas Day (AT-9)``."""
+    names = []
+    for schedule_id in dict.fromkeys(t.schedule for level in policy.levels
+                                     for t in level.targets if t.schedule):
+        schedule = config.schedules.get(schedule_id)
+        if schedule is not None and schedule.holidays is not None:
+            local = at.astimezone(ZoneInfo(schedule.timezone)).date()
+            name = holiday_name(schedule.holidays, local)
+            if name:
+                names.append(f"{schedule_id}: {name}")
+    return names
 
 
 # ---------------------------------------------------------------- text
@@ -438,6 +457,8 @@ def _option_lines(option: dict[str, Any]) -> list[str]:
         lines.append("hours     none configured: always the option's policy")
     else:
         state = "in hours" if hours["in_hours"] else "OUT OF HOURS"
+        if hours["closed"]:
+            state += f", closed: {hours['closed']}"
         holidays = f", holidays {hours['holidays']}" if hours["holidays"] else ""
         lines.append(f"hours     {state} ({'; '.join(hours['windows'])} {hours['timezone']}"
                      f"{holidays}; out of hours: {hours['out_of_hours_action']})")
@@ -468,5 +489,7 @@ def _wave_lines(plan: dict[str, Any]) -> list[str]:
                            f"{a['phone']} {a['ring_timeout']} s" for a in wave["attempts"])
         lines.append(f"{head} {people}")
     lines += [f"  gap: {shown(gap, 100)}" for gap in plan["gaps"]]
+    lines += [f"  day off in schedule {shown(day, 100)} (restricted rotations are off)"
+              for day in plan["days_off"]]
     return lines
 

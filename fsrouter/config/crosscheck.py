@@ -16,7 +16,7 @@ from fsrouter.config.yamlmarks import Path
 Finding = tuple[Path, str]
 
 
-def cross_check(data: dict[str, Any], region: str) -> list[Finding]:
+def cross_check(data: dict[str, Any], region: str | None) -> list[Finding]:
     """Every cross-section problem in ``data`` (the loaded YAML)."""
     ids = {section: set(_mapping(data, section)) for section in
            ("users", "schedules", "policies", "queues")}
@@ -148,7 +148,7 @@ def _number_refs(data: dict[str, Any], ids: dict[str, set[str]]) -> Iterator[Fin
                                                  option.get("out_of_hours"), ids)
 
 
-def _duplicate_numbers(data: dict[str, Any], region: str) -> Iterator[Finding]:
+def _duplicate_numbers(data: dict[str, Any], region: str | None) -> Iterator[Finding]:
     seen: dict[str, int] = {}
     for index, entry in _items(data, "numbers"):
         raw = entry.get("number") if isinstance(entry, dict) else None

@@ -75,13 +75,14 @@ def _read_text(file: str) -> str:
         raise ConfigError([ConfigIssue(file, line, 1, "(file)", "not valid UTF-8")]) from None
 
 
-def _region_of(data: dict[str, Any]) -> str:
-    """``defaults.country`` as written (validated by the schema), to read national numbers."""
+def _region_of(data: dict[str, Any]) -> str | None:
+    """``defaults.country`` as written (validated by the schema), to read national numbers;
+    None without it (national numbers are then errors, never guessed)."""
     defaults = data.get("defaults")
     country = defaults.get("country") if isinstance(defaults, dict) else None
     if isinstance(country, str) and country.upper() in phonenumbers.SUPPORTED_REGIONS:
         return country.upper()
-    return "DE"
+    return None
 
 
 def _set_origins(config: Config, marks: Marks, file: str) -> None:
@@ -89,7 +90,11 @@ def _set_origins(config: Config, marks: Marks, file: str) -> None:
     config._source = (file, marks)
     for section in ("switch", "smtp"):
         line, column = marks.for_value((section,))
-        getattr(config, section)._origin = (file, line, column, section)
+        holder = getattr(config, section)
+        holder._origin = (file, line, column, section)
+        holder._key_marks = {key: marks.for_value((section, key))
+                             for key in ("password", "password_env", "password_file")
+                             if getattr(holder, key) is not None}
 
 
 

@@ -13,7 +13,6 @@ from datetime import datetime
 from ipaddress import ip_network
 from typing import Annotated, Any, Literal
 
-import holidays
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -57,6 +56,7 @@ from fsrouter.config.fields import (
     non_empty,
     ranged,
 )
+from fsrouter.config.holidays import HolidaysSpec
 from fsrouter.config.numbers import normalise_number
 
 DEFAULT_TONES = {
@@ -77,7 +77,6 @@ REFUSED_PASSWORDS = {"cluecon": "the public default password 'ClueCon'",
                      "change-me": "the placeholder password 'CHANGE-ME'"}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-GERMAN_STATES = tuple(s for s in holidays.DE.subdivisions if len(s) == 2)
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 _HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 _EVENT = re.compile(r"\*|[a-z_]+(\.[a-z_*]+)*")
@@ -91,9 +90,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
-def _region(info: ValidationInfo) -> str:
+def _region(info: ValidationInfo) -> str | None:
     context = info.context if isinstance(info.context, dict) else {}
-    return str(context.get("region", "DE"))
+    region = context.get("region")
+    return str(region) if region else None
 
 
 def _e164(value: str, info: ValidationInfo) -> str:
@@ -154,6 +154,8 @@ class SecretSource(Strict):
     password_file: SafePath | None = None
     # (file, line, column, path) of this section, so a missing secret names where it is set.
     _origin: tuple[str, int, int, str] = PrivateAttr(default=("<config>", 1, 1, "?"))
+    # (line, column) of each key as written, so the error points at password_env's own line.
+    _key_marks: dict[str, tuple[int, int]] = PrivateAttr(default_factory=dict)
 
     def _sources(self) -> list[str]:
         names = ("password", "password_env", "password_file")
@@ -184,6 +186,7 @@ class SecretSource(Strict):
 
     def _fail(self, key: str, message: str) -> None:
         file, line, column, path = self._origin
+        line, column = self._key_marks.get(key, (line, column))
         raise ConfigError([ConfigIssue(file, line, column, f"{path}.{key}", message)])
 
 
@@ -247,7 +250,8 @@ def _dial_template(value: str) -> str:
 
 
 class Defaults(Strict):
-    country: Region = "DE"
+    # How national numbers (0676 ...) are read; without it only +43 ... / 0043 ... are numbers.
+    country: Region | None = None
     timezone: TimeZone = "Europe/Berlin"
     # How a mobile or landline number (E.164) is dialled: the gateway to the phone network.
     dial_template: Annotated[str, AfterValidator(_dial_template)] = (
@@ -294,7 +298,7 @@ class User(Strict):
     email: Email | None = None
     voicemail: Voicemail = Voicemail()
     extension: Digits | None = None
-    language: Language = "de"
+    language: Language = "de"  # default: defaults.language (filled in by Config)
 
     @property
     def callable_phones(self) -> tuple[Phone, ...]:
@@ -372,18 +376,12 @@ class Override(Strict):
         return self
 
 
-def _german_state(value: str) -> str:
-    if value.upper() not in GERMAN_STATES:
-        raise ValueError(f"must be a German state code ({', '.join(GERMAN_STATES)}), "
-                         f"got {value[:20]!r}")
-    return value.upper()
-
-
 class Schedule(Strict):
     timezone: TimeZone = "Europe/Berlin"
     rotations: tuple[Rotation, ...] = ()
     overrides: tuple[Override, ...] = ()
-    holidays: Annotated[str, AfterValidator(_german_state)] | None = None
+    # Public holidays (AT-9, CH-ZH; a bare German state code BY is DE-BY) and closure days.
+    holidays: HolidaysSpec | None = None
 
 
 # --- escalation policies --------------------------------------------------------------------
@@ -573,7 +571,7 @@ class BusinessHours(Strict):
 
     timezone: TimeZone | None = None  # default: defaults.timezone
     windows: Annotated[tuple[Window, ...], non_empty("window")]
-    holidays: Annotated[str, AfterValidator(_german_state)] | None = None
+    holidays: HolidaysSpec | None = None
 
 
 class OutOfHours(Strict):
@@ -835,6 +833,20 @@ class Config(Strict):
             for key, value in data["schedules"].items()
         }
         return {**data, "schedules": schedules}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _user_languages(cls, data: Any) -> Any:
+        """Users without a language speak ``defaults.language`` (their voicemail greeting)."""
+        if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
+            return data
+        defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
+        language = defaults.get("language")
+        if not isinstance(language, str):
+            return data  # absent (the users keep "de", as defaults.language), or invalid
+        users = {key: ({"language": language, **value} if isinstance(value, dict) else value)
+                 for key, value in data["users"].items()}
+        return {**data, "users": users}
 
     def model_post_init(self, context: Any, /) -> None:
         self._by_e164 = {}

@@ -37,6 +37,11 @@ from fsrouter.esl.connection import (
 from fsrouter.esl.protocol import UnsafeCommand
 
 log = structlog.get_logger(__name__)
+# A switch that stays unreachable is retried every few seconds, but said so in the log only
+# at failed attempts 1, 2, 4, 8, ... and then every LOG_FAILURES_CAP-th (about every 8 min
+# at the daemon's 4 s): the log stays readable through a long outage. Every attempt is
+# logged at debug level.
+LOG_FAILURES_CAP = 128
 
 
 class AuthError(ESLError):
@@ -82,6 +87,7 @@ class InboundClient:
         self._runner: gevent.Greenlet | None = None
         self._stopping = False
         self._connected = gevent.event.Event()
+        self.failed_attempts = 0  # connection attempts that failed, ever
         self._log = log.bind(host=host, port=port)
 
     def __repr__(self) -> str:  # never show the password
@@ -182,9 +188,12 @@ class InboundClient:
                 self.connect()
             except ESLError as exc:
                 failures += 1
-                self._log.warning("esl.inbound.connect_failed", error=str(exc), failures=failures)
+                self.failed_attempts += 1
+                self._log_failure(exc, failures)
                 gevent.sleep(self.backoff_delay(failures))
                 continue
+            if failures:
+                self._log.info("esl.inbound.reachable_again", failed_attempts=failures)
             failures = 0
             self._after_connect()
             assert self.conn is not None
@@ -229,3 +238,25 @@ class InboundClient:
         base = self.backoff_initial * (2 ** min(max(failures - 1, 0), 30))
         jittered = base * random.uniform(1.0, 1.5)
         return min(self.backoff_max, max(self.backoff_initial, jittered))
+
+    def _log_failure(self, exc: ESLError, failures: int) -> None:
+        """Warn at growing intervals (see LOG_FAILURES_CAP), debug on every attempt."""
+        if should_log_failure(failures):
+            self._log.warning("esl.inbound.connect_failed", error=str(exc), failures=failures,
+                              next_warning_at=next_logged_failure(failures))
+        else:
+            self._log.debug("esl.inbound.connect_failed", error=str(exc), failures=failures)
+
+
+def should_log_failure(failures: int) -> bool:
+    """Failed attempt 1, 2, 4, ... up to the cap, then every LOG_FAILURES_CAP-th."""
+    if failures < LOG_FAILURES_CAP:
+        return failures & (failures - 1) == 0
+    return failures % LOG_FAILURES_CAP == 0
+
+
+def next_logged_failure(failures: int) -> int:
+    following = failures + 1
+    while not should_log_failure(following):
+        following += 1
+    return following

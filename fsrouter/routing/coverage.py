@@ -96,7 +96,7 @@ def _option_points(config: Config, option: Option, start: datetime, end: datetim
     if option.hours is not None:
         zone = option.hours.timezone or config.defaults.timezone
         points |= window_edges(option.hours.windows, zone, start, end,
-                               midnights=bool(option.hours.holidays))
+                               midnights=option.hours.holidays is not None)
     return sorted(points)
 
 

@@ -1,7 +1,8 @@
 """Business hours of a menu option: is it staffed at this moment, and what applies if not.
 
 Pure: the moment is passed in. Windows use the same rules as schedule restrictions (a window
-may run past midnight); with ``holidays`` set, the state's public holidays are out of hours.
+may run past midnight); with ``holidays`` set, its public holidays and closure days are out of
+hours.
 """
 
 from __future__ import annotations
@@ -11,14 +12,27 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from fsrouter.config.schema import BusinessHours, Fallback, Option
-from fsrouter.routing.schedules import in_window, is_public_holiday
+from fsrouter.routing.holidays import holiday_name
+from fsrouter.routing.schedules import in_window
+
+
+def _local(hours: BusinessHours, moment: datetime, default_zone: str) -> datetime:
+    return moment.astimezone(ZoneInfo(hours.timezone or default_zone)).replace(tzinfo=None)
+
+
+def closed_for(hours: BusinessHours, moment: datetime, default_zone: str) -> str | None:
+    """The holiday or closure day that closes the hours at ``moment`` (``Christmas Day
+    (AT-9)``), or None."""
+    if hours.holidays is None:
+        return None
+    return holiday_name(hours.holidays, _local(hours, moment, default_zone).date())
 
 
 def in_hours(hours: BusinessHours, moment: datetime, default_zone: str) -> bool:
     """True if ``moment`` (aware) falls in one of the windows, in the hours' time zone."""
-    local = moment.astimezone(ZoneInfo(hours.timezone or default_zone)).replace(tzinfo=None)
-    if hours.holidays and is_public_holiday(hours.holidays, local.date()):
+    if closed_for(hours, moment, default_zone) is not None:
         return False
+    local = _local(hours, moment, default_zone)
     return any(in_window(window, local) for window in hours.windows)
 
 

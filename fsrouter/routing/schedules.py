@@ -6,7 +6,7 @@ Rules (documented for operators in the README):
   schedule's time zone, also across daylight-saving changes.
 - A rotation with ``restrictions`` covers only those weekly windows (a window whose ``to`` is
   before its ``from`` runs past midnight). With ``holidays`` set, restricted rotations are off on
-  the state's public holidays (business-hours cover does not apply on a holiday).
+  its public holidays and closure days (business-hours cover does not apply on a day off).
 - Rotations are layers: where several cover the same moment, the one listed last wins.
 - Overrides beat every rotation; the override listed last wins. Override times with a UTC offset
   are exact instants; times without one are wall-clock times in the schedule's zone. Run-time
@@ -26,12 +26,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import holidays as holiday_calendars
-
+from fsrouter.config.holidays import Holidays
 from fsrouter.config.schema import DAYS, Override, Rotation, Schedule, Window
+from fsrouter.routing.holidays import is_public_holiday
 
 WEEK = timedelta(days=7)
 
@@ -94,20 +93,10 @@ def in_window(window: Window, local: datetime) -> bool:
     )
 
 
-@lru_cache(maxsize=64)
-def _holiday_calendar(state: str, year: int) -> holiday_calendars.HolidayBase:
-    return holiday_calendars.country_holidays("DE", subdiv=state, years=year)
-
-
-def is_public_holiday(state: str, day: date) -> bool:
-    """True if ``day`` is a public holiday in the German ``state`` (e.g. ``BY``)."""
-    return day in _holiday_calendar(state, day.year)
-
-
-def _covers(rotation: Rotation, local: datetime, holiday_state: str | None) -> bool:
+def _covers(rotation: Rotation, local: datetime, days_off: Holidays | None) -> bool:
     if not rotation.restrictions:
         return True
-    if holiday_state and is_public_holiday(holiday_state, local.date()):
+    if days_off is not None and is_public_holiday(days_off, local.date()):
         return False
     return any(in_window(window, local) for window in rotation.restrictions)
 
@@ -358,5 +347,5 @@ def change_points(schedule: Schedule, start: datetime, end: datetime) -> list[da
     for rotation in schedule.rotations:
         points |= _handover_instants(rotation, zone, start, end)
     windows = [window for rotation in schedule.rotations for window in rotation.restrictions]
-    points |= window_edges(windows, zone, start, end, midnights=bool(schedule.holidays))
+    points |= window_edges(windows, zone, start, end, midnights=schedule.holidays is not None)
     return sorted(point for point in points if start < point < end)

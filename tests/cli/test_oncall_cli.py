@@ -12,6 +12,7 @@ from tests.cli.conftest import EXAMPLE, Cli, run_fsrouter
 # Carla covers weekdays 08:00-18:00 only; option 2 sends callers to voicemail out of hours.
 GAPPY = """\
 switch: {password_env: FSROUTER_ESL_PASSWORD}
+defaults: {country: DE}
 users:
   carla: {name: Carla, phones: [{type: mobile, number: +49 171 3456789}]}
 schedules:

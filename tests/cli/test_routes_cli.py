@@ -28,7 +28,7 @@ def test_set_then_list_shows_the_database_as_source(cli: Cli, upgraded: Path, db
     listing = cli("routes", "list", "-c", upgraded)
     assert listing.code == 0, listing.err
     lines = {line.split()[0]: line for line in listing.out.splitlines()[1:]}
-    assert lines["+493023125202"].split()[1:5] == ["agent", "agent", "greta", "db"]
+    assert lines["+493023125202"].split()[1:6] == ["agent", "agent", "greta", "no", "db"]
     assert "tester" in lines["+493023125202"]
     assert lines["+493023125201"].split()[-1] == "yaml"  # Eva's number is untouched
     assert "menu: 1 IT-Infrastruktur (it_infra)" in lines["+493023125000"]
@@ -38,7 +38,7 @@ def test_set_then_list_shows_the_database_as_source(cli: Cli, upgraded: Path, db
     assert table["+49309876543"] | {"changed_at": None} == {
         "number": "+49309876543", "name": None, "yaml_type": None, "yaml_destination": "-",
         "type": "agent", "destination": "agent greta", "source": "db",
-        "changed_by": "tester", "changed_at": None, "note": None}
+        "changed_by": "tester", "changed_at": None, "note": None, "two_way": False}
     assert table["+493023125202"]["yaml_destination"] == "agent felix"
     assert table["+493023125999"]["source"] == "yaml"
 
@@ -142,8 +142,9 @@ def test_reset_by_number_and_all(cli: Cli, upgraded: Path, db_file: Path):
     cli("routes", "set", "-c", upgraded, "03023125201", "03023125202", "--agent", "greta")
     result = cli("routes", "reset", "-c", upgraded, "+49 30 23125 201", "03023125999")
     assert result.code == 0, result.err
-    assert "reset +493023125201: the YAML applies again" in result.out
-    assert "note: +493023125999 had no run-time assignment" in result.out
+    assert "reset +493023125201: the YAML applies: agent eva (2-way)" in result.out
+    assert "note: +493023125999 had no run-time assignment; the YAML applies: not in service " \
+        "(SIT)" in result.out
     assert [a[0] for a in assignments(db_file)] == ["+493023125202"]
     assert cli("routes", "reset", "-c", upgraded, "0301x").code == 2
     assert cli("routes", "reset", "-c", upgraded).code == 2  # numbers or --all
@@ -171,3 +172,35 @@ def test_set_and_list_as_real_processes(upgraded: Path, db_file: Path, tmp_path:
     bad = run_fsrouter("routes", "set", "-c", upgraded, "03023125202", "--custom", HOSTILE)
     assert bad.code == 2 and "unsafe custom target" in bad.err
     assert assignments(db_file)[0][2] == "eva"
+
+
+# --- issue 19, point 6 -----------------------------------------------------------------------
+
+
+def test_list_shows_the_two_way_flag(cli: Cli, upgraded: Path):
+    # Eva's number has two_way: true; once routed to a custom target the flag has no effect.
+    assert cli("routes", "set", "-c", upgraded, "03023125201", "--custom", "user/1000").code == 0
+    listing = cli("routes", "list", "-c", upgraded)
+    assert listing.out.splitlines()[0].split()[:6] == [
+        "NUMBER", "NAME", "TYPE", "DESTINATION", "2-WAY", "SOURCE"]
+    lines = {line.split()[0]: line for line in listing.out.splitlines()[1:]}
+    assert " unused (custom) " in lines["+493023125201"]
+    assert lines["+493023125202"].split()[-2:] == ["no", "yaml"]
+    assert cli("routes", "reset", "-c", upgraded, "03023125201").code == 0
+    lines = {line.split()[0]: line for line in cli("routes", "list", "-c", upgraded)
+             .out.splitlines()[1:]}
+    assert lines["+493023125201"].split()[-2:] == ["yes", "yaml"]
+    table = {r["number"]: r for r in json.loads(cli("routes", "list", "-c", upgraded,
+                                                    "--json").out)}
+    assert (table["+493023125201"]["two_way"], table["+493023125202"]["two_way"]) == (
+        True, False)
+
+
+def test_reset_of_a_number_only_in_the_database_says_it_is_now_out_of_service(
+        cli: Cli, upgraded: Path):
+    assert cli("routes", "set", "-c", upgraded, "+49 30 9876543", "--agent", "eva").code == 0
+    result = cli("routes", "reset", "-c", upgraded, "+49 30 9876543")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[0] == (
+        "reset +49309876543: it is not in the configuration's numbers: callers get not in "
+        "service (SIT) from fsrouter")

@@ -99,12 +99,17 @@ numbers:
   - {number: +49 30 23125000, type: unassigned}
   - {number: 030 23125000, type: unassigned}
   - {number: 004930 23125 000, type: unassigned}
+defaults: {country: DE}
 """,
      ["{f}:14:6: numbers[1].number: duplicates numbers[0] (both are +493023125000)",
       "{f}:15:6: numbers[2].number: duplicates numbers[0] (both are +493023125000)"]),
     ("invalid_phone_number",
-     USERS + "numbers:\n  - {number: 030 12, type: unassigned}\n",
+     USERS + "numbers:\n  - {number: 030 12, type: unassigned}\ndefaults: {country: DE}\n",
      ["{f}:13:6: numbers[0].number: not a valid phone number: '030 12'"]),
+    ("national_number_without_country",  # issue 19: it was silently read as German
+     USERS + "numbers:\n  - {number: 0676 9876543, type: unassigned}\n",
+     ["{f}:13:6: numbers[0].number: national number '0676 9876543' needs defaults.country "
+      "(e.g. AT) to be read; set it, or write the number as +<country code> ..."]),
     ("number_with_expansion",
      USERS + "numbers:\n  - {number: \"${system(id)}\", type: unassigned}\n",
      ["{f}:13:6: numbers[0].number: not a phone number: character '$' is not allowed "
@@ -186,14 +191,27 @@ schedules:
      SWITCH + "schedules:\n  s:\n    rotations:\n      - users: [a]\n        start: 2024-01-01\n"
      "        length: 1w\n        restrictions: [{days: mon-fri, from: 08:00, to: 18:00}]\n"
      "users: {a: {name: A, phones: [{type: mobile, number: 0151 23456789}]}}\n"
-     "holidays: BY\n",
+     "holidays: BY\ndefaults: {country: DE}\n",
      ["{f}:11:1: holidays: unknown key (allowed: database, defaults, features, "
       "listener, metrics, numbers, policies, prompts, queues, schedules, smtp, switch, tones, "
       "tts, two_way, users, voicemail, webhooks)"]),
-    ("unknown_state",
+    ("unknown_holiday_country",
      SWITCH + "schedules:\n  s: {holidays: XX}\n",
-     ["{f}:4:7: schedules.s.holidays: must be a German state code (BB, BE, BW, BY, HB, HE, "
-      "HH, MV, NI, NW, RP, SH, SL, SN, ST, TH), got 'XX'"]),
+     ["{f}:4:7: schedules.s.holidays: unknown holiday country 'XX': the holidays library "
+      "knows ISO codes like AT, CH, DE (did you mean 'XK'?)"]),
+    ("unknown_holiday_subdivision",
+     SWITCH + "schedules:\n  s:\n    holidays: CH-ZX\n",
+     ["{f}:5:5: schedules.s.holidays: CH has no subdivision 'ZX' (known: AG, AI, AR, BE, BL, "
+      "BS, FR, GE, GL, GR, JU, LU, NE, NW, OW, SG, SH, SO, SZ, TG, TI, UR, VD, VS, ZG, ZH, "
+      "Stadt Zurich) "
+      "(did you mean 'ZH'?)"]),
+    ("unknown_holiday_subdivision_in_a_mapping",
+     SWITCH + "schedules:\n  s:\n    holidays: {country: AT, subdivision: 10}\n",
+     ["{f}:5:5: schedules.s.holidays: AT has no subdivision '10' (known: 1, 2, 3, 4, 5, 6, "
+      "7, 8, 9) (did you mean '1'?)"]),
+    ("bad_closure_day",
+     SWITCH + "schedules:\n  s:\n    holidays: {closed: [12-24, 02-30]}\n",
+     ["{f}:5:32: schedules.s.holidays.closed[1]: not a day of the year: '02-30'"]),
     ("unknown_timezone",
      SWITCH + "defaults:\n  timezone: Europe/Berlinn\n  country: XX\n",
      ["{f}:4:3: defaults.timezone: unknown time zone 'Europe/Berlinn' (e.g. Europe/Berlin)",
@@ -212,7 +230,8 @@ schedules:
      ["{f}:4:5: numbers[0]: must be a mapping, got '+49 30 23125000'"]),
     ("agent_without_extension",
      SWITCH + "users: {bob: {name: Bob}}\n"
-     "numbers:\n  - {number: 030 23125000, type: agent, agent: bob}\n",
+     "numbers:\n  - {number: 030 23125000, type: agent, agent: bob}\n"
+     "defaults: {country: DE}\n",
      ["{f}:5:41: numbers[0].agent: user 'bob' has no SIP phone or extension to ring"]),
     ("on_call_user_without_phone",
      SWITCH + "users: {bob: {name: Bob, phones: [{type: sip, dial_string: user/1001}]}}\n"
@@ -221,7 +240,7 @@ schedules:
       "phone to call"]),
     ("tts_text_with_pipe",
      USERS + "numbers:\n  - number: 030 23125000\n    type: call_routing\n    options:\n"
-     "      - {digit: 1, label: \"Infra|x\", policy: p1}\n",
+     "      - {digit: 1, label: \"Infra|x\", policy: p1}\ndefaults: {country: DE}\n",
      ["{f}:16:20: numbers[0].options[0].label: text must not contain '|'"]),
     ("password_in_env_var_name",
      "switch:\n  password_env: \"$(cat /etc/shadow)\"\n",
@@ -257,6 +276,7 @@ numbers:
     options:
       - {digit: 0, label: Infra, policy: nope}
   - {number: 030 23125000, type: queue, queue: sales}
+defaults: {country: DE}
 """
     file, issues = _issues(tmp_path, text)
     assert issues == [

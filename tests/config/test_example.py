@@ -38,7 +38,7 @@ def test_example_schedules_and_policies(example):
     assert window.days == ("mon", "tue", "wed", "thu", "fri")
     assert (window.from_, window.to) == (clock(8, 0), clock(18, 0))
     assert example.schedules["it_infra"].rotations[0].length == timedelta(weeks=1)
-    assert example.schedules["it_infra"].holidays == "BE"
+    assert example.schedules["it_infra"].holidays.label == "DE-BE"  # a bare state: DE
     assert example.policies["database"].levels[1].strategy == "all_at_once"
     assert example.policies["it_infra"].levels[1].ring_timeout == 20
     assert example.tone("busy") == "tone_stream://%(480,480,425);loops=-1"
@@ -63,8 +63,10 @@ def test_password_from_env_resolves_lazily(example, monkeypatch):
     monkeypatch.delenv("FSROUTER_ESL_PASSWORD")
     with pytest.raises(ConfigError) as caught:
         example.switch.resolve_password()
+    line = EXAMPLE.read_text(encoding="utf-8").splitlines().index(
+        "  password_env: FSROUTER_ESL_PASSWORD") + 1  # the key's own line
     assert [str(i) for i in caught.value.issues] == [
-        f"{EXAMPLE}:19:1: switch.password_env: environment variable FSROUTER_ESL_PASSWORD "
+        f"{EXAMPLE}:{line}:3: switch.password_env: environment variable FSROUTER_ESL_PASSWORD "
         "is not set or empty"]
 
 
@@ -86,7 +88,7 @@ def test_password_file(tmp_path):
     config = load_config(_write(tmp_path, f"switch:\n  password_file: {secret}\n"))
     assert config.switch.resolve_password() == "s3cr3t-from-file"
     secret.unlink()
-    with pytest.raises(ConfigError, match=r"c.yaml:1:1: switch.password_file: cannot read"):
+    with pytest.raises(ConfigError, match=r"c.yaml:2:3: switch.password_file: cannot read"):
         config.switch.resolve_password()
 
 
@@ -122,7 +124,8 @@ def test_minimal_config_gets_defaults(tmp_path):
     assert [str(n) for n in config.listener.allow] == ["127.0.0.1/32", "::1/128"]
     assert (config.switch.host, config.switch.port) == ("127.0.0.1", 8021)
     assert config.database.url == "sqlite:////var/lib/fsrouter/fsrouter.db"
-    assert (config.defaults.country, config.defaults.timezone) == ("DE", "Europe/Berlin")
+    # No country by default: national numbers are never guessed to be German (issue 19).
+    assert (config.defaults.country, config.defaults.timezone) == (None, "Europe/Berlin")
     assert (config.metrics.bind, config.metrics.port) == ("127.0.0.1", 9464)
     assert config.tone("sit") == "tone_stream://%(274,0,913.8);%(274,0,1370.6);%(380,0,1776.7)"
 

@@ -81,3 +81,19 @@ def test_fast_enough_for_every_call():
     for number in numbers:
         normalise_number(number, "DE")
     assert (time.perf_counter() - start) / len(numbers) < 0.0005
+
+
+@pytest.mark.parametrize("text", ["0676 9876543", "01 5871234", "6769876543"])
+def test_without_a_country_a_national_number_is_an_error(text):
+    # Issue 19: "0676 9876543" became +496769876543 (read as German) without a word.
+    with pytest.raises(ValueError, match="needs defaults.country"):
+        normalise_number(text, None)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("+43 676 9876543", "+436769876543"),
+    ("0043 676 9876543", "+436769876543"),   # 00: the ITU international prefix
+    ("436769876543", "+436769876543"),       # as switches deliver it, without the +
+])
+def test_without_a_country_international_numbers_are_fine(text, expected):
+    assert normalise_number(text, None) == expected

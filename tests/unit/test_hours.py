@@ -59,3 +59,41 @@ def test_routes():
 def test_hours_and_action_come_together():
     with pytest.raises(ValueError, match="hours and out_of_hours together"):
         option(hours=HOURS)
+
+
+# --- holidays of any country, closure days (issue 19) -----------------------------------------
+
+
+def test_holiday_names_for_other_countries_and_closure_days():
+    from datetime import date
+
+    from fsrouter.routing.holidays import holiday_name
+
+    assert holiday_name("CH-ZH", date(2026, 5, 1)) == "Labor Day (CH-ZH)"
+    assert holiday_name("CH-GE", date(2026, 5, 1)) is None
+    assert holiday_name("AT-9", date(2026, 12, 26)) == "Saint Stephen's Day (AT-9)"
+    assert holiday_name("BY", date(2026, 1, 6)) == "Epiphany (DE-BY)"
+    closures = {"closed": [{"date": "12-24", "name": "Heiliger Abend"}, "2026-12-28"]}
+    assert holiday_name(_spec(closures), date(2031, 12, 24)) == \
+        "Heiliger Abend (company closure)"
+    assert holiday_name(_spec(closures), date(2026, 12, 28)) == "company closure"
+    assert holiday_name(_spec(closures), date(2027, 12, 28)) is None  # once only
+
+
+def _spec(value):
+    from pydantic import TypeAdapter
+
+    from fsrouter.config.holidays import HolidaysSpec
+
+    return TypeAdapter(HolidaysSpec).validate_python(value)
+
+
+def test_business_hours_are_closed_on_a_closure_day():
+    opt = option(hours={"windows": [{"days": "mon-fri", "from": "08:00", "to": "18:00"}],
+                        "holidays": {"country": "AT", "subdivision": "W",  # alias of 9
+                                     "closed": ["12-31"]}},
+                 out_of_hours="voicemail:anna")
+    assert opt.hours.holidays.label == "AT-9"
+    vienna = ZoneInfo("Europe/Vienna")
+    assert not in_hours(opt.hours, datetime(2026, 12, 31, 10, tzinfo=vienna), "Europe/Vienna")
+    assert in_hours(opt.hours, datetime(2026, 12, 30, 10, tzinfo=vienna), "Europe/Vienna")
