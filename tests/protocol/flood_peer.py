@@ -8,7 +8,7 @@ real switch (or a hostile peer) is another process and never waits for us.
                                                   # whoever connects (an inbound connection)
     python -m tests.protocol.flood_peer SECONDS call HOST PORT  # dials a listener as the
                                                   # switch's socket app, answers the session
-                                                  # start, then floods (a call)
+                                                  # start, floods once a line comes on stdin
 
 Plain blocking sockets and a thread per direction: the flood goes on while commands are
 answered (``+OK`` to each; a lock keeps every write a whole frame). Each flood stops after
@@ -78,8 +78,10 @@ def call(host: str, port: int) -> None:
         pass
     sock.sendall(recorded_connect_reply())
     lock = threading.Lock()
-    threading.Thread(target=flood, args=(sock, lock), daemon=True).start()
-    answer(sock, lock)
+    threading.Thread(target=answer, args=(sock, lock), daemon=True).start()
+    sys.stdin.readline()  # the test is ready to watch
+    flood(sock, lock)
+    time.sleep(3600)  # the socket stays open until the process is killed
 
 
 def serve() -> None:
