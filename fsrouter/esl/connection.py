@@ -216,6 +216,7 @@ class Connection:
         self.linger_time: int | None = None
         self.disconnect_notice: Frame | None = None
         self.dropped_events = 0
+        self.quiet = False  # close() logs nothing (its owner reports the connection's end)
         self._discarding = False  # discard_events(): no more events to callbacks
         self._greenlets: list[gevent.Greenlet] = []
         self._log = log.bind(conn=name)
@@ -262,7 +263,9 @@ class Connection:
             return
         self.close_reason = reason
         self._closed.set()
-        if reason.startswith("protocol error"):
+        if self.quiet:
+            pass  # the owner reports it (a listener summarises sockets it turned away)
+        elif reason.startswith("protocol error"):
             self._log.warning("esl.closed", reason=reason)
         else:
             self._log.info("esl.closed", reason=reason)

@@ -2,9 +2,19 @@
 
 Built on ``gevent.server.StreamServer``, which accepts as soon as a connection arrives
 (greenswitch polls its listening socket every 100 ms). Each accepted call gets its own
-greenlet: address check, call limit, ``connect`` (the reply is the channel's data),
+greenlet: address check, call limits, ``connect`` (the reply is the channel's data),
 ``myevents``, ``linger``, ``event plain BACKGROUND_JOB CUSTOM fifo::info``, then
 ``handler(session)``. When the handler returns, the socket is closed.
+
+Sockets that connect and never answer must not hold the call slots hostage (issue 22.4):
+
+- the whole session start has ``setup_timeout`` (2 s; the switch answers in ~0.3 ms);
+- ``switch_addresses`` are the switch's own: a peer that is allowed but not one of them may
+  have at most ``max_setups_per_peer`` connections in setup at once (an IPv6 peer counts by
+  its /64), and all of them together at most ``max_calls - reserved_calls`` calls, so the
+  reserve is the switch's alone (``switch_addresses=None``: every allowed peer is a switch);
+- refusals, and setups that fail for a peer that is not a switch, are logged as a summary
+  every ``REFUSAL_SUMMARY_S`` (count per peer and per reason), not one line each.
 
 Example::
 
@@ -19,6 +29,8 @@ Example::
 from __future__ import annotations
 
 import ipaddress
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -57,12 +69,19 @@ class OutboundSession(Connection):
         self._log = self._log.bind(call_uuid=self.uuid)
         return self.channel
 
-    def setup(self, linger_seconds: int | None = 10, timeout: float | None = 10.0) -> None:
-        """The standard start: connect, myevents, linger, BACKGROUND_JOB and fifo::info."""
-        self.connect(timeout)
-        self.myevents(timeout)
-        self.linger(linger_seconds, timeout)
-        self.events(SESSION_EVENTS, timeout)
+    def setup(self, linger_seconds: int | None = 10, timeout: float = 10.0) -> None:
+        """The standard start: connect, myevents, linger, BACKGROUND_JOB and fifo::info, all
+        within ``timeout`` seconds together (a peer answering each just in time would hold its
+        slot four times as long)."""
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.001, deadline - time.monotonic())
+
+        self.connect(left())
+        self.myevents(left())
+        self.linger(linger_seconds, left())
+        self.events(SESSION_EVENTS, left())
 
 
 def _allowed(address: str, allow: Iterable[IPNetwork]) -> bool:
@@ -75,7 +94,77 @@ def _allowed(address: str, allow: Iterable[IPNetwork]) -> bool:
     return any(ip.version == net.version and ip in net for net in allow)
 
 
+def peer_key(address: str) -> str:
+    """What the per-peer limit counts by: the address, or for IPv6 its /64 (one host may
+    hold a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def host_networks(host: str, allow: Iterable[IPNetwork]) -> list[IPNetwork] | None:
+    """``switch.host`` as the default ``switch_addresses``: itself when it is an address the
+    listener allows; else None (every allowed peer counts as the switch, as before issue 22.4:
+    a host name is not resolved here, set ``listener.switch_addresses`` then)."""
+    try:
+        net = ipaddress.ip_network(host)
+    except ValueError:
+        return None
+    return [net] if _allowed(str(net.network_address), allow) else None
+
+
 LISTEN_BACKLOG = 1024  # capped by net.core.somaxconn
+SETUP_TIMEOUT = 2.0
+REFUSAL_SUMMARY_S = 10.0
+_SUMMARY_PEERS = 20  # the most frequent peers named in a summary line
+_TRACKED_PEERS = 10_000  # distinct peers counted per interval; the rest count as "other"
+
+
+class RefusalLog:
+    """Turned-away connections as a log summary: the first of a quiet spell logged at once,
+    then one line per ``interval`` while they go on (2,691 lines in 30 s before, issue 22.4)."""
+
+    def __init__(self, interval: float = REFUSAL_SUMMARY_S) -> None:
+        self.interval = interval
+        self.by_peer: Counter[str] = Counter()
+        self.by_reason: Counter[str] = Counter()
+        self._timer: gevent.Greenlet | None = None
+
+    def add(self, peer: str, reason: str) -> None:
+        if self._timer is None:  # quiet until now: say so at once
+            log.warning("esl.outbound.refused", peer=peer, reason=reason)
+            self._timer = gevent.spawn_later(self.interval, self._flush)
+            return
+        key = peer if peer in self.by_peer or len(self.by_peer) < _TRACKED_PEERS else "other"
+        self.by_peer[key] += 1
+        self.by_reason[reason] += 1
+
+    def _flush(self) -> None:
+        # A quiet interval ends the spell: the next refusal is logged at once again.
+        self._timer = gevent.spawn_later(self.interval, self._flush) if self._summary() else None
+
+    def _summary(self) -> bool:
+        if not self.by_peer:
+            return False
+        log.warning("esl.outbound.refused_summary", seconds=self.interval,
+                    total=sum(self.by_peer.values()), peers=len(self.by_peer),
+                    by_peer=dict(self.by_peer.most_common(_SUMMARY_PEERS)),
+                    by_reason=dict(self.by_reason))
+        self.by_peer.clear()
+        self.by_reason.clear()
+        return True
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.kill()
+            self._timer = None
+        self._summary()
 
 
 class OutboundServer:
@@ -88,8 +177,11 @@ class OutboundServer:
         handler: Callable[[OutboundSession], Any],
         max_calls: int = 100,
         allow: Iterable[IPNetwork] | None = None,
-        setup_timeout: float = 10.0,
+        setup_timeout: float = SETUP_TIMEOUT,
         linger_seconds: int | None = 10,
+        switch_addresses: Iterable[IPNetwork] | None = None,
+        reserved_calls: int = 0,
+        max_setups_per_peer: int = 10,
     ) -> None:
         self.bind = bind
         self.handler = handler
@@ -97,8 +189,14 @@ class OutboundServer:
         self.allow = list(allow) if allow is not None else list(LOOPBACK)
         self.setup_timeout = setup_timeout
         self.linger_seconds = linger_seconds
+        self.switches = list(switch_addresses) if switch_addresses is not None else None
+        self.reserved_calls = reserved_calls
+        self.max_setups_per_peer = max_setups_per_peer
         self.sessions: set[OutboundSession] = set()
+        self.others = 0  # sessions of peers that are not a switch
+        self.in_setup: Counter[str] = Counter()  # by peer_key, peers that are not a switch
         self.refused = 0
+        self.refusals = RefusalLog()
         self._idle = gevent.event.Event()
         self._idle.set()
         # A burst of new calls while the process is busy must wait in the kernel's queue, not
@@ -126,6 +224,7 @@ class OutboundServer:
         ``close_all()`` for that.
         """
         self._server.close()
+        self.refusals.stop()
         drained = self._idle.wait(timeout) if timeout > 0 else not self.sessions
         log.info("esl.outbound.stopped", running_calls=len(self.sessions), drained=drained)
         return drained
@@ -139,32 +238,59 @@ class OutboundServer:
         if not _allowed(peer[0], self.allow):
             self._refuse(sock, peer, "address not allowed")
             return
-        if len(self.sessions) >= self.max_calls:
-            self._refuse(sock, peer, f"max_calls {self.max_calls} reached")
+        switch = self.switches is None or _allowed(peer[0], self.switches)
+        reason = self._no_room(switch, peer_key(peer[0]))
+        if reason:
+            self._refuse(sock, peer, reason)
             return
         session = OutboundSession(sock, peer)
         self.sessions.add(session)
         self._idle.clear()
+        self.others += not switch
         try:
-            self._run(session)
+            self._run(session, switch)
         finally:
             session.close("call handler finished")
             self.sessions.discard(session)
+            self.others -= not switch
             if not self.sessions:
                 self._idle.set()
 
+    def _no_room(self, switch: bool, key: str) -> str | None:
+        """Why a new connection cannot have a slot (None: it can)."""
+        if len(self.sessions) >= self.max_calls:
+            return f"max_calls {self.max_calls} reached"
+        if switch:
+            return None
+        if self.others >= self.max_calls - self.reserved_calls:
+            return f"the last {self.reserved_calls} calls are kept for the switch"
+        if self.in_setup[key] >= self.max_setups_per_peer:
+            return f"max_setups_per_peer {self.max_setups_per_peer} reached"
+        return None
+
     def _refuse(self, sock: Any, peer: tuple[str, int], reason: str) -> None:
         self.refused += 1
-        log.warning("esl.outbound.refused", peer=peer[0], port=peer[1], reason=reason)
+        self.refusals.add(peer[0], reason)
         sock.close()
 
-    def _run(self, session: OutboundSession) -> None:
+    def _run(self, session: OutboundSession, switch: bool) -> None:
         session.start()
+        key = peer_key(session.peer[0])
+        if not switch:
+            self.in_setup[key] += 1
+            session.quiet = True  # its close is summarised below, not logged on its own
         try:
             session.setup(self.linger_seconds, self.setup_timeout)
         except ESLError as exc:
-            log.warning("esl.outbound.setup_failed", peer=session.peer[0], error=str(exc))
+            if switch:
+                log.warning("esl.outbound.setup_failed", peer=session.peer[0], error=str(exc))
+            else:
+                self.refusals.add(session.peer[0], f"setup failed: {type(exc).__name__}")
             return
+        finally:
+            if not switch:
+                self._setup_over(key)
+        session.quiet = False
         try:
             self.handler(session)
         except ESLError as exc:
@@ -172,3 +298,8 @@ class OutboundServer:
             log.info("esl.outbound.handler_ended", call_uuid=session.uuid, error=str(exc))
         except Exception:
             log.exception("esl.outbound.handler_failed", call_uuid=session.uuid)
+
+    def _setup_over(self, key: str) -> None:
+        self.in_setup[key] -= 1
+        if not self.in_setup[key]:
+            del self.in_setup[key]  # the counter holds only peers in setup now
