@@ -15,11 +15,11 @@ Sockets that connect and never answer must not hold the call slots hostage (issu
   reserve is the switch's alone (``switch_addresses=None``: every allowed peer is a switch);
 - refusals, and setups that fail for a peer that is not a switch, are logged as a summary
   every ``REFUSAL_SUMMARY_S`` (count per peer and per reason), not one line each;
-- a refused peer that is not a switch is closed only after ``TARPIT_S`` (at most
-  ``TARPIT_MAX`` sockets wait so): a peer that reconnects as soon as it is closed would
-  otherwise make the listener refuse thousands a second (measured: 2,400/s from 500 sockets,
-  enough CPU to push a real call's setup past 2 s). The switch is refused at once: its
-  dialplan's fallback should not wait.
+- an allowed peer that is not a switch, refused for a limit, is closed after ``TARPIT_S``
+  (at most ``TARPIT_MAX`` sockets wait so): a peer that reconnects as soon as it is closed
+  would otherwise make the listener refuse thousands a second (measured: 2,400/s from 500
+  sockets, enough CPU to push a real call's setup past 2 s). The switch is refused at once
+  (its dialplan's fallback should not wait), and so is a peer that is not allowed at all.
 
 Example::
 
@@ -247,7 +247,8 @@ class OutboundServer:
     def _accept(self, sock: Any, address: tuple[str, int]) -> None:
         peer = (str(address[0]), int(address[1]))
         if not _allowed(peer[0], self.allow):
-            self._refuse(sock, peer, "address not allowed")
+            # At once: such a peer gets nothing, not even a held descriptor (test_security).
+            self._refuse(sock, peer, "address not allowed", at_once=True)
             return
         switch = self.switches is None or _allowed(peer[0], self.switches)
         reason = self._no_room(switch, peer_key(peer[0]))
