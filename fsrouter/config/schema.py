@@ -142,10 +142,10 @@ class Listener(Strict):
     # 100 calls/s is ~90 ms (bench); a socket that connects and never answers holds a slot
     # this long (issue 22.4: it was 10 s).
     setup_timeout: Annotated[int, ranged(1, 60)] = 2
-    # The switch's own addresses (default: switch.host when it is an allowed address, else
-    # every allowed peer). They may use every slot; any other allowed peer at most
-    # max_setups_per_peer connections in setup at once, all of them together at most
-    # max_calls - reserved_calls.
+    # The switch's own addresses (default: switch.host when it is an allowed address, with
+    # 127.0.0.1 and ::1 when it is loopback; else every allowed peer). They may use every
+    # slot; any other allowed peer at most max_setups_per_peer connections in setup at once,
+    # all of them together at most max_calls - reserved_calls.
     switch_addresses: tuple[Network, ...] | None = None
     max_setups_per_peer: Annotated[int, ranged(1, 100_000)] = 10
     # Default: a fifth of max_calls.

@@ -118,10 +118,14 @@ def host_networks(host: str, allow: Iterable[IPNetwork]) -> list[IPNetwork] | No
     listener allows; else None (every allowed peer counts as the switch, as before issue 22.4:
     a host name is not resolved here, set ``listener.switch_addresses`` then)."""
     try:
-        net = ipaddress.ip_network(host)
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return None
-    return [net] if _allowed(str(net.network_address), allow) else None
+    if not _allowed(str(ip), allow):
+        return None
+    if ip.is_loopback:  # the dialplan may say localhost: 127.0.0.1 or ::1
+        return list(dict.fromkeys(ipaddress.ip_network(a) for a in (ip, "127.0.0.1", "::1")))
+    return [ipaddress.ip_network(ip)]
 
 
 LISTEN_BACKLOG = 1024  # capped by net.core.somaxconn
