@@ -137,10 +137,11 @@ class Listener(Strict):
     # (new calls get the dialplan's fallback at once; callers still waiting then are adopted
     # by the next start, see fsrouter.recovery). 0 exits at once.
     drain_seconds: Annotated[int, ranged(0, 86_400)] = 30
-    # Seconds a connection has for the whole session start (connect, myevents, linger, event):
-    # FreeSWITCH answers each in ~0.3 ms (the recorded traces), fsrouter's own setup p99 at
-    # 100 calls/s is ~90 ms (bench); a socket that connects and never answers holds a slot
-    # this long (issue 22.4: it was 10 s).
+    # Seconds a peer that is not one of switch_addresses has for the whole session start
+    # (connect, myevents, linger, event): FreeSWITCH answers each in ~0.3 ms (the recorded
+    # traces); a socket that connects and never answers holds a slot this long (issue 22.4:
+    # it was 10 s). The switch's own addresses keep 10 s: the time counts this process's own
+    # delays too, and a busy daemon must not turn the switch's calls away.
     setup_timeout: Annotated[int, ranged(1, 60)] = 2
     # The switch's own addresses (default: switch.host when it is an allowed address, with
     # 127.0.0.1 and ::1 when it is loopback; else every allowed peer). They may use every

@@ -63,8 +63,9 @@ def test_password_from_env_resolves_lazily(example, monkeypatch):
     monkeypatch.delenv("FSROUTER_ESL_PASSWORD")
     with pytest.raises(ConfigError) as caught:
         example.switch.resolve_password()
+    line = EXAMPLE.read_text().splitlines().index("switch:") + 1  # the section's line
     assert [str(i) for i in caught.value.issues] == [
-        f"{EXAMPLE}:19:1: switch.password_env: environment variable FSROUTER_ESL_PASSWORD "
+        f"{EXAMPLE}:{line}:1: switch.password_env: environment variable FSROUTER_ESL_PASSWORD "
         "is not set or empty"]
 
 

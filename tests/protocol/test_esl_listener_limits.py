@@ -49,7 +49,7 @@ def make_server():
 def test_the_whole_session_start_has_one_deadline(make_server) -> None:
     """A peer answering each of the four commands just in time held its slot 4 x 10 s."""
     called = []
-    server = make_server(called.append, setup_timeout=1.0)
+    server = make_server(called.append, setup_timeout=1.0, switch_setup_timeout=1.0)
     peer = dial_from(server, "127.0.0.1")
     start = time.monotonic()
     peer.recv()  # connect
