@@ -151,9 +151,10 @@ class RefusalLog:
         self.by_peer: Counter[str] = Counter()
         self.by_reason: Counter[str] = Counter()
         self._timer: gevent.Greenlet | None = None
+        self.stopped = False  # the listener closed: its sessions' ends are not news
 
     def add(self, peer: str, reason: str) -> None:
-        if self._timer is None:  # quiet until now: say so at once
+        if self._timer is None and not self.stopped:  # quiet until now: say so at once
             log.warning("esl.outbound.refused", peer=peer, reason=reason)
             self._timer = gevent.spawn_later(self.interval, self._flush)
             return
@@ -177,6 +178,7 @@ class RefusalLog:
         return True
 
     def stop(self) -> None:
+        self.stopped = True
         if self._timer is not None:
             self._timer.kill()
             self._timer = None
