@@ -227,11 +227,11 @@ def _start_listener(config: Config, services: CallServices) -> Any:
 
     listener = config.listener
     server = OutboundServer(
-        listener.bind,
-        listener.port,
+        config.listener.bind,
+        config.listener.port,
         handler=_call_handler(services),
-        max_calls=listener.max_calls,
-        allow=listener.allow,
+        max_calls=config.listener.max_calls,
+        allow=config.listener.allow,
         setup_timeout=listener.setup_timeout,
         switch_addresses=(host_networks(config.switch.host, listener.allow)
                           if listener.switch_addresses is None else listener.switch_addresses),
