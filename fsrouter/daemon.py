@@ -267,14 +267,20 @@ def _call_handler(services: CallServices) -> Callable[[Any], None]:
 
 
 def _start_listener(config: Config, services: CallServices) -> Any:
-    from fsrouter.esl.outbound import OutboundServer
+    from fsrouter.esl.outbound import OutboundServer, host_networks
 
+    listener = config.listener
     server = OutboundServer(
         config.listener.bind,
         config.listener.port,
         handler=_call_handler(services),
         max_calls=config.listener.max_calls,
         allow=config.listener.allow,
+        setup_timeout=listener.setup_timeout,
+        switch_addresses=(host_networks(config.switch.host, listener.allow)
+                          if listener.switch_addresses is None else listener.switch_addresses),
+        reserved_calls=listener.reserve,
+        max_setups_per_peer=listener.max_setups_per_peer,
     )
     server.start()
     return server

@@ -137,6 +137,20 @@ class Listener(Strict):
     # (new calls get the dialplan's fallback at once; callers still waiting then are adopted
     # by the next start, see fsrouter.recovery). 0 exits at once.
     drain_seconds: Annotated[int, ranged(0, 86_400)] = 30
+    # Seconds a peer that is not one of switch_addresses has for the whole session start
+    # (connect, myevents, linger, event): FreeSWITCH answers each in ~0.3 ms (the recorded
+    # traces); a socket that connects and never answers holds a slot this long (issue 22.4:
+    # it was 10 s). The switch's own addresses keep 10 s: the time counts this process's own
+    # delays too, and a busy daemon must not turn the switch's calls away.
+    setup_timeout: Annotated[int, ranged(1, 60)] = 2
+    # The switch's own addresses (default: switch.host when it is an allowed address, with
+    # 127.0.0.1 and ::1 when it is loopback; else every allowed peer). They may use every
+    # slot; any other allowed peer at most max_setups_per_peer connections in setup at once,
+    # all of them together at most max_calls - reserved_calls.
+    switch_addresses: tuple[Network, ...] | None = None
+    max_setups_per_peer: Annotated[int, ranged(1, 100_000)] = 10
+    # Default: a fifth of max_calls.
+    reserved_calls: Annotated[int, ranged(0, 100_000)] | None = None
 
     @field_validator("allow", mode="after")
     @classmethod
@@ -144,6 +158,30 @@ class Listener(Strict):
         if not value:
             raise ValueError("must list at least one address, or nobody can connect")
         return value
+
+    @field_validator("switch_addresses", mode="after")
+    @classmethod
+    def _switches_allowed(cls, value: tuple[Any, ...] | None, info: ValidationInfo
+                          ) -> tuple[Any, ...] | None:
+        allow = info.data.get("allow") or ()
+        for net in value or ():
+            if not any(net.version == a.version and net.subnet_of(a) for a in allow):
+                raise ValueError(f"{net} is not within listener.allow: the switch could not "
+                                 "connect")
+        return value
+
+    @field_validator("reserved_calls", mode="after")
+    @classmethod
+    def _reserve_below_max(cls, value: int | None, info: ValidationInfo) -> int | None:
+        max_calls = info.data.get("max_calls")
+        if value is not None and max_calls is not None and value >= max_calls:
+            raise ValueError(f"must be smaller than max_calls ({max_calls}), got {value}")
+        return value
+
+    @property
+    def reserve(self) -> int:
+        """The calls kept for the switch's own addresses."""
+        return self.max_calls // 5 if self.reserved_calls is None else self.reserved_calls
 
 
 class SecretSource(Strict):

@@ -67,6 +67,24 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_:.\-]+$")
 _CAUSE = re.compile(r"^[A-Z_]{1,64}$")
 _APP = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _READ_SIZE = 65536
+# Under gevent a recv on a socket with data waiting returns without switching, so a peer that
+# streams without pause would keep the reader running for ever: no timer, no other socket, no
+# new call (issue 22.2: 1 tick of a 10 ms timer in 3 s). The reader yields after this many
+# bytes (~1-3 ms of parsing), the dispatcher after this many events; counted per read and per
+# event, one subtraction each, so a call's socket (a few KB between waits) never pays a switch.
+_YIELD_BYTES = 65536
+_YIELD_EVENTS = 64
+
+
+def _yield() -> None:
+    """Let every other greenlet, timer and socket run once, then go on.
+
+    Not ``gevent.sleep(0)``: that only queues a callback, and gevent runs up to 50 of them
+    before it looks at the clock, so two busy readers could go 150 ms without the loop polling
+    sockets or timers (measured: gaps of 128 ms). A timer that is due at once resumes us in the
+    loop's next iteration, after the sockets and timers that are ready.
+    """
+    gevent.sleep(1e-6)
 
 
 class ESLError(Exception):
@@ -198,6 +216,7 @@ class Connection:
         self.linger_time: int | None = None
         self.disconnect_notice: Frame | None = None
         self.dropped_events = 0
+        self.quiet = False  # close() logs nothing (its owner reports the connection's end)
         self._discarding = False  # discard_events(): no more events to callbacks
         self._greenlets: list[gevent.Greenlet] = []
         self._log = log.bind(conn=name)
@@ -244,7 +263,9 @@ class Connection:
             return
         self.close_reason = reason
         self._closed.set()
-        if reason.startswith("protocol error"):
+        if self.quiet:
+            pass  # the owner reports it (a listener summarises sockets it turned away)
+        elif reason.startswith("protocol error"):
             self._log.warning("esl.closed", reason=reason)
         else:
             self._log.info("esl.closed", reason=reason)
@@ -495,6 +516,7 @@ class Connection:
     # -- reader -----------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
+        budget = _YIELD_BYTES
         while not self.closed:
             try:
                 data = self.sock.recv(_READ_SIZE)
@@ -506,7 +528,11 @@ class Connection:
                 return
             if not self._feed(data):
                 return
+            budget -= len(data)
             del data  # an idle connection must not hold its last read while it waits
+            if budget <= 0:
+                budget = _YIELD_BYTES
+                _yield()
 
     def _feed(self, data: bytes) -> bool:
         try:
@@ -585,9 +611,15 @@ class Connection:
                     self._log.warning("esl.event_queue_full", dropped=self.dropped_events)
 
     def _dispatch_loop(self) -> None:
+        budget = _YIELD_EVENTS
         while (event := self._dispatch.get()) is not None:
             if self._discarding:
                 continue
             for callback in list(self._callbacks):
                 self._call(callback, event)
             del event  # not kept alive while the loop waits for the next one
+            budget -= 1
+            if not budget:
+                # A full queue never blocks get(): yield as the reader does (_YIELD_BYTES).
+                budget = _YIELD_EVENTS
+                _yield()

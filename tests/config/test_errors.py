@@ -48,6 +48,16 @@ CASES = [
      SWITCH + "listener:\n  allow: [10.0.0.1/8]\n",
      ["{f}:4:11: listener.allow[0]: must be an IP address or network like 10.0.0.0/8: "
       "10.0.0.1/8 has host bits set"]),
+    ("reserve_not_below_max_calls",
+     SWITCH + "listener:\n  max_calls: 20\n  reserved_calls: 20\n",
+     ["{f}:5:3: listener.reserved_calls: must be smaller than max_calls (20), got 20"]),
+    ("switch_address_not_allowed",
+     SWITCH + "listener:\n  allow: [10.0.0.0/24]\n  switch_addresses: [10.0.1.5]\n",
+     ["{f}:5:3: listener.switch_addresses: 10.0.1.5/32 is not within listener.allow: the "
+      "switch could not connect"]),
+    ("setup_timeout_out_of_range",
+     SWITCH + "listener:\n  setup_timeout: 0\n",
+     ["{f}:4:3: listener.setup_timeout: must be 1-60, got 0"]),
     ("digit_out_of_range",
      USERS + """\
 numbers:
