@@ -21,6 +21,8 @@ from typing import Any
 import gevent
 import yaml
 
+from fsrouter.testing.prompt_cache import with_shared_prompts
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -45,6 +47,7 @@ class Daemon:
             **config,
         }
         self.config_path = workdir / "config.yaml"
+        config = with_shared_prompts(config)
         self.config_path.write_text(yaml.safe_dump(config, allow_unicode=True), "utf-8")
         self.env = {**os.environ, "FSROUTER_TEST_ESL": password}
         self.log_path = workdir / "daemon.log"

@@ -34,6 +34,7 @@ from fsrouter.sim.outbound import OutboundSession as SimOutboundSession
 from fsrouter.sim.wire import Command
 from fsrouter.store import queries
 from fsrouter.testing.phones import TEST_DIAL_TEMPLATE, phone_number
+from fsrouter.testing.prompt_cache import with_shared_prompts
 from fsrouter.testing.waiting import wait_for
 
 HOTLINE = "+493040009000"
@@ -145,8 +146,9 @@ class SimDaemon:
 
     def start_daemon(self, esl_port: int) -> Daemon:
         path = self.tmp_path / "config.yaml"
-        data = {"switch": {"host": "127.0.0.1", "port": esl_port, "password": PASSWORD},
-                "metrics": {"enabled": False}, **self.config}
+        data = with_shared_prompts({"switch": {"host": "127.0.0.1", "port": esl_port,
+                                               "password": PASSWORD},
+                                    "metrics": {"enabled": False}, **self.config})
         path.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
         resyncs = self.log_events().count("agents.resynced")
         daemon = start_daemon(path, database_url=f"sqlite:///{self.db_path}", listen_port=0)
@@ -347,8 +349,8 @@ class SwitchDaemon:
     def start(self) -> SwitchDaemon:
         host, port, password = self.switch.esl_endpoint()
         path = self.tmp_path / "config.yaml"
-        data = {"switch": {"host": host, "port": port, "password": password},
-                "metrics": {"enabled": False}, **self.config}
+        data = with_shared_prompts({"switch": {"host": host, "port": port, "password": password},
+                                    "metrics": {"enabled": False}, **self.config})
         path.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
         resyncs = self.events().count("agents.resynced")
         self.daemon = start_daemon(path, database_url=f"sqlite:///{self.db_path}",
