@@ -41,6 +41,8 @@ import gevent.lock
 import gevent.queue
 import structlog
 
+from fsrouter.esl.buffers import MAX_CONNECTION_BYTES, BufferAccount, EventQueue
+from fsrouter.esl.ids import bad_identifier
 from fsrouter.esl.protocol import (
     API_RESPONSE,
     AUTH_REQUEST,
@@ -56,6 +58,7 @@ from fsrouter.esl.protocol import (
     ProtocolError,
     UnsafeCommand,
     encode_command,
+    parse_count,
     parse_event,
 )
 
@@ -169,11 +172,15 @@ class Connection:
         max_body_bytes: int | None = None,
         event_queue_size: int = 10_000,
         dispatch_queue_size: int = 10_000,
+        max_buffer_bytes: int = MAX_CONNECTION_BYTES,
     ) -> None:
         self.sock = sock
         self.name = name
+        # Bytes this connection holds (partial frame, queued events), fsrouter.esl.buffers.
+        self.buffers = BufferAccount(max_buffer_bytes)
         self._parser = (
-            FrameParser(max_body_bytes=max_body_bytes) if max_body_bytes else FrameParser()
+            FrameParser(max_body_bytes=max_body_bytes, account=self.buffers)
+            if max_body_bytes else FrameParser(account=self.buffers)
         )
         self._write_lock = gevent.lock.Semaphore()
         # A list, not a deque (~0.7 KB each): rarely more than one reply is outstanding.
@@ -186,11 +193,11 @@ class Connection:
         # Both queues are made when first needed (~3.7 KB each): a call's socket whose only
         # callback is inline never needs either.
         self._event_queue_size = event_queue_size
-        self._events_q: gevent.queue.Queue | None = None
+        self._events_q: EventQueue | None = None
         # Bounded: a callback that cannot keep up stops the reader (the switch then queues,
         # and drops a listener that falls 100,000 events behind) instead of growing memory.
         self._dispatch_queue_size = dispatch_queue_size
-        self._dispatch_q: gevent.queue.Queue | None = None
+        self._dispatch_q: EventQueue | None = None
         self._auth_request = gevent.event.Event()
         self._closed = gevent.event.Event()
         self.close_reason: str | None = None
@@ -210,15 +217,15 @@ class Connection:
         self._greenlets.append(gevent.spawn(self._read_loop))
 
     @property
-    def _events(self) -> gevent.queue.Queue:
+    def _events(self) -> EventQueue:
         if self._events_q is None:
-            self._events_q = gevent.queue.Queue(maxsize=self._event_queue_size)
+            self._events_q = EventQueue(self._event_queue_size, self.buffers)
         return self._events_q
 
     @property
-    def _dispatch(self) -> gevent.queue.Queue:
+    def _dispatch(self) -> EventQueue:
         if self._dispatch_q is None:
-            self._dispatch_q = gevent.queue.Queue(maxsize=self._dispatch_queue_size)
+            self._dispatch_q = EventQueue(self._dispatch_queue_size, self.buffers)
             if self.closed:
                 self._dispatch_q.put_nowait(None)  # nothing will come: the loop just ends
             self._greenlets.append(gevent.spawn(self._dispatch_loop))
@@ -244,6 +251,7 @@ class Connection:
             return
         self.close_reason = reason
         self._closed.set()
+        self.buffers.close()  # what it still holds goes back to the shared budget
         if reason.startswith("protocol error"):
             self._log.warning("esl.closed", reason=reason)
         else:
@@ -547,6 +555,11 @@ class Connection:
         raise ProtocolError(f"reply without a pending command: {frame.reply_text[:80]!r}")
 
     def _handle_event(self, event: Event) -> None:
+        if (bad := bad_identifier(event.get)) is not None:
+            # Never about one of our channels (theirs are UUIDs): dropped, see esl/ids.py.
+            self.dropped_events += 1
+            self._log.warning("esl.bad_identifier", header=bad, event_name=event.name[:40])
+            return
         if event.name == "BACKGROUND_JOB" and event.job_uuid in self._jobs:
             self._jobs.pop(event.job_uuid)._complete(event)
         elif event.name == "CHANNEL_EXECUTE_COMPLETE" and event.app_uuid in self._executions:
@@ -566,8 +579,9 @@ class Connection:
         if frame.headers.get("Content-Disposition") == "linger":
             # The channel is gone but the switch keeps sending queued events until it closes.
             self.lingering = True
-            linger = frame.headers.get("Linger-Time", "")
-            self.linger_time = int(linger) if linger.isdigit() else None
+            # A bad number is a protocol error; "infinite" is a plain ``linger`` (no seconds).
+            linger = frame.headers.get("Linger-Time", "infinite")
+            self.linger_time = None if linger == "infinite" else parse_count(linger, "Linger-Time")
             self._log.info("esl.linger_notice", linger_time=self.linger_time)
             return
         self.close(f"disconnect-notice: {frame.body.strip()[:80] or 'no text'}")

@@ -33,16 +33,20 @@ own (never the block before splitting).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import unquote
 
 T = TypeVar("T")
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# What a queued event costs besides its text (the Event, its slots, a queue slot); its
+# text is counted as Python holds it (sys.getsizeof), which is up to 4x its wire bytes.
+EVENT_OVERHEAD = 256
 
 # Content types the switch sends (mod_event_socket.c).
 AUTH_REQUEST = "auth/request"
@@ -61,6 +65,14 @@ class ProtocolError(Exception):
 
 class UnsafeCommand(ProtocolError, ValueError):
     """A command would carry a newline or other byte that could inject a second command."""
+
+
+class Account(Protocol):
+    """Where a parser charges the bytes it holds back (fsrouter.esl.buffers.BufferAccount)."""
+
+    def charge(self, size: int, what: str) -> None: ...
+
+    def release(self, size: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -106,13 +118,14 @@ class Event:
     Treat an event as read-only.
     """
 
-    __slots__ = ("_text", "_raw", "_headers", "body")
+    __slots__ = ("_text", "_raw", "_headers", "body", "size")
 
     def __init__(self, headers: dict[str, str], body: str = "") -> None:
         self._text: str | None = None  # a clean block (clean_block), values encoded
         self._raw: dict[str, str] | None = None  # split block, values encoded
         self._headers: dict[str, str] | None = headers  # decoded
         self.body = body
+        self.size = 0  # bytes it holds, for the buffer caps (set by parse_event)
 
     @classmethod
     def encoded(cls, raw: dict[str, str], body: str = "") -> Event:
@@ -295,13 +308,19 @@ def _split_lines(text: str) -> dict[str, str]:
     return headers
 
 
+def parse_count(raw: str, what: str) -> int:
+    """A non-negative decimal number as the switch writes one (ASCII digits, at most 12);
+    anything else, '²' or '٥' included (str.isdigit() accepts both), is a ProtocolError."""
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        raise ProtocolError(f"bad {what} {raw[:40]!r}")
+    return int(text)
+
+
 def _parse_length(raw: str | None, limit: int) -> int:
     if raw is None:
         return 0
-    text = raw.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 12:
-        raise ProtocolError(f"bad Content-Length {raw[:40]!r}")
-    length = int(text)
+    length = parse_count(raw, "Content-Length")
     if length > limit:
         raise ProtocolError(f"Content-Length {length} exceeds the limit of {limit} bytes")
     return length
@@ -310,9 +329,13 @@ def _parse_length(raw: str | None, limit: int) -> int:
 class _BlockParser:
     """Shared incremental splitter: header block, blank line, Content-Length body."""
 
-    def __init__(self, max_header_bytes: int, max_body_bytes: int) -> None:
+    def __init__(
+        self, max_header_bytes: int, max_body_bytes: int, account: Account | None = None
+    ) -> None:
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
+        self._account = account
+        self._held = 0  # bytes of _buf charged to the account
         self._buf = bytearray()
         self._scan_from = 0
         self._pending: tuple[str, int] | None = None  # header text, body length
@@ -327,11 +350,28 @@ class _BlockParser:
         try:
             while (block := self._next_block()) is not None:
                 items.append(build(*block))
+            self._hold(len(self._buf))
         except ProtocolError as exc:
             self._failed = exc
             self._buf.clear()
+            self._hold(0)
             raise
+        except RecursionError as exc:  # no parse path should recurse; never an internal error
+            self._failed = ProtocolError(f"frame nested too deeply: {exc}")
+            self._buf.clear()
+            self._hold(0)
+            raise self._failed from exc
         return items
+
+    def _hold(self, size: int) -> None:
+        """Charge (or give back) what the buffer holds now to the account, if any."""
+        if self._account is None or size == self._held:
+            return
+        if size > self._held:
+            self._account.charge(size - self._held, "a partial frame")
+        else:
+            self._account.release(self._held - size)
+        self._held = size
 
     def _next_block(self) -> tuple[str, str] | None:
         if self._pending is None and not self._take_header():
@@ -389,9 +429,12 @@ class FrameParser(_BlockParser):
     """
 
     def __init__(
-        self, max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES
+        self,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        account: Account | None = None,
     ) -> None:
-        super().__init__(max_header_bytes, max_body_bytes)
+        super().__init__(max_header_bytes, max_body_bytes, account)
 
     def feed(self, data: bytes) -> list[Frame]:
         return self._blocks(data, _make_frame)
@@ -425,12 +468,22 @@ def _make_command(head: str, body: str) -> Command:
 
 
 def parse_event(frame: Frame) -> Event:
-    """Turn a ``text/event-plain`` (or ``text/event-json``) frame into an :class:`Event`."""
+    """Turn a ``text/event-plain`` (or ``text/event-json``) frame into an :class:`Event`;
+    any malformed input is a :class:`ProtocolError`. ``size`` is what it holds in memory."""
     if frame.content_type == EVENT_JSON:
-        return _parse_json_event(frame.body)
+        event = _parse_json_event(frame.body)
+        # A decoded header dict costs several times its text.
+        event.size = 3 * sys.getsizeof(frame.body) + EVENT_OVERHEAD
+        return event
     if frame.content_type != EVENT_PLAIN:
         raise ProtocolError(f"not an event frame: Content-Type {frame.content_type!r}")
-    head, sep, rest = frame.body.partition("\n\n")
+    event = _parse_plain_event(frame.body)
+    event.size = sys.getsizeof(frame.body) + EVENT_OVERHEAD
+    return event
+
+
+def _parse_plain_event(text: str) -> Event:
+    head, sep, rest = text.partition("\n\n")
     if clean_block(head):  # the switch's own: read by lookups, values decoded when read
         length = _lookup(head, "Content-Length")
         event = Event.from_block(head)
@@ -451,14 +504,35 @@ def parse_event(frame: Frame) -> Event:
 def _parse_json_event(text: str) -> Event:
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(f"event-json body is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
+        raise ProtocolError(f"event-json body is not JSON: {str(exc)[:80]}") from exc
     if not isinstance(data, dict):
         raise ProtocolError("event-json body is not an object")
+    # The switch writes a flat object of strings (switch_event_serialize_json); a nested
+    # value is kept as its JSON text, and one JSON cannot write back is refused.
     body = data.pop("_body", "")
-    headers = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+    try:
+        headers = {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+        if not isinstance(body, str):
+            body = json.dumps(body)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"event-json value cannot be kept: {str(exc)[:80]}") from exc
+    for value in (*headers, *headers.values(), body):
+        if not _is_unicode(value):
+            raise ProtocolError("event-json text has a lone surrogate (\\ud800-\\udfff)")
     headers.pop("Content-Length", None)
-    return Event(headers, body if isinstance(body, str) else json.dumps(body))
+    return Event(headers, body)
+
+
+def _is_unicode(text: str) -> bool:
+    """False for text with lone surrogates (JSON can escape them; UTF-8 cannot carry them)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _FORBIDDEN = ("\n", "\r", "\x00")
