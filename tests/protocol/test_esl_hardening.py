@@ -254,3 +254,48 @@ def test_a_partial_frame_counts_against_the_cap():
     assert conn.wait_closed(10)
     assert "a partial frame" in (conn.close_reason or ""), conn.close_reason
     peer.close()
+
+
+# -- 22.6 a stall during the resync ---------------------------------------------------------------
+
+def test_a_reply_held_back_during_the_resync_is_noticed_as_a_stall():
+    """The switch holds back the reply to the resync's first command (the daemon's
+    on_reconnect lists the channels): the keepalive notices within keepalive_s +
+    keepalive_timeout (4.5 s; bound 10 s here for a busy machine), not after that command's
+    own timeout (30 s here; 15.6 s measured with the daemon's), and the client reconnects."""
+    import time
+
+    from fsrouter.esl import InboundClient
+    from tests.protocol.esl_peer import FakeInboundSwitch, answer_basic
+
+    held: list[float] = []
+
+    def handle(peer: Peer, command) -> None:
+        if command.line == "api show channels as json" and not held:
+            held.append(time.monotonic())  # never answered
+            return
+        if command.line == "api show channels as json":
+            peer.api_response('{"row_count": 0}')
+            return
+        answer_basic(peer, command)
+
+    def resync(client: InboundClient) -> None:
+        client.api("show channels as json", timeout=30)
+
+    switch = FakeInboundSwitch(handle=handle)
+    client = InboundClient("127.0.0.1", switch.port, "s3cret", events=["CHANNEL_CREATE"],
+                           on_reconnect=resync, keepalive_s=1.5, keepalive_timeout=3.0,
+                           backoff_initial=0.2, backoff_max=0.5)
+    client.start()
+    try:
+        wait_for(lambda: held, 10, "the resync's command")
+        first = client.conn
+        assert first is not None
+        assert first.wait_closed(20), "the stall was not noticed"
+        noticed = time.monotonic() - held[0]
+        assert noticed < 10, f"noticed after {noticed:.1f} s"
+        assert "keepalive" in (first.close_reason or ""), first.close_reason
+        wait_for(lambda: client.connects >= 2 and client.connected, 10, "a new connection")
+    finally:
+        client.close()
+        switch.stop()
