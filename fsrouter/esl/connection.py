@@ -58,7 +58,7 @@ from fsrouter.esl.protocol import (
     ProtocolError,
     UnsafeCommand,
     encode_command,
-    parse_count,
+    linger_seconds,
     parse_event,
 )
 
@@ -579,9 +579,7 @@ class Connection:
         if frame.headers.get("Content-Disposition") == "linger":
             # The channel is gone but the switch keeps sending queued events until it closes.
             self.lingering = True
-            # A bad number is a protocol error; "infinite" is a plain ``linger`` (no seconds).
-            linger = frame.headers.get("Linger-Time", "infinite")
-            self.linger_time = None if linger == "infinite" else parse_count(linger, "Linger-Time")
+            self.linger_time = linger_seconds(frame)  # a bad number: a protocol error
             self._log.info("esl.linger_notice", linger_time=self.linger_time)
             return
         self.close(f"disconnect-notice: {frame.body.strip()[:80] or 'no text'}")

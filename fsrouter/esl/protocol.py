@@ -317,6 +317,14 @@ def parse_count(raw: str, what: str) -> int:
     return int(text)
 
 
+def linger_seconds(frame: Frame) -> int | None:
+    """A linger notice's ``Linger-Time``: seconds, or None for a plain ``linger`` (no time:
+    mod_event_socket writes ``(int)linger_timeout``, i.e. -1) or none given; anything else is
+    a :class:`ProtocolError`."""
+    raw = frame.headers.get("Linger-Time")
+    return None if raw is None or raw == "-1" else parse_count(raw, "Linger-Time")
+
+
 def _parse_length(raw: str | None, limit: int) -> int:
     if raw is None:
         return 0

@@ -166,7 +166,7 @@ def test_a_plain_linger_without_seconds_is_no_error():
     conn = Connection(sock, name="test")
     conn.start()
     peer.send(encode_frame({"Content-Type": "text/disconnect-notice",
-                            "Content-Disposition": "linger", "Linger-Time": "infinite"}))
+                            "Content-Disposition": "linger", "Linger-Time": "-1"}))
     wait_for(lambda: conn.lingering, 5, "the linger notice")
     assert conn.linger_time is None and not conn.closed
     conn.close("test over")
