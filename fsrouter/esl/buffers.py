@@ -143,5 +143,8 @@ class EventQueue:
     def empty(self) -> bool:
         return self._queue.empty()
 
+    def full(self) -> bool:
+        return self._queue.full()
+
     def qsize(self) -> int:
         return self._queue.qsize()
