@@ -17,7 +17,9 @@ caller, bench/README.md). Events are either pulled (``next_event``) or pushed to
 (``on_event``), not both: once a callback is registered, events stop queueing for
 ``next_event``, so a long call nobody pulls from does not keep every event it saw (~10 KB
 each). When the connection ends (peer close, protocol error, ``close()``), every waiter is
-released with :class:`ConnectionClosed` and the ``on_close`` callbacks run.
+released with :class:`ConnectionClosed` and the ``on_close`` callbacks run. What a
+connection buffers is also bounded in bytes (:mod:`fsrouter.esl.buffers`), and an event that
+names a channel by anything but a UUID is dropped (:mod:`fsrouter.esl.ids`).
 
 Example::
 
@@ -205,6 +207,7 @@ class Connection:
         self.linger_time: int | None = None
         self.disconnect_notice: Frame | None = None
         self.dropped_events = 0
+        self.bad_identifiers = 0  # events dropped for naming a channel by a non-UUID
         self._discarding = False  # discard_events(): no more events to callbacks
         self._greenlets: list[gevent.Greenlet] = []
         self._log = log.bind(conn=name)
@@ -558,7 +561,10 @@ class Connection:
         if (bad := bad_identifier(event.get)) is not None:
             # Never about one of our channels (theirs are UUIDs): dropped, see esl/ids.py.
             self.dropped_events += 1
-            self._log.warning("esl.bad_identifier", header=bad, event_name=event.name[:40])
+            self.bad_identifiers += 1
+            if self.bad_identifiers in (1, 10, 100, 1000) or self.bad_identifiers % 10_000 == 0:
+                self._log.warning("esl.bad_identifier", header=bad, event_name=event.name[:40],
+                                  count=self.bad_identifiers)
             return
         if event.name == "BACKGROUND_JOB" and event.job_uuid in self._jobs:
             self._jobs.pop(event.job_uuid)._complete(event)
