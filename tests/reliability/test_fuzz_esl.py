@@ -164,8 +164,13 @@ def read_as_the_connection_does(data: bytes) -> None:
 def test_any_input_is_read_or_refused_as_a_protocol_error(pieces):
     """Issue 22.6: nothing the switch sends raises anything but ProtocolError (before: a
     RecursionError for deep event-json, a ValueError for ``Linger-Time: ²``)."""
+    data = b"".join(pieces)
     try:
-        read_as_the_connection_does(b"".join(pieces))
+        read_as_the_connection_does(data)
+    except ProtocolError:
+        pass
+    try:  # the switch side's reader (simulator, test peers) as well
+        CommandParser().feed(data)
     except ProtocolError:
         pass
 
