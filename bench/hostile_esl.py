@@ -6,8 +6,9 @@
   gets a call whose "switch" sends events before it answers ``connect``; RSS of the listener
   process before, its peak (VmHWM) during the flood, and whether the connection was ended.
 - **stall during the resync**: an ``InboundClient`` as the daemon runs it (keepalive 1.5 s,
-  3 s to answer) whose ``on_reconnect`` lists the channels; the switch never answers that
-  command. Seconds from that command to the connection being declared dead.
+  3 s to answer) whose ``on_reconnect`` lists the channels (10 s to answer, as the agent
+  watcher's resync); the switch never answers that command. Seconds from that command to the
+  connection being declared dead.
 
 Everything runs on loopback TCP with real sockets; nothing is mocked.
 """
@@ -118,7 +119,7 @@ def _closed(sock: gevent.socket.socket, timeout: float) -> bool:
     return False
 
 
-def stall_during_resync(command_timeout: float = 30.0) -> float:
+def stall_during_resync(command_timeout: float = 10.0) -> float:
     """Seconds from the held-back resync command to the connection being closed."""
     from fsrouter.esl import InboundClient
     from tests.protocol.esl_peer import FakeInboundSwitch, answer_basic
@@ -154,9 +155,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--event-kb", type=int, default=30)
+    parser.add_argument("--command-timeout", type=float, default=10.0,
+                        help="the resync command's own timeout (the watcher's API_TIMEOUT)")
     args = parser.parse_args(argv)
     print(flood_before_connect(args.events, args.event_kb * 1024).line())
-    print(f"stall during resync: noticed after {stall_during_resync():.1f} s")
+    noticed = stall_during_resync(args.command_timeout)
+    print(f"stall during resync (its command times out after {args.command_timeout:g} s): "
+          f"noticed after {noticed:.1f} s")
     return 0
 
 
