@@ -49,17 +49,19 @@ def rss_kb(pid: int, field: str = "VmRSS") -> int:
 
 @dataclass
 class FloodResult:
-    events_sent: int
+    events_sent: int  # over all connections
     event_bytes: int
     rss_before_mb: float
     peak_rss_mb: float
-    closed: bool
+    closed: bool  # every flooding connection was ended by the listener
+    connections: int = 1
 
     def line(self) -> str:
-        return (f"pre-connect flood: {self.events_sent} events x {self.event_bytes // 1024} KB "
-                f"sent; listener RSS {self.rss_before_mb:.0f} MB before, peak "
-                f"{self.peak_rss_mb:.0f} MB (+{self.peak_rss_mb - self.rss_before_mb:.0f}); "
-                f"connection {'ended' if self.closed else 'kept open'}")
+        return (f"pre-connect flood, {self.connections} connection(s): {self.events_sent} "
+                f"events x {self.event_bytes // 1024} KB sent; listener RSS "
+                f"{self.rss_before_mb:.0f} MB before, peak {self.peak_rss_mb:.0f} MB "
+                f"(+{self.peak_rss_mb - self.rss_before_mb:.0f}); "
+                f"{'ended' if self.closed else 'NOT all ended'}")
 
 
 def flood_event(index: int, size: int) -> bytes:
@@ -70,9 +72,10 @@ def flood_event(index: int, size: int) -> bytes:
                         f"Content-Length: {size}\n\n" + "x" * size)
 
 
-def flood_before_connect(events: int, size: int) -> FloodResult:
-    """Start the listener process, call it, flood ``events`` events of ``size`` bytes
-    before the connect reply; the listener's RSS before and at its peak."""
+def flood_before_connect(events: int, size: int, connections: int = 1) -> FloodResult:
+    """Start the listener process, call it ``connections`` times at once, and flood
+    ``events`` events of ``size`` bytes on each before the connect reply; the listener's RSS
+    before and at its peak."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     child = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE,
                              cwd=ROOT, env=env, text=True)
@@ -85,23 +88,33 @@ def flood_before_connect(events: int, size: int) -> FloodResult:
                 raise RuntimeError("the listener process ended before listening")
         port = int(line.split()[1])
         before = rss_kb(child.pid) / 1024
-        sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.settimeout(30)
-        assert sock.recv(65536).startswith(b"connect")
-        frame = flood_event(0, size)
-        sent = 0
-        try:
-            for index in range(events):
-                sock.sendall(frame if index else flood_event(index, size))
-                sent += 1
-        except OSError:
-            pass  # the listener ended the connection
-        closed = _closed(sock, timeout=30)
-        sock.close()
-        return FloodResult(sent, size, before, rss_kb(child.pid, "VmHWM") / 1024, closed)
+        floods = [gevent.spawn(_flood_one, port, events, size) for _ in range(connections)]
+        gevent.joinall(floods, raise_error=True)
+        results = [flood.value for flood in floods]
+        return FloodResult(sum(sent for sent, _ in results), size, before,
+                           rss_kb(child.pid, "VmHWM") / 1024,
+                           all(closed for _, closed in results), connections)
     finally:
         child.terminate()
         child.wait(timeout=30)
+
+
+def _flood_one(port: int, events: int, size: int) -> tuple[int, bool]:
+    """One call: events before the connect reply; (events sent, ended by the listener)."""
+    sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.settimeout(30)
+    assert sock.recv(65536).startswith(b"connect")
+    frame = flood_event(0, size)
+    sent = 0
+    try:
+        for index in range(events):
+            sock.sendall(frame if index else flood_event(index, size))
+            sent += 1
+    except OSError:
+        pass  # the listener ended the connection
+    closed = _closed(sock, timeout=30)
+    sock.close()
+    return sent, closed
 
 
 def _closed(sock: gevent.socket.socket, timeout: float) -> bool:
@@ -155,10 +168,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--event-kb", type=int, default=30)
+    parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--command-timeout", type=float, default=10.0,
                         help="the resync command's own timeout (the watcher's API_TIMEOUT)")
     args = parser.parse_args(argv)
-    print(flood_before_connect(args.events, args.event_kb * 1024).line())
+    print(flood_before_connect(args.events, args.event_kb * 1024, args.connections).line())
     noticed = stall_during_resync(args.command_timeout)
     print(f"stall during resync (its command times out after {args.command_timeout:g} s): "
           f"noticed after {noticed:.1f} s")

@@ -143,6 +143,14 @@ class EventQueue:
     def empty(self) -> bool:
         return self._queue.empty()
 
+    def clear(self) -> int:
+        """Drop every queued event (not the end marker); how many were dropped."""
+        dropped = 0
+        while not self._queue.empty():
+            if self.get_nowait() is not None:
+                dropped += 1
+        return dropped
+
     def full(self) -> bool:
         return self._queue.full()
 
