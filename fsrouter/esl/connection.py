@@ -44,7 +44,7 @@ import gevent.queue
 import structlog
 
 from fsrouter.esl.buffers import MAX_CONNECTION_BYTES, BufferAccount, EventQueue
-from fsrouter.esl.ids import bad_identifier
+from fsrouter.esl.ids import bad_identifier, is_uuid
 from fsrouter.esl.protocol import (
     API_RESPONSE,
     AUTH_REQUEST,
@@ -449,7 +449,7 @@ class Connection:
     def _sendmsg_line(uuid: str | None) -> str:
         if uuid is None:
             return "sendmsg"
-        if not _TOKEN.match(uuid):
+        if not is_uuid(uuid):  # a channel is named by a UUID (esl/ids.py), nothing else
             raise UnsafeCommand(f"bad channel uuid {uuid!r}")
         return f"sendmsg {uuid}"
 
