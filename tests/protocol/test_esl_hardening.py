@@ -205,7 +205,8 @@ def test_events_before_the_connect_reply_are_bounded_in_bytes(server):
     closed = [e for e in logs if e.get("event") == "esl.closed"]
     assert closed and "over its cap" in closed[0]["reason"], closed
     assert sent < 300 or closed
-    assert buffers_module.SHARED.used == used_before  # everything given back
+    # Everything given back (other tests' connections may only have given back more).
+    assert buffers_module.SHARED.used <= used_before
     assert server.handled == []
 
 
