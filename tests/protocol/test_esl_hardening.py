@@ -185,9 +185,6 @@ def flood_event(index: int, size: int) -> bytes:
 def test_events_before_the_connect_reply_are_bounded_in_bytes(server):
     """Events sent before the connect reply queue for next_event (nobody reads them): past
     the connection's byte cap it is ended with a logged reason, its bytes returned."""
-    from fsrouter.esl import buffers as buffers_module
-
-    used_before = buffers_module.SHARED.used
     peer = dial(server)
     assert peer.recv().line == "connect"
     with capture_logs() as logs:
@@ -205,8 +202,10 @@ def test_events_before_the_connect_reply_are_bounded_in_bytes(server):
     closed = [e for e in logs if e.get("event") == "esl.closed"]
     assert closed and "over its cap" in closed[0]["reason"], closed
     assert sent < 300 or closed
-    # Everything given back (other tests' connections may only have given back more).
-    assert buffers_module.SHARED.used <= used_before
+    from fsrouter.esl import buffers as buffers_module
+
+    # Its ~16 MB given back (what other tests' open connections hold is a few KB).
+    assert buffers_module.SHARED.used < 1024 * 1024
     assert server.handled == []
 
 
