@@ -1,10 +1,11 @@
 """Voicemail, recorded by fsrouter itself: greeting, beep, ``record``, a row, a mail.
 
-FreeSWITCH's ``record`` app writes the WAV file to a path fsrouter chooses (no caller text in
-it: ``<directory>/<user>/<UTC time>-<call uuid>.wav``); the message is stored in the database
-(linked to the incident when an on-call option falls back to voicemail) and the daemon's
-mailer sends it to the agent. fsrouter and FreeSWITCH share the directory (the same host, or
-a shared mount): fsrouter creates it, the switch writes into it, the mailer reads from it.
+FreeSWITCH's ``record`` app writes the WAV file to a path fsrouter chooses (no caller or
+switch text in it: ``<directory>/<user>/<UTC time>-<our own uuid4>.wav``); the message is
+stored in the database (linked to the incident when an on-call option falls back to
+voicemail) and the daemon's mailer sends it to the agent. fsrouter and FreeSWITCH share the
+directory (the same host, or a shared mount): fsrouter creates it, the switch writes into
+it, the mailer reads from it.
 
 An agent records their own greeting by phone (feature code ``record_greeting``); it is kept
 as ``<directory>/greetings/<user>.wav`` and used instead of the configured one.
@@ -13,6 +14,7 @@ as ``<directory>/greetings/<user>.wav`` and used instead of the configured one.
 from __future__ import annotations
 
 import os
+import uuid as uuidlib
 import wave
 from pathlib import Path
 
@@ -32,8 +34,10 @@ def greeting_path(config: Config, user_id: str) -> Path:
 
 
 def recording_path(config: Config, user_id: str, call: Call) -> Path:
+    """A new file in the user's directory, named only by us: the time and a uuid4 of our
+    own (never the channel's Unique-ID, which the switch side chooses; issue 22.1)."""
     stamp = call.services.now().strftime("%Y%m%dT%H%M%SZ")
-    return Path(config.voicemail.directory) / user_id / f"{stamp}-{call.uuid}.wav"
+    return Path(config.voicemail.directory) / user_id / f"{stamp}-{uuidlib.uuid4()}.wav"
 
 
 def wav_seconds(path: Path) -> float | None:

@@ -11,7 +11,9 @@ reconnecting with exponential backoff and jitter (at most one attempt per ``back
 seconds at first, at most ``backoff_max`` seconds apart), re-subscribing, and calling
 ``on_reconnect(client)`` after every successful (re)connection so the daemon can reconcile
 its state with the switch. With ``keepalive_s`` it also notices a connection that went
-silent (no reply to ``api status``) and replaces it.
+silent (no reply to ``api status``) and replaces it, from the moment it is logged in: also
+while ``on_reconnect`` resynchronises (a reply held back there used to go unnoticed until
+that command's own timeout, 15.6 s measured; issue 22.6).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import gevent.event
 import gevent.socket
 import structlog
 
+from fsrouter.esl.buffers import MAX_EVENT_CONNECTION_BYTES
 from fsrouter.esl.connection import (
     Connection,
     ConnectionClosed,
@@ -107,7 +110,9 @@ class InboundClient:
         except OSError as exc:
             raise ConnectionClosed(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         sock.settimeout(None)  # the reader blocks; every wait has its own timeout
-        conn = Connection(sock, name=f"inbound {self.host}:{self.port}")
+        # Every channel's events: its dispatch queue needs more room than a call's socket.
+        conn = Connection(sock, name=f"inbound {self.host}:{self.port}",
+                          max_buffer_bytes=MAX_EVENT_CONNECTION_BYTES)
         for callback in self._callbacks:
             conn.on_event(callback)
         conn.start()
@@ -195,9 +200,10 @@ class InboundClient:
             if failures:
                 self._log.info("esl.inbound.reachable_again", failed_attempts=failures)
             failures = 0
-            self._after_connect()
             assert self.conn is not None
+            # Before the resync: a reply held back while it runs is a stall like any other.
             keeper = gevent.spawn(self._keep_alive, self.conn) if self.keepalive_s else None
+            self._after_connect()
             self.conn.wait_closed(None)
             self.conn.discard_events()  # stale now: the next connection resynchronises
             if keeper is not None:
@@ -230,6 +236,8 @@ class InboundClient:
             return
         try:
             self.on_reconnect(self)
+        except ESLError as exc:  # e.g. the keepalive found the connection stalled meanwhile
+            self._log.warning("esl.inbound.on_reconnect_failed", error=str(exc))
         except Exception:
             self._log.exception("esl.inbound.on_reconnect_failed")
 

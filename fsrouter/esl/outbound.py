@@ -49,6 +49,7 @@ import gevent.server
 import structlog
 
 from fsrouter.esl.connection import Connection, ESLError
+from fsrouter.esl.ids import bad_identifier, is_uuid
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +75,13 @@ class OutboundSession(Connection):
         reply = self.send("connect", timeout=timeout)
         if "Unique-ID" not in reply.headers:
             raise ESLError(f"connect reply carries no channel: {reply.reply_text[:80]!r}")
+        uuid = reply.headers["Unique-ID"]
+        bad = bad_identifier(reply.headers.get) or (
+            None if is_uuid(uuid) else f"Unique-ID: {uuid[:80]!r}")
+        if bad is not None:
+            # The channel's name goes into commands: not a UUID, no call (esl/ids.py).
+            self.close(f"protocol error: connect reply names a channel by a non-UUID {bad}")
+            raise ESLError(f"{self.name}: {self.close_reason}")
         self.channel = dict(reply.headers)
         self._log = self._log.bind(call_uuid=self.uuid)
         return self.channel

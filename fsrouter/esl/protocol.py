@@ -27,22 +27,27 @@ with exactly one colon and one space, since the switch encodes both in values;
 :meth:`Event.get` finds the one line it wants, and URL-decodes only that value. Any other
 block goes through the line-by-line reader, which strips names and refuses lines without
 one, as it always did. Either way a name maps to the value of its last line, decoded on its
-own (never the block before splitting).
+own (never the block before splitting). :class:`Event` and the clean-block reading live in
+:mod:`fsrouter.esl.events`.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import TypeVar
-from urllib.parse import unquote
+from typing import Protocol, TypeVar
+
+from fsrouter.esl.events import Event, clean_block, decode_values, lookup, split_clean, url_decode
 
 T = TypeVar("T")
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# What a queued event costs besides its text (the Event, its slots, a queue slot); its
+# text is counted as Python holds it (sys.getsizeof), which is up to 4x its wire bytes.
+EVENT_OVERHEAD = 256
 
 # Content types the switch sends (mod_event_socket.c).
 AUTH_REQUEST = "auth/request"
@@ -61,6 +66,14 @@ class ProtocolError(Exception):
 
 class UnsafeCommand(ProtocolError, ValueError):
     """A command would carry a newline or other byte that could inject a second command."""
+
+
+class Account(Protocol):
+    """Where a parser charges the bytes it holds back (fsrouter.esl.buffers.BufferAccount)."""
+
+    def charge(self, size: int, what: str) -> None: ...
+
+    def release(self, size: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -97,113 +110,6 @@ class Command:
         return parts[1] if len(parts) > 1 else ""
 
 
-class Event:
-    """A switch event: decoded headers plus its own body (e.g. a BACKGROUND_JOB result).
-
-    ``Event(headers, body)`` takes decoded values. Events read off the wire
-    (:func:`parse_event`) keep the header block as the switch sent it: :meth:`get` (and the
-    properties) decode one value when it is read; :attr:`headers` decodes all of them, once.
-    Treat an event as read-only.
-    """
-
-    __slots__ = ("_text", "_raw", "_headers", "body")
-
-    def __init__(self, headers: dict[str, str], body: str = "") -> None:
-        self._text: str | None = None  # a clean block (clean_block), values encoded
-        self._raw: dict[str, str] | None = None  # split block, values encoded
-        self._headers: dict[str, str] | None = headers  # decoded
-        self.body = body
-
-    @classmethod
-    def encoded(cls, raw: dict[str, str], body: str = "") -> Event:
-        """An event whose header values are still URL-encoded as the switch sent them."""
-        event = cls({}, body)
-        event._raw, event._headers = raw, None
-        return event
-
-    @classmethod
-    def from_block(cls, block: str, body: str = "") -> Event:
-        """An event read straight from a clean header block (without ``Content-Length``,
-        which belongs to the frame): nothing is split until asked for."""
-        event = cls({}, body)
-        event._text, event._headers = block, None
-        return event
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Every header, decoded (on the first access; later ones return the same dict)."""
-        if self._headers is None:
-            if self._text is not None:
-                raw = _split_clean(self._text)
-                raw.pop("Content-Length", None)
-            else:
-                raw = self._raw or {}
-            self._headers = decode_values(raw)
-            self._text = self._raw = None
-        return self._headers
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        if self._headers is not None:
-            return self._headers.get(name, default)
-        if self._text is not None:
-            value = _lookup(self._text, name) if name != "Content-Length" else None
-        else:
-            value = self._raw.get(name) if self._raw is not None else None
-        return default if value is None else url_decode(value)
-
-    @property
-    def name(self) -> str:
-        return self.get("Event-Name") or ""
-
-    @property
-    def subclass(self) -> str:
-        return self.get("Event-Subclass") or ""
-
-    @property
-    def uuid(self) -> str | None:
-        return self.get("Unique-ID")
-
-    @property
-    def app_uuid(self) -> str | None:
-        return self.get("Application-UUID")
-
-    @property
-    def job_uuid(self) -> str | None:
-        return self.get("Job-UUID")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Event):
-            return NotImplemented
-        return self.headers == other.headers and self.body == other.body
-
-    __hash__ = None  # type: ignore[assignment]  # mutable contents, as the dataclass was
-
-    def __repr__(self) -> str:
-        return f"Event(headers={self.headers!r}, body={self.body!r})"
-
-
-def url_decode(value: str) -> str:
-    """Decode ``%XX`` escapes the way switch_url_decode does ('+' stays '+').
-
-    Bytes that are not UTF-8 become U+FFFD: they come from caller-controlled text (a SIP
-    display name from a Latin-1 PBX, say), and refusing the frame would refuse the call.
-    """
-    if "%" not in value:
-        return value
-    if len(value) > _CACHED_VALUE_CHARS:
-        return unquote(value, encoding="utf-8", errors="replace")
-    return _unquote(value)
-
-
-_CACHED_VALUE_CHARS = 200  # longer values (a hostile caller name) are not kept in the cache
-
-
-@lru_cache(maxsize=2048)
-def _unquote(value: str) -> str:
-    # Cached: a call's events repeat the same values (its channel variables) many times.
-    return unquote(value, encoding="utf-8", errors="replace")
-
-
 def _decode_text(data: bytes, what: str) -> str:
     try:
         return data.decode("utf-8")
@@ -224,65 +130,12 @@ def parse_header_lines(text: str, decode: bool) -> dict[str, str]:
     return decode_values(raw) if decode else raw
 
 
-def decode_values(raw: dict[str, str]) -> dict[str, str]:
-    """Every value of a split header block URL-decoded on its own."""
-    return {name: url_decode(value) for name, value in raw.items()}
-
-
 def split_header_block(text: str) -> dict[str, str]:
     """``Name: value`` lines as they are (not decoded); empty lines are skipped, a line
     without a name is a :class:`ProtocolError`, a repeated name keeps its last value."""
     if clean_block(text):
-        return _split_clean(text)
+        return split_clean(text)
     return _split_lines(text)
-
-
-# Deleting these bytes leaves a block's colons, spaces, line ends and the white space the
-# switch never writes in one (str.isspace's ASCII set): its skeleton.
-_NOT_SKELETON = bytes(b for b in range(256) if b not in b": \n\t\r\x0b\x0c\x1c\x1d\x1e\x1f")
-_CLEAN_SKELETON: dict[int, bytes] = {}  # line count -> b": \n" * (count - 1) + b": "
-
-
-def clean_block(text: str) -> bool:
-    """True for a header block exactly as the switch writes one (it URL-encodes colons and
-    white space in values): ASCII; every line has exactly one colon, one space right after
-    it or later on the line, no other white space, and a non-empty name before the colon; no
-    empty line. The line-by-line reader's result for such a block is, for each line, the
-    text before the colon -> the text after it less one leading space (the last line of a
-    name wins), so it can be read by looking lines up. C-level string operations only."""
-    if not text.isascii() or text[:1] == ":" or "\n:" in text:
-        return False  # not ASCII, or an empty name
-    skeleton = text.encode("ascii").translate(None, _NOT_SKELETON)
-    lines = skeleton.count(b"\n") + 1
-    expected = _CLEAN_SKELETON.get(lines)
-    if expected is None:
-        expected = b": \n" * (lines - 1) + b": "
-        if lines <= 1024:
-            _CLEAN_SKELETON[lines] = expected
-    return skeleton == expected
-
-
-def _split_clean(text: str) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for line in text.split("\n"):
-        name, _, value = line.partition(":")
-        headers[name] = value[1:] if value[:1] == " " else value
-    return headers
-
-
-def _lookup(text: str, name: str) -> str | None:
-    """The value (not decoded) of ``name``'s last line in a clean block."""
-    key = f"\n{name}:"
-    start = text.rfind(key)
-    if start >= 0:
-        start += len(key)
-    elif text.startswith(key[1:]):  # the first line
-        start = len(key) - 1
-    else:
-        return None
-    end = text.find("\n", start)
-    value = text[start:] if end < 0 else text[start:end]
-    return value[1:] if value[:1] == " " else value
 
 
 def _split_lines(text: str) -> dict[str, str]:
@@ -295,13 +148,27 @@ def _split_lines(text: str) -> dict[str, str]:
     return headers
 
 
+def parse_count(raw: str, what: str) -> int:
+    """A non-negative decimal number as the switch writes one (ASCII digits, at most 12);
+    anything else, '²' or '٥' included (str.isdigit() accepts both), is a ProtocolError."""
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        raise ProtocolError(f"bad {what} {raw[:40]!r}")
+    return int(text)
+
+
+def linger_seconds(frame: Frame) -> int | None:
+    """A linger notice's ``Linger-Time``: seconds, or None for a plain ``linger`` (no time:
+    mod_event_socket writes ``(int)linger_timeout``, i.e. -1) or none given; anything else is
+    a :class:`ProtocolError`."""
+    raw = frame.headers.get("Linger-Time")
+    return None if raw is None or raw == "-1" else parse_count(raw, "Linger-Time")
+
+
 def _parse_length(raw: str | None, limit: int) -> int:
     if raw is None:
         return 0
-    text = raw.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 12:
-        raise ProtocolError(f"bad Content-Length {raw[:40]!r}")
-    length = int(text)
+    length = parse_count(raw, "Content-Length")
     if length > limit:
         raise ProtocolError(f"Content-Length {length} exceeds the limit of {limit} bytes")
     return length
@@ -310,9 +177,13 @@ def _parse_length(raw: str | None, limit: int) -> int:
 class _BlockParser:
     """Shared incremental splitter: header block, blank line, Content-Length body."""
 
-    def __init__(self, max_header_bytes: int, max_body_bytes: int) -> None:
+    def __init__(
+        self, max_header_bytes: int, max_body_bytes: int, account: Account | None = None
+    ) -> None:
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
+        self._account = account
+        self._held = 0  # bytes of _buf charged to the account
         self._buf = bytearray()
         self._scan_from = 0
         self._pending: tuple[str, int] | None = None  # header text, body length
@@ -327,11 +198,28 @@ class _BlockParser:
         try:
             while (block := self._next_block()) is not None:
                 items.append(build(*block))
+            self._hold(len(self._buf))
         except ProtocolError as exc:
             self._failed = exc
             self._buf.clear()
+            self._hold(0)
             raise
+        except RecursionError as exc:  # no parse path should recurse; never an internal error
+            self._failed = ProtocolError(f"frame nested too deeply: {exc}")
+            self._buf.clear()
+            self._hold(0)
+            raise self._failed from exc
         return items
+
+    def _hold(self, size: int) -> None:
+        """Charge (or give back) what the buffer holds now to the account, if any."""
+        if self._account is None or size == self._held:
+            return
+        if size > self._held:
+            self._account.charge(size - self._held, "a partial frame")
+        else:
+            self._account.release(self._held - size)
+        self._held = size
 
     def _next_block(self) -> tuple[str, str] | None:
         if self._pending is None and not self._take_header():
@@ -389,9 +277,12 @@ class FrameParser(_BlockParser):
     """
 
     def __init__(
-        self, max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES
+        self,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        account: Account | None = None,
     ) -> None:
-        super().__init__(max_header_bytes, max_body_bytes)
+        super().__init__(max_header_bytes, max_body_bytes, account)
 
     def feed(self, data: bytes) -> list[Frame]:
         return self._blocks(data, _make_frame)
@@ -425,14 +316,24 @@ def _make_command(head: str, body: str) -> Command:
 
 
 def parse_event(frame: Frame) -> Event:
-    """Turn a ``text/event-plain`` (or ``text/event-json``) frame into an :class:`Event`."""
+    """Turn a ``text/event-plain`` (or ``text/event-json``) frame into an :class:`Event`;
+    any malformed input is a :class:`ProtocolError`. ``size`` is what it holds in memory."""
     if frame.content_type == EVENT_JSON:
-        return _parse_json_event(frame.body)
+        event = _parse_json_event(frame.body)
+        # A decoded header dict costs several times its text.
+        event.size = 3 * sys.getsizeof(frame.body) + EVENT_OVERHEAD
+        return event
     if frame.content_type != EVENT_PLAIN:
         raise ProtocolError(f"not an event frame: Content-Type {frame.content_type!r}")
-    head, sep, rest = frame.body.partition("\n\n")
+    event = _parse_plain_event(frame.body)
+    event.size = sys.getsizeof(frame.body) + EVENT_OVERHEAD
+    return event
+
+
+def _parse_plain_event(text: str) -> Event:
+    head, sep, rest = text.partition("\n\n")
     if clean_block(head):  # the switch's own: read by lookups, values decoded when read
-        length = _lookup(head, "Content-Length")
+        length = lookup(head, "Content-Length")
         event = Event.from_block(head)
     else:
         raw = _split_lines(head)
@@ -451,14 +352,35 @@ def parse_event(frame: Frame) -> Event:
 def _parse_json_event(text: str) -> Event:
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(f"event-json body is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
+        raise ProtocolError(f"event-json body is not JSON: {str(exc)[:80]}") from exc
     if not isinstance(data, dict):
         raise ProtocolError("event-json body is not an object")
+    # The switch writes a flat object of strings (switch_event_serialize_json); a nested
+    # value is kept as its JSON text, and one JSON cannot write back is refused.
     body = data.pop("_body", "")
-    headers = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+    try:
+        headers = {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+        if not isinstance(body, str):
+            body = json.dumps(body)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"event-json value cannot be kept: {str(exc)[:80]}") from exc
+    for value in (*headers, *headers.values(), body):
+        if not _is_unicode(value):
+            raise ProtocolError("event-json text has a lone surrogate (\\ud800-\\udfff)")
     headers.pop("Content-Length", None)
-    return Event(headers, body if isinstance(body, str) else json.dumps(body))
+    return Event(headers, body)
+
+
+def _is_unicode(text: str) -> bool:
+    """False for text with lone surrogates (JSON can escape them; UTF-8 cannot carry them)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _FORBIDDEN = ("\n", "\r", "\x00")

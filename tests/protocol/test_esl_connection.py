@@ -177,8 +177,8 @@ def test_callback_may_call_api_without_deadlock(pair) -> None:
     results: list[str] = []
     conn.on_event(lambda event: results.append(conn.api(f"uuid_exists {event.uuid}", 2)))
     conn.on_event(lambda event: 1 / 0)  # a broken callback must not stop the others
-    peer.event({"Event-Name": "CHANNEL_ANSWER", "Unique-ID": "abc"})
-    assert peer.recv().line == "api uuid_exists abc"
+    peer.event({"Event-Name": "CHANNEL_ANSWER", "Unique-ID": CALLER_UUID})
+    assert peer.recv().line == f"api uuid_exists {CALLER_UUID}"
     peer.api_response("true")
     with gevent.Timeout(2):
         while not results:

@@ -10,6 +10,7 @@ test_recv_event.c use for CVE-2026-49840 (negative, huge and overflowing Content
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fsrouter.esl import protocol
 from fsrouter.esl.protocol import (
     CommandParser,
     Event,
@@ -74,6 +76,103 @@ def test_any_bytes_only_ever_raise_protocol_error_and_stay_bounded(data, cuts):
     except ProtocolError:
         with pytest.raises(ProtocolError, match="already failed"):
             parser.feed(b"Content-Type: auth/request\n\n")
+
+
+# Issue 22.6: deterministic (derandomize: the same examples every run, on every machine).
+FIXED = settings(max_examples=400, deadline=None, derandomize=True,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+CONTENT_TYPES = ["text/event-plain", "text/event-json", "text/disconnect-notice",
+                 "api/response", "command/reply", "auth/request", "x/unknown"]
+# What str.isdigit() and int() accept beyond ASCII, signs, space, hex: numbers the switch
+# never writes.
+NUMBER_TEXT = st.text("0123456789²³¹٥۵१٠߅-+ x\t", min_size=0, max_size=8)
+DEPTHS = st.sampled_from([1, 50, 999, 5_000, 100_000])
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12)
+
+
+def deep_json(depth: int, kind: str) -> str:
+    nested = ("[" * depth + "]" * depth) if kind == "list" else ('{"a":' * depth + "1" +
+                                                                  "}" * depth)
+    return '{"Event-Name": "CUSTOM", "x": ' + nested + "}"
+
+
+event_json_bodies = st.one_of(
+    st.builds(deep_json, DEPTHS, st.sampled_from(["list", "dict"])),
+    json_values.map(json.dumps),
+    st.dictionaries(st.text(max_size=12), json_values, max_size=5).map(json.dumps),
+    st.text(max_size=40).map(lambda t: json.dumps({"Event-Name": t})),
+    st.sampled_from(['{"Event-Name": "\\ud800"}', '{"\\udfff": "x"}', '"\\ud800"',
+                     "[" * 200_000, '{"_body": ' + "[" * 3000 + "]" * 3000 + "}"]),
+)
+plain_lines = st.one_of(
+    st.tuples(st.sampled_from(["Event-Name", "Unique-ID", "Content-Length", "Other-Leg-Unique-ID",
+                               "", " ", "x"]),
+              st.one_of(NUMBER_TEXT, st.text(max_size=30),
+                        st.sampled_from(["%", "%zz", "%FF%FE", "%C2%B2", "%2F..%2F", "%0A"])))
+    .map(lambda nv: f"{nv[0]}: {nv[1]}"),
+    st.text(max_size=30),
+)
+event_plain_bodies = st.builds(
+    lambda lines, sep, tail: "\n".join(lines) + sep + tail,
+    st.lists(plain_lines, max_size=6), st.sampled_from(["\n\n", "\n", ""]),
+    st.text(max_size=40))
+
+
+@st.composite
+def near_frames(draw) -> bytes:
+    """A frame of a content type the connection handles, with headers and bodies that are
+    almost right: where the parsing paths are, unlike in random bytes."""
+    kind = draw(st.sampled_from(CONTENT_TYPES))
+    headers = {"Content-Type": kind}
+    if kind == "text/disconnect-notice":
+        headers["Content-Disposition"] = "linger"
+        headers["Linger-Time"] = draw(NUMBER_TEXT)
+    if kind == "text/event-json":
+        body = draw(event_json_bodies)
+    elif kind == "text/event-plain":
+        body = draw(event_plain_bodies)
+    else:
+        body = draw(st.text(max_size=40))
+    data = encode_frame(headers, body)
+    if draw(st.booleans()):  # now and then a Content-Length the switch would never write
+        data = data.replace(b"Content-Length: ", b"Content-Length: " +
+                            draw(NUMBER_TEXT).encode(), 1)
+    return data
+
+
+def read_as_the_connection_does(data: bytes) -> None:
+    """Every parse the connection makes of what the switch sends: frames, events (all their
+    headers decoded, their channel ids checked), linger notices."""
+    from fsrouter.esl.ids import bad_identifier
+
+    for frame in FrameParser().feed(data):
+        if frame.content_type in (protocol.EVENT_PLAIN, protocol.EVENT_JSON):
+            event = parse_event(frame)
+            bad_identifier(event.get)
+            assert isinstance(event.headers, dict) and isinstance(event.body, str)
+            "".join(event.headers.values()).encode("utf-8")  # text UTF-8 can carry
+        elif frame.content_type == protocol.DISCONNECT_NOTICE:
+            protocol.linger_seconds(frame)
+
+
+@FIXED
+@given(st.lists(near_frames() | st.binary(max_size=200), min_size=1, max_size=4))
+def test_any_input_is_read_or_refused_as_a_protocol_error(pieces):
+    """Issue 22.6: nothing the switch sends raises anything but ProtocolError (before: a
+    RecursionError for deep event-json, a ValueError for ``Linger-Time: ²``)."""
+    data = b"".join(pieces)
+    try:
+        read_as_the_connection_does(data)
+    except ProtocolError:
+        pass
+    try:  # the switch side's reader (simulator, test peers) as well
+        CommandParser().feed(data)
+    except ProtocolError:
+        pass
 
 
 @FAST

@@ -67,7 +67,10 @@ class Flood:
         self.writer = gevent.spawn(self._write, count)
 
     def _write(self, count: int) -> None:
-        batch = b"sendevent CHANNEL_CREATE\nUnique-ID: fsr-flood\n\n" * 1000
+        # A UUID: an event naming a channel by anything else is dropped by the reader
+        # (esl/ids.py) and would never fill the stalled dispatch queue.
+        flood = str(uuidlib.uuid4()).encode()
+        batch = (b"sendevent CHANNEL_CREATE\nUnique-ID: " + flood + b"\n\n") * 1000
         for _ in range(count // 1000):
             self.sock.sendall(batch)
 
