@@ -44,7 +44,7 @@ def inbound_config(tmp_path, agents: dict[str, dict[str, str]], **queue: object)
              for uid, phone in agents.items()}
     first = next(iter(agents))
     return {
-        "defaults": {"dial_template": TEST_DIAL_TEMPLATE, "language": "en"},
+        "defaults": {"dial_template": TEST_DIAL_TEMPLATE, "language": "en", "country": "DE"},
         "voicemail": {"directory": str(tmp_path / "voicemail"), "silence_seconds": 3},
         "users": users,
         "queues": {"sales": {"hold_music": HOLD, "agents": list(agents), "ring_timeout": 5,
