@@ -11,6 +11,7 @@ import gevent.socket
 import pytest
 
 from fsrouter.esl import OutboundServer, OutboundSession
+from fsrouter.esl.outbound import UNREAD_EVENTS
 from tests.protocol.esl_peer import CALLER_UUID, Peer, recorded_connect_reply
 
 
@@ -29,6 +30,7 @@ def switch_side_setup(peer: Peer) -> list[str]:
     peer.send(recorded_connect_reply())
     for reply in (
         "+OK Events Enabled",
+        "+OK events nixed",
         "+OK will linger 10 seconds",
         "+OK event listener enabled plain",
     ):
@@ -81,6 +83,7 @@ def test_session_start_and_handler(make_server) -> None:
     assert run_switch_call(peer) == [
         "connect",
         "myevents",
+        "nixevent " + " ".join(UNREAD_EVENTS),
         "linger 10",
         "event plain BACKGROUND_JOB CUSTOM fifo::info",
         "answer",
