@@ -51,6 +51,7 @@ MAX_FRAME_HEAD = 64 * 1024  # the proxy gives up counting (not passing) past the
 MAX_FRAME_BODY = 16 * 1024 * 1024
 _NAME = re.compile(r"^Event-Name: ([^\n]*)$", re.M)
 _SUBCLASS = re.compile(r"^Event-Subclass: ([^\n]*)$", re.M)
+_ACTION = re.compile(r"^FIFO-Action: ([^\n]*)$", re.M)
 _LENGTH = re.compile(r"^Content-Length: *([0-9]+)$", re.M)
 _TYPE = re.compile(r"^Content-Type: *([^\n]*)$", re.M)
 
@@ -125,6 +126,9 @@ def frame_name(head: str, body: str) -> str:
         if event == "CUSTOM":
             sub = _SUBCLASS.search(body)
             event = f"CUSTOM {unquote(sub.group(1)) if sub else '?'}"
+            action = _ACTION.search(body)
+            if event == "CUSTOM fifo::info" and action:
+                event += f" {unquote(action.group(1))}"
         return event
     if not content_type and _NAME.search(head):
         return "connect reply (channel data)"

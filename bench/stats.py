@@ -85,6 +85,8 @@ def median_of(values: Sequence[Any]) -> Any:
     dicts key by key (keys all runs have), equal values kept, differing texts joined with
     " / "; anything else (lists that differ, e.g. a ramp's steps) to None (the runs keep it)."""
     if values and all(_number(v) for v in values):
+        if all(v == values[0] for v in values):
+            return values[0]
         return rounded(statistics.median(values), 3)
     if values and all(isinstance(v, dict) for v in values):
         keys = [k for k in values[0] if all(k in v for v in values)]
