@@ -3,7 +3,7 @@
 Built on ``gevent.server.StreamServer``, which accepts as soon as a connection arrives
 (greenswitch polls its listening socket every 100 ms). Each accepted call gets its own
 greenlet: address check, call limit, ``connect`` (the reply is the channel's data),
-``myevents``, ``nixevent`` of the channel events nobody reads (:data:`UNREAD_EVENTS`),
+``myevents`` (then ``nixevent`` of ``unread_events``, the daemon's :data:`UNREAD_EVENTS`),
 ``linger``, ``event plain BACKGROUND_JOB CUSTOM fifo::info``, then ``handler(session)``.
 When the handler returns, the socket is closed.
 
@@ -20,7 +20,7 @@ Example::
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import gevent
@@ -37,9 +37,10 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 SESSION_EVENTS = ["BACKGROUND_JOB", "CUSTOM", "fifo::info"]
 # ``myevents`` subscribes every channel event of the call (23 types, 3-7 KB each on a real
 # switch: each one the switch builds, serialises and sends, and we parse). A call's socket
-# reads only CHANNEL_EXECUTE_COMPLETE (Connection), CHANNEL_BRIDGE, CHANNEL_HANGUP and
-# CHANNEL_HANGUP_COMPLETE (calls/call.py) besides SESSION_EVENTS; ``nixevent`` drops the rest
-# and keeps myevents' own-channel restriction (mod_event_socket clears only the event list).
+# in the daemon reads only CHANNEL_EXECUTE_COMPLETE (Connection), CHANNEL_BRIDGE,
+# CHANNEL_HANGUP and CHANNEL_HANGUP_COMPLETE (calls/call.py) besides SESSION_EVENTS, so the
+# daemon's server passes the rest (below) as ``unread_events``: ``nixevent`` drops them and
+# keeps myevents' own-channel restriction (mod_event_socket clears only the event list).
 # Measured with bench/events.py: 36 -> 25 frames, 97 -> 60 KB per call from the switch.
 UNREAD_EVENTS = [
     "CHANNEL_CREATE", "CHANNEL_DESTROY", "CHANNEL_STATE", "CHANNEL_CALLSTATE", "CHANNEL_ANSWER",
@@ -70,12 +71,14 @@ class OutboundSession(Connection):
         self._log = self._log.bind(call_uuid=self.uuid)
         return self.channel
 
-    def setup(self, linger_seconds: int | None = 10, timeout: float | None = 10.0) -> None:
-        """The standard start: connect, myevents less what is not read, linger,
+    def setup(self, linger_seconds: int | None = 10, timeout: float | None = 10.0,
+              unread_events: Sequence[str] = ()) -> None:
+        """The standard start: connect, myevents (less ``unread_events``), linger,
         BACKGROUND_JOB and fifo::info."""
         self.connect(timeout)
         self.myevents(timeout)
-        self.command("nixevent " + " ".join(UNREAD_EVENTS), timeout)
+        if unread_events:
+            self.command("nixevent " + " ".join(unread_events), timeout)
         self.linger(linger_seconds, timeout)
         self.events(SESSION_EVENTS, timeout)
 
@@ -105,6 +108,7 @@ class OutboundServer:
         allow: Iterable[IPNetwork] | None = None,
         setup_timeout: float = 10.0,
         linger_seconds: int | None = 10,
+        unread_events: Sequence[str] = (),
     ) -> None:
         self.bind = bind
         self.handler = handler
@@ -112,6 +116,7 @@ class OutboundServer:
         self.allow = list(allow) if allow is not None else list(LOOPBACK)
         self.setup_timeout = setup_timeout
         self.linger_seconds = linger_seconds
+        self.unread_events = list(unread_events)
         self.sessions: set[OutboundSession] = set()
         self.refused = 0
         self._idle = gevent.event.Event()
@@ -176,7 +181,7 @@ class OutboundServer:
     def _run(self, session: OutboundSession) -> None:
         session.start()
         try:
-            session.setup(self.linger_seconds, self.setup_timeout)
+            session.setup(self.linger_seconds, self.setup_timeout, self.unread_events)
         except ESLError as exc:
             log.warning("esl.outbound.setup_failed", peer=session.peer[0], error=str(exc))
             return

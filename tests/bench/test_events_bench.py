@@ -66,7 +66,10 @@ def test_a_calls_socket_gets_only_the_events_the_daemon_reads() -> None:
             "BACKGROUND_JOB", "CUSTOM fifo::info push", "CUSTOM fifo::info bridge-caller-start"}
     assert read <= names  # what the call flow waits for still arrives
     unread = {name for name in names - read if not name.startswith("CUSTOM fifo::info ")}
-    assert unread <= {"command/reply", "text/disconnect-notice", "CHANNEL_BRIDGE"}, unread
+    # CHANNEL_PARK: the socket app parks the channel while the daemon sets up, so it can be
+    # queued between myevents and nixevent (about 4 calls in 10).
+    assert unread <= {"command/reply", "text/disconnect-notice", "CHANNEL_BRIDGE",
+                      "CHANNEL_PARK"}, unread
     inbound = result["connections"]["inbound"]
     assert inbound["connections"] >= 1
     assert {"CHANNEL_CREATE", "CHANNEL_HANGUP_COMPLETE"} <= {
