@@ -225,6 +225,8 @@ def real_table(real: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, get in _real_rows(real):
         values = [get(apps.get(kind, {})) for kind in APPS]
+        if runs and label.startswith("  ramp: "):  # no median of steps: each run's, below
+            values = ["per run, below" if kind in apps else None for kind in APPS]
         ranges = [get(_get(spread, "apps", kind) or {}) for kind in APPS]
         cells = [label, *(_ranged(v, r) for v, r in zip(values, ranges, strict=True)),
                  _ratio(values[0], values[1]), _ratio(values[0], values[2])]
