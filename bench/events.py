@@ -42,6 +42,7 @@ import gevent.server
 import gevent.socket
 
 from bench import hotpath
+from bench.driver import AppProcess
 from bench.realswitch import Bench, RealSettings, bench_config, run_step
 from bench.stats import rounded
 
@@ -264,41 +265,47 @@ def count_events(settings: RealSettings, calls: int, rate: float, profile: bool,
     out: dict[str, Any] = {"machine": machine(), "calls": calls, "rate": rate}
     with tempfile.TemporaryDirectory(prefix="fsrouter-events-") as tmp:
         bench = Bench(settings, Path(tmp))
+        taps: dict[str, Tap] = {}
         try:
             bench.start()
             host, esl_port, _ = bench.switch.esl_endpoint()
-            inbound = Tap((host, esl_port), switch_is_client=False)
-            bench.config = bench_config(bench.root, inbound.port, settings.talk_ms)
+            taps["inbound"] = Tap((host, esl_port), switch_is_client=False)
+            bench.config = bench_config(bench.root, taps["inbound"].port, settings.talk_ms)
             app = bench.start_app("fsrouter")
-            outbound = Tap(("127.0.0.1", app.port), switch_is_client=True)
-            bench.switch.route_to(outbound.port)
             try:
-                say(f"events: {settings.warm_calls} warm-up calls ...")
-                run_step(bench.caller, bench.pid, app, 5.0, settings.warm_calls)
-                for tap in (inbound, outbound):  # count the measured calls only
-                    tap.reset(keep_connections=tap is inbound)
-                say(f"events: {calls} calls at {rate}/s through the taps ...")
-                spy = raw = None
-                if profile:
-                    raw = Path(tmp) / "daemon.pyspy"
-                    spy = hotpath.start(app.pid, calls / rate + 3, raw)
-                step = run_step(bench.caller, bench.pid, app, rate, calls)
-                out["step"] = step.summary()
-                if spy is not None and raw is not None:
-                    spy.wait(timeout=calls / rate + 60)
-                    out["profile"] = (hotpath.summarise(raw, top=20) if raw.exists()
-                                      else {"error": (spy.stderr.read() if spy.stderr
-                                                      else b"").decode()[-500:]})
+                taps["outbound"] = Tap(("127.0.0.1", app.port), switch_is_client=True)
+                bench.switch.route_to(taps["outbound"].port)
+                out.update(_counted_step(bench, app, taps, calls, rate,
+                                         Path(tmp) / "daemon.pyspy" if profile else None, say))
             finally:
                 app.stop()
                 bench.switch.route_to(1)
-                outbound.stop()
-                inbound.stop()
         finally:
+            for tap in taps.values():
+                tap.stop()
             bench.stop()
     out["machine"]["load_average_at_end"] = list(os.getloadavg())
-    out["connections"] = {name: _side_figures(tap.side, calls)
-                          for name, tap in (("outbound", outbound), ("inbound", inbound))}
+    out["connections"] = {name: _side_figures(taps[name].side, calls)
+                          for name in ("outbound", "inbound")}
+    return out
+
+
+def _counted_step(bench: Bench, app: AppProcess, taps: dict[str, Tap], calls: int,
+                  rate: float, profile: Path | None,
+                  say: Callable[[str], None]) -> dict[str, Any]:
+    """Warm up, zero the taps, then the counted calls (py-spy on the daemon if ``profile``
+    names its output file)."""
+    say(f"events: {bench.settings.warm_calls} warm-up calls ...")
+    run_step(bench.caller, bench.pid, app, 5.0, bench.settings.warm_calls)
+    for name, tap in taps.items():  # count the measured calls only
+        tap.reset(keep_connections=name == "inbound")
+    say(f"events: {calls} calls at {rate}/s through the taps ...")
+    spy = hotpath.start(app.pid, calls / rate + 3, profile) if profile else None
+    out: dict[str, Any] = {"step": run_step(bench.caller, bench.pid, app, rate, calls).summary()}
+    if spy is not None and profile is not None:
+        spy.wait(timeout=calls / rate + 60)
+        out["profile"] = (hotpath.summarise(profile, top=20) if profile.exists() else
+                          {"error": (spy.stderr.read() if spy.stderr else b"").decode()[-500:]})
     return out
 
 
