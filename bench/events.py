@@ -43,7 +43,7 @@ import gevent.socket
 
 from bench import hotpath
 from bench.driver import AppProcess
-from bench.realswitch import Bench, RealSettings, bench_config, run_step
+from bench.realswitch import APPS, Bench, RealSettings, bench_config, run_step
 from bench.stats import rounded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,11 +258,12 @@ def _close(sock: socket.socket) -> None:
 
 
 def count_events(settings: RealSettings, calls: int, rate: float, profile: bool,
-                 say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run ``calls`` fsrouter calls on the real switch through the two taps."""
+                 say: Callable[[str], None] = print, kind: str = "fsrouter") -> dict[str, Any]:
+    """Run ``calls`` calls of application ``kind`` (bench/realswitch.py ``APPS``; only
+    fsrouter opens an inbound connection) on the real switch through the two taps."""
     from bench.run import machine
 
-    out: dict[str, Any] = {"machine": machine(), "calls": calls, "rate": rate}
+    out: dict[str, Any] = {"machine": machine(), "app": kind, "calls": calls, "rate": rate}
     with tempfile.TemporaryDirectory(prefix="fsrouter-events-") as tmp:
         bench = Bench(settings, Path(tmp))
         taps: dict[str, Tap] = {}
@@ -271,7 +272,7 @@ def count_events(settings: RealSettings, calls: int, rate: float, profile: bool,
             host, esl_port, _ = bench.switch.esl_endpoint()
             taps["inbound"] = Tap((host, esl_port), switch_is_client=False)
             bench.config = bench_config(bench.root, taps["inbound"].port, settings.talk_ms)
-            app = bench.start_app("fsrouter")
+            app = bench.start_app(kind)
             try:
                 taps["outbound"] = Tap(("127.0.0.1", app.port), switch_is_client=True)
                 bench.switch.route_to(taps["outbound"].port)
@@ -320,7 +321,8 @@ def _side_figures(side: Side, calls: int) -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     """Markdown: per connection kind, what the switch sent per call, by event name."""
     step = result.get("step", {})
-    lines = [f"{result['calls']} calls at {result['rate']}/s, completed "
+    lines = [f"{result.get('app', 'fsrouter')}: {result['calls']} calls at {result['rate']}/s, "
+             "completed "
              f"{step.get('completed', '?')}/{step.get('calls', '?')}; load average "
              f"{_load(result['machine'].get('load_average_at_start'))} at the start, "
              f"{_load(result['machine'].get('load_average_at_end'))} at the end", ""]
@@ -359,14 +361,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--profile", action="store_true", help="py-spy the daemon too")
+    parser.add_argument("--app", choices=sorted(APPS), default="fsrouter",
+                        help="the application on the outbound socket")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--table", type=Path, help="print an earlier result's table")
     args = parser.parse_args(argv)
     if args.table:
         print(table(json.loads(args.table.read_text("utf-8"))))
         return 0
-    result = count_events(RealSettings(apps=("fsrouter",)), args.calls, args.rate,
-                          args.profile, say=lambda text: print(text, file=sys.stderr))
+    result = count_events(RealSettings(apps=(args.app,)), args.calls, args.rate,
+                          args.profile, say=lambda text: print(text, file=sys.stderr),
+                          kind=args.app)
     args.output.write_text(json.dumps(result, indent=1) + "\n", "utf-8")
     print(table(result))
     return 0
