@@ -26,8 +26,11 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 
 from bench.scenario import Flow  # noqa: E402
+from fsrouter.esl.outbound import UNREAD_EVENTS  # noqa: E402
 
 STEP_TIMEOUT = 30.0  # seconds any one step may take (as fsrouter's step_timeout)
+# The floor asks the switch for what fsrouter asks (fsrouter.esl.outbound.setup).
+NIXEVENT = ("nixevent " + " ".join(UNREAD_EVENTS) + "\n\n").encode()
 JOB_GRACE = 15.0  # seconds past the ring timeout before a missing job result counts as failed
 
 
@@ -228,7 +231,7 @@ class RawFloorCall:
         connect = self._reply(b"connect\n\n")
         self.uuid = connect.headers.get("Unique-ID", "")
         caller_name = connect.headers.get("Caller-Caller-ID-Name", "")
-        for command in (b"myevents\n\n", b"linger\n\n",
+        for command in (b"myevents\n\n", NIXEVENT, b"linger\n\n",
                         b"event plain BACKGROUND_JOB CUSTOM fifo::info\n\n"):
             self._reply(command)
         self._execute("answer", "")

@@ -44,7 +44,7 @@ import yaml
 
 from bench import scenario
 from bench.driver import AppProcess, open_loop
-from bench.stats import StepFigures, rounded, summary
+from bench.stats import StepFigures, median_of, rounded, spread_of, summary
 from fsrouter.esl import Event, InboundClient, Job
 from fsrouter.testing.phones import phone_number
 from fsrouter.testing.realswitch import RealSwitch, quote_originate_value
@@ -509,6 +509,25 @@ def run_real(settings: RealSettings, say: Any = print) -> dict[str, Any]:
             bench.stop()
     out["machine"]["load_average_at_end"] = list(os.getloadavg())
     out["ratios"] = ratios(out)
+    return out
+
+
+def run_real_repeated(settings: RealSettings, repeats: int,
+                      say: Any = print) -> dict[str, Any]:
+    """``run_real`` ``repeats`` times, each on a fresh switch. The figures are the median of
+    the runs (leaf by leaf, ratios included), ``spread`` holds the same figures as
+    ``[min, max]``, and ``runs`` every run whole (its machine's load at start and end)."""
+    runs = []
+    for number in range(1, repeats + 1):
+        say(f"real switch: run {number} of {repeats} ...")
+        runs.append(run_real(settings, say))
+    if repeats == 1:
+        return runs[0]
+    out: dict[str, Any] = median_of(runs)
+    out["settings"], out["switch"] = runs[0]["settings"], runs[0].get("switch", {})
+    out["repeats"] = repeats
+    out["spread"] = spread_of(runs)
+    out["runs"] = runs
     return out
 
 

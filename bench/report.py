@@ -204,35 +204,66 @@ def _ramp(steps: Any) -> str | None:
 
 
 def real_table(real: dict[str, Any]) -> str:
-    """The real switch's figures: per application, then the switch's CPU per call."""
+    """The real switch's figures: per application, then the switch's CPU per call. After
+    several runs (``--repeat``): each figure is the median, with the runs' min-max after it."""
     apps = real["apps"]
+    spread = real.get("spread") or {}
     machine = real.get("machine") or {}
     switch = real.get("switch") or {}
+    runs = real.get("runs") or []
     lines = [f"Real switch: {switch.get('version')}, event clock tick "
              f"{switch.get('clock_tick_ms', 20)} ms, {machine.get('cpu_count')} x "
              f"{machine.get('cpu_model')}, load average "
              f"{_load(machine.get('load_average_at_start'))} at the start, "
              f"{_load(machine.get('load_average_at_end'))} at the end; switch idle CPU "
-             f"{switch.get('idle_cpu_percent')}%", ""]
+             f"{_cell(switch.get('idle_cpu_percent'))}%", ""]
+    if runs:
+        lines[0] = f"Real switch, median of {len(runs)} runs (min-max of the runs after it): " \
+            + lines[0].removeprefix("Real switch: ")
+        lines[1:1] = [_run_line(n, run) for n, run in enumerate(runs, 1)]
     head = ["measurement", *APPS, "fsrouter/floor", "fsrouter/greenswitch"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, get in _real_rows(real):
         values = [get(apps.get(kind, {})) for kind in APPS]
-        cells = [label, *(_cell(v) for v in values), _ratio(values[0], values[1]),
-                 _ratio(values[0], values[2])]
+        if runs and label.startswith("  ramp: "):  # no median of steps: each run's, below
+            values = ["per run, below" if kind in apps else None for kind in APPS]
+        ranges = [get(_get(spread, "apps", kind) or {}) for kind in APPS]
+        cells = [label, *(_ranged(v, r) for v, r in zip(values, ranges, strict=True)),
+                 _ratio(values[0], values[1]), _ratio(values[0], values[2])]
         lines.append("| " + " | ".join(cells) + " |")
     cpu = real.get("cpu") or {}
     fsr, xml = cpu.get("fsrouter") or {}, cpu.get("dialplan") or {}
+    fsr_spread, xml_spread = _get(spread, "cpu", "fsrouter") or {}, _get(spread, "cpu",
+                                                                         "dialplan") or {}
     rate = real["settings"]["cpu_rate"]
     lines += ["", "| switch CPU, menu-queue-agent flow | fsrouter | XML dialplan + mod_fifo "
               "| fsrouter/dialplan |", "|---|---|---|---|"]
     for label, key in ((f"switch CPU per call at {rate:g}/s (ms)", "switch_cpu_ms_per_call"),
                        ("switch CPU (% of one core)", "switch_cpu_percent")):
         a, b = fsr.get(key), xml.get(key)
-        lines.append(f"| {label} | {_cell(a)} | {_cell(b)} | {_ratio(a, b)} |")
+        lines.append(f"| {label} | {_ranged(a, fsr_spread.get(key))} | "
+                     f"{_ranged(b, xml_spread.get(key))} | {_ratio(a, b)} |")
     done = [_cell(_of(x.get("completed"), x.get("calls"))) for x in (fsr, xml)]
     lines.append(f"| calls completed / placed | {done[0]} | {done[1]} | - |")
+    for n, run in enumerate(runs, 1):
+        ramps = [f"{kind} {_ramp(_get(run, 'apps', kind, 'throughput', 'steps'))}"
+                 for kind in APPS if kind in run.get("apps", {})]
+        lines.append(f"\nrun {n}, ramp offered/s (completed/placed, p99 ms): " + "; ".join(ramps))
     return "\n".join(lines)
+
+
+def _run_line(number: int, run: dict[str, Any]) -> str:
+    machine = run.get("machine") or {}
+    return (f"- run {number}: load average {_load(machine.get('load_average_at_start'))} at "
+            f"the start, {_load(machine.get('load_average_at_end'))} at the end; switch idle "
+            f"CPU {_get(run, 'switch', 'idle_cpu_percent')}%")
+
+
+def _ranged(value: Any, span: Any) -> str:
+    """A median and the runs' min-max, when there were runs and they differ."""
+    if isinstance(span, list) and len(span) == 2 and span[0] != span[1]:
+        return f"{_cell(value)} ({_cell(span[0])}-{_cell(span[1])})"
+    return _cell(value)
 
 
 def _load(values: Any) -> str:

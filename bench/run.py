@@ -407,6 +407,8 @@ def main(argv: list[str]) -> int:
                         help="also run the benchmark on the real FreeSWITCH")
     parser.add_argument("--real-only", action="store_true",
                         help="only the real FreeSWITCH part, merged into the existing JSON")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N",
+                        help="real switch: run it N times, report median and min-max")
     parser.add_argument("--fine-clock", action="store_true",
                         help="the real switch with 1ms-timer: latencies to 1 ms, at a CPU cost")
     args = parser.parse_args(argv)
@@ -429,7 +431,8 @@ def main(argv: list[str]) -> int:
         results = run_all(settings, say=say)
         results["targets"] = evaluate(results)
     if args.real or args.real_only:
-        results["real_switch"] = _run_real(args.quick, apps, say, args.fine_clock)
+        results["real_switch"] = _run_real(args.quick, apps, say, args.fine_clock,
+                                           max(args.repeat, 1))
     args.output.write_text(json.dumps(results, indent=1) + "\n", "utf-8")
     print(real_table(results["real_switch"]) if args.real_only else table(results))
     print(f"\nwritten to {args.output}")
@@ -444,9 +447,11 @@ def _previous(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _run_real(quick: bool, apps: tuple[str, ...], say: Any, fine_clock: bool) -> dict[str, Any]:
+def _run_real(quick: bool, apps: tuple[str, ...], say: Any, fine_clock: bool,
+              repeats: int) -> dict[str, Any]:
     from bench import realswitch
 
     settings = realswitch.QUICK if quick else realswitch.RealSettings()
-    return realswitch.run_real(replace(settings, apps=apps, fine_clock=fine_clock), say=say)
+    return realswitch.run_real_repeated(replace(settings, apps=apps, fine_clock=fine_clock),
+                                        repeats, say=say)
 

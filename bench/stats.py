@@ -4,6 +4,7 @@ what a step's calls say."""
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,3 +74,39 @@ class StepFigures:
     @property
     def p99_ms(self) -> float:
         return percentile(self.setup_ms, 0.99) or float("inf")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def median_of(values: Sequence[Any]) -> Any:
+    """Runs of the same measurement, combined leaf by leaf: numbers to their median (rounded),
+    dicts key by key (keys all runs have), equal values kept, differing texts joined with
+    " / "; anything else (lists that differ, e.g. a ramp's steps) to None (the runs keep it)."""
+    if values and all(_number(v) for v in values):
+        if all(v == values[0] for v in values):
+            return values[0]
+        return rounded(statistics.median(values), 3)
+    if values and all(isinstance(v, dict) for v in values):
+        keys = [k for k in values[0] if all(k in v for v in values)]
+        return {k: median_of([v[k] for v in values]) for k in keys}
+    if all(v == values[0] for v in values):
+        return values[0] if values else None
+    if all(isinstance(v, list) and len(v) == len(values[0]) and all(map(_number, v))
+           for v in values):  # e.g. load averages: element by element
+        return [median_of(column) for column in zip(*values, strict=True)]
+    if all(isinstance(v, str) for v in values):
+        return " / ".join(dict.fromkeys(values))
+    return None
+
+
+def spread_of(values: Sequence[Any]) -> Any:
+    """The same walk as :func:`median_of`, numbers to ``[min, max]``; None where no number."""
+    if values and all(_number(v) for v in values):
+        return [rounded(min(values), 3), rounded(max(values), 3)]
+    if values and all(isinstance(v, dict) for v in values):
+        keys = [k for k in values[0] if all(k in v for v in values)]
+        out = {k: spread_of([v[k] for v in values]) for k in keys}
+        return {k: v for k, v in out.items() if v is not None} or None
+    return None

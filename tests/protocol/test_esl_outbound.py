@@ -11,6 +11,7 @@ import gevent.socket
 import pytest
 
 from fsrouter.esl import OutboundServer, OutboundSession
+from fsrouter.esl.outbound import UNREAD_EVENTS
 from tests.protocol.esl_peer import CALLER_UUID, Peer, recorded_connect_reply
 
 
@@ -92,6 +93,24 @@ def test_session_start_and_handler(make_server) -> None:
     assert channel["Caller-Caller-ID-Number"] == "+4915112345678"
     assert channel["Socket-Mode"] == "async" and channel["Control"] == "full"
     assert response == "_none_"
+
+
+def test_unread_events_are_nixed_after_myevents(make_server) -> None:
+    seen: list = []
+    server = make_server(answering_handler(seen), unread_events=UNREAD_EVENTS)
+    peer = dial(server)
+    connect = peer.recv()
+    peer.send(recorded_connect_reply())
+    lines = [connect.line]
+    for reply in ("+OK Events Enabled", "+OK events nixed", "+OK will linger 10 seconds",
+                  "+OK event listener enabled plain"):
+        lines.append(peer.recv().line)
+        peer.reply(reply)
+    assert lines == ["connect", "myevents", "nixevent " + " ".join(UNREAD_EVENTS), "linger 10",
+                     "event plain BACKGROUND_JOB CUSTOM fifo::info"]
+    # What a call reads is never nixed.
+    assert not {"CHANNEL_EXECUTE_COMPLETE", "CHANNEL_BRIDGE", "CHANNEL_HANGUP",
+                "CHANNEL_HANGUP_COMPLETE"} & set(UNREAD_EVENTS)
 
 
 def test_accept_is_immediate(make_server) -> None:

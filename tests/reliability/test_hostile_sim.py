@@ -152,7 +152,7 @@ def check_switch_received(run: SimDaemon, record: SwitchRecord, texts: list[str]
         elif word == "api":
             assert OUR_API.match(cmd.line[len("api "):]), cmd.line[:120]
         else:
-            assert word in ("connect", "myevents", "linger", "event"), cmd.line[:120]
+            assert word in ("connect", "myevents", "nixevent", "linger", "event"), cmd.line[:120]
     for leg in record.agent_legs:
         assert leg.dial in (AGENT_PHONE, QUEUE_PHONE, CUSTOM_PHONE) or \
             leg.dial.startswith("loopback/+491519"), leg.dial
