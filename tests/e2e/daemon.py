@@ -53,7 +53,7 @@ class Daemon:
         self.log_path = workdir / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:  # a cold prompt render on a busy host
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "fsrouter", "--log-format", "json", "--log-level",

@@ -144,6 +144,13 @@ def run_line(line: str, root: Path, secrets: str) -> str:
     if words[0] == "/opt/fsrouter/bin/pip":
         assert words[1] == "install"
         return "pip install: skipped (this checkout is installed)"
+    if words[0] == "apt-get":
+        assert words[1] == "install", line
+        # The test set-up installed them on this host (fsrouter.prompts.install): check it.
+        names = shlex.split(line, comments=True)[2:]
+        missing = [name for name in names if shutil.which(name) is None]
+        assert not missing, f"{line}: not installed here: {missing}"
+        return "apt-get install: present on this host"
     if words[0] == "systemctl":
         return "systemctl: skipped (no systemd as PID 1)"
     if words[0] in ("systemd-sysusers", "systemd-tmpfiles"):

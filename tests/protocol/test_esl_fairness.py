@@ -76,7 +76,9 @@ def test_a_flooding_peer_leaves_timers_on_time(flood_port, inline):
     print(f"\n{'inline' if inline else 'dispatcher'}: {ticks} ticks of 10 ms in "
           f"{WATCH_SECONDS} s (ideal ~300), longest gap {longest * 1000:.0f} ms, "
           f"{during} events read meanwhile")
-    assert during > 10_000, "the flood did not get going"
+    # A few thousand events show the flood ran all along (3,520 were read at load 13; a quiet
+    # machine reads ten times more): the bound must not depend on the machine's speed.
+    assert during > 1_000, "the flood did not get going"
     # Before the fix: a handful of ticks and a gap as long as the flood. The bounds leave
     # room for a loaded 2-core machine (the flooder itself takes one core).
     assert ticks >= 100, (ticks, longest)
