@@ -35,6 +35,15 @@ answers for live channels only) and then:
   message not yet stored is recorded anew). When the daemon is stopping (no listener) callers
   are left alone: the next start adopts them. A transfer the switch refuses ends the caller
   with NORMAL_TEMPORARY_FAILURE rather than leaving them with nobody serving them.
+
+  The transfer waits until every ``originate`` the dead daemon sent on the caller's old
+  socket has ended (its BACKGROUND_JOB; 5 s at most) and then a moment more. The switch's
+  listener thread of that old socket lives on after we die, waiting for those ``bgapi``
+  threads (``switch_thread_rwlock_wrlock``), and when it finally ends it clears CF_CONTROLLED
+  on the caller's channel (mod_event_socket.c ``listener_run``, 1.11.1). If that happens after
+  the new ``socket`` app has parked the caller, it ends the new park loop: the app returns,
+  the dialplan's fallback plays SIT and hangs up, and our new socket sees the hang-up before
+  its ``answer``. The legs are killed first, so those threads end at once.
 - **caller gone**: the record is closed as ``bridged`` when it was bridged (the conversation
   ended while we were away; the incident is resolved), otherwise as ``lost_in_restart`` with
   no hang-up cause (none can be known: the switch keeps nothing about ended channels); its
@@ -85,6 +94,13 @@ RING_GRACE = 2.0
 ADOPT_QUIET = 10.0
 # Seconds between checks that the bridged calls we keep are still up (missed hang-ups).
 WATCH_EVERY = 30.0
+# Seconds a caller's transfer waits at most for the originates of its killed legs to end.
+ORIGINATE_END_WAIT = 5.0
+# Seconds after the last of them: the old socket's listener thread, woken by the end of the
+# last job thread, clears CF_CONTROLLED within microseconds; this covers a loaded machine
+# descheduling it (adoption is not in a hurry).
+LISTENER_SETTLE = 0.25
+_ORIGINATION_UUID = re.compile(r"origination_uuid=([A-Za-z0-9-]{1,64})")
 _UUID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _DESTINATION = re.compile(r"\+?[0-9*#]{1,32}")
 _WORD = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -160,8 +176,19 @@ def look(switch: ApiClient, uuid: str | None) -> Channel | None:
     return Channel(uuid, {str(k): str(v) for k, v in data.items() if v is not None})
 
 
+def _originating(leg: Channel) -> bool:
+    """Whether the originate that made ``leg`` is still running: it returns when the leg is
+    answered, unless a confirmation key (press-to-accept) is still awaited."""
+    return (leg.get("Answer-State") != "answered"
+            or bool(leg.get("variable_group_confirm_key")))
+
+
 class Recovery:
     """Reconciles this host's open records with the switch; see the module docstring."""
+
+    # What :meth:`handle` needs on the inbound event connection besides the agent watcher's
+    # (CHANNEL_HANGUP_COMPLETE): the end of the dead daemon's originates.
+    EVENTS = ("BACKGROUND_JOB",)
 
     def __init__(
         self,
@@ -180,6 +207,8 @@ class Recovery:
         self.jitter = jitter
         self.watched: set[str] = set()  # bridged callers we kept: closed on their hang-up
         self._sent: dict[str, float] = {}  # caller uuid -> when we sent it back
+        # Killed legs whose originate (sent by the dead daemon) has not ended yet.
+        self._originates: dict[str, gevent.event.Event] = {}
         self._lock = gevent.lock.Semaphore()
         self._greenlets: set[gevent.Greenlet] = set()
         self._watcher: gevent.Greenlet | None = None
@@ -224,7 +253,14 @@ class Recovery:
     # -- events ----------------------------------------------------------------------------
 
     def handle(self, event: Event) -> None:
-        """Inbound events: the hang-up of a bridged call we kept closes it. Never raises."""
+        """Inbound events: the hang-up of a bridged call we kept closes it; the end of an
+        originate whose leg we killed lets its caller be sent back. Never raises."""
+        if event.name == "BACKGROUND_JOB":
+            found = _ORIGINATION_UUID.search(event.get("Job-Command-Arg"))
+            ended = self._originates.get(found.group(1)) if found else None
+            if ended is not None:
+                ended.set()
+            return
         uuid = event.uuid or ""
         if event.name != "CHANNEL_HANGUP_COMPLETE" or uuid not in self.watched:
             return
@@ -281,16 +317,37 @@ class Recovery:
         legs = {a.id: look(switch, a.leg_uuid) for a in attempts}
         partner = self._partner(switch, caller, legs)
         winner = next((a for a in attempts if partner and a.leg_uuid == partner.uuid), None)
-        for attempt in attempts:
-            self._settle(switch, attempt, legs[attempt.id], attempt is winner, report)
-        if caller is None:
-            self._close(record, None, report)
-        elif partner is not None:
-            self._keep_bridged(switch, record, winner, partner, report)
-        elif self.can_adopt():
-            self._adopt(switch, record, caller, report)
-        else:
-            log.info("recovery.adopt_later", call_uuid=record.call_uuid)
+        originates: list[gevent.event.Event] = []
+        try:
+            for attempt in attempts:
+                self._settle(switch, attempt, legs[attempt.id], attempt is winner, report,
+                             originates)
+            if caller is None:
+                self._close(record, None, report)
+            elif partner is not None:
+                self._keep_bridged(switch, record, winner, partner, report)
+            elif self.can_adopt():
+                self._await_originates(record.call_uuid, originates)
+                self._adopt(switch, record, caller, report)
+            else:
+                log.info("recovery.adopt_later", call_uuid=record.call_uuid)
+        finally:
+            self._originates = {leg: ended for leg, ended in self._originates.items()
+                                if ended not in originates}
+
+    def _await_originates(self, uuid: str, originates: list[gevent.event.Event]) -> None:
+        """Until the originates of the caller's killed legs have ended (see the module
+        docstring: the old socket's listener thread must be gone before the transfer)."""
+        if not originates:
+            return
+        began = time.monotonic()
+        gevent.wait(originates, timeout=ORIGINATE_END_WAIT)
+        pending = sum(1 for ended in originates if not ended.is_set())
+        if pending:  # the job ended before we listened, or its event was lost: go on
+            log.warning("recovery.originate_not_ended", call_uuid=uuid, pending=pending)
+        gevent.sleep(LISTENER_SETTLE)
+        log.info("recovery.originates_ended", call_uuid=uuid, legs=len(originates),
+                 seconds=round(time.monotonic() - began, 3))
 
     def _partner(self, switch: ApiClient, caller: Channel | None,
                  legs: dict[int, Channel | None]) -> Channel | None:
@@ -304,7 +361,7 @@ class Recovery:
         return other
 
     def _settle(self, switch: ApiClient, attempt: Attempt, leg: Channel | None, won: bool,
-                report: Report) -> None:
+                report: Report, originates: list[gevent.event.Event]) -> None:
         now = self.now()
         report.attempts_closed += 1
         if leg is None:
@@ -317,6 +374,8 @@ class Recovery:
             return
         # Nobody waits for this leg any more: its flow died with the old process.
         cause = "NO_ANSWER" if leg.overdue else "ORIGINATOR_CANCEL"
+        if _originating(leg):  # listened for before the kill: its end may come first
+            originates.append(self._originates.setdefault(leg.uuid, gevent.event.Event()))
         switch.api(f"uuid_kill {leg.uuid} {cause}", timeout=API_TIMEOUT)
         report.legs_killed.append(leg.uuid)
         result = "no_answer" if cause == "NO_ANSWER" else "cancelled"
