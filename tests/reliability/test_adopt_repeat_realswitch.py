@@ -43,6 +43,9 @@ from tests.reliability.test_restart_realswitch import (
 
 TRIALS = 20
 SOAK_TRIALS = 100
+# Seconds any one step may take: generous, for a machine whose cores are all busy (a daemon
+# that took 20 s to connect was seen once while other suites ran alongside).
+WAIT_S = 60.0
 DORA = PEOPLE["4"][1]  # rings 30 s, never answers: still ringing when the daemon is back
 
 
@@ -68,7 +71,7 @@ def repeat(switch: Any, tmp_path: Path, count: int) -> None:
     failures: list[str] = []
     try:
         daemon.log_path = tmp_path / "daemon-0.log"
-        daemon.start()
+        daemon.start(timeout=WAIT_S)
         switch.route_to(daemon.port)
         for n in range(1, count + 1):
             problem = trial(n, daemon, switch, watcher, tmp_path)
@@ -93,31 +96,31 @@ def trial(n: int, daemon: Daemon, switch: Any, watcher: Watcher, tmp_path: Path)
     begun = time.time()
     a = str(uuidlib.uuid4())
     switch.place_call(HOTLINE, CALLER, "Erika Mustermann", uuid=a)
-    caller = watcher.wait("CHANNEL_CREATE", variable_other_loopback_leg_uuid=a).uuid
-    watcher.wait("CHANNEL_EXECUTE", **{"Unique-ID": caller,
-                                       "Application": "play_and_get_digits"})
+    caller = watcher.wait("CHANNEL_CREATE", WAIT_S, variable_other_loopback_leg_uuid=a).uuid
+    watcher.wait("CHANNEL_EXECUTE", WAIT_S, **{"Unique-ID": caller,
+                                               "Application": "play_and_get_digits"})
     switch.send_dtmf(a, "4")
-    first = wait_for(lambda: new_leg(watcher, begun), 20, "dora's phone ringing")
+    first = wait_for(lambda: new_leg(watcher, begun), WAIT_S, "dora's phone ringing")
     assert daemon.process is not None
     daemon.process.send_signal(signal.SIGKILL)
     daemon.process.wait()
 
     restarted = time.time()
     daemon.log_path = tmp_path / f"daemon-{n}.log"
-    daemon.start()
-    done = wait_for(lambda: logged(daemon, "recovery.done"), 20, "the recovery pass")
+    daemon.start(timeout=WAIT_S)
+    done = wait_for(lambda: logged(daemon, "recovery.done"), WAIT_S, "the recovery pass")
     if done.get("adopted") != [caller] or done.get("legs_killed") != [first]:
         return f"recovery did not adopt the caller / kill the leg: {done}"
     # The old socket's last originate ended before the caller left the old socket's park
     # (the transfer): its listener thread was gone before the new socket parked the caller.
-    job = wait_for(lambda: originate_end(watcher, first), 20, "the old originate's end")
-    moved = wait_for(lambda: after(watcher, "CHANNEL_UNPARK", caller, restarted), 20,
+    job = wait_for(lambda: originate_end(watcher, first), WAIT_S, "the old originate's end")
+    moved = wait_for(lambda: after(watcher, "CHANNEL_UNPARK", caller, restarted), WAIT_S,
                      "the caller transferred out of the old socket's park")
     problems: list[str] = []
     if watcher.events.index(job) > watcher.events.index(moved):
         problems.append("transferred before the old socket's originate ended")
     # Back in the queue, dora rung again, the caller still up and never given the fallback.
-    second = wait_for(lambda: new_leg(watcher, restarted) or ended(daemon, caller), 20,
+    second = wait_for(lambda: new_leg(watcher, restarted) or ended(daemon, caller), WAIT_S,
                       "dora rung again (or the adopted call ending)")
     fallback = [e for e in watcher.events if e.name == "CHANNEL_EXECUTE" and e.uuid == caller
                 and e.get("Application-Data") == SIT]
@@ -128,7 +131,7 @@ def trial(n: int, daemon: Daemon, switch: Any, watcher: Watcher, tmp_path: Path)
 
     switch.hangup(caller)
     problems.append(records_problem(daemon, caller, first, second))
-    wait_for(lambda: not [row for row in switch.channels()], 10, "no channel left")
+    wait_for(lambda: not [row for row in switch.channels()], WAIT_S, "no channel left")
     return "; ".join(p for p in problems if p)
 
 
@@ -137,7 +140,7 @@ def records_problem(daemon: Daemon, caller: str, first: str, second: str) -> str
     the recovery and the one rung again both cancelled, the caller abandoned in the queue,
     the incident open for follow-up with its reason."""
     [record] = daemon.wait_for("SELECT * FROM call_records WHERE call_uuid = ? AND ended_at "
-                               "IS NOT NULL", caller)
+                               "IS NOT NULL", caller, timeout=WAIT_S)
     incident = daemon.rows("SELECT * FROM incidents WHERE id = ?", record["incident_id"])
     attempts = [(r["leg_uuid"], r["result"]) for r in daemon.rows(
         "SELECT a.leg_uuid, a.result FROM attempts a JOIN call_records c ON c.id = a.call_id "
