@@ -43,7 +43,8 @@ answers for live channels only) and then:
   on the caller's channel (mod_event_socket.c ``listener_run``, 1.11.1). If that happens after
   the new ``socket`` app has parked the caller, it ends the new park loop: the app returns,
   the dialplan's fallback plays SIT and hangs up, and our new socket sees the hang-up before
-  its ``answer``. The legs are killed first, so those threads end at once.
+  its ``answer``. Every leg of the pass is killed first, so those threads end at once, and
+  the pass waits once for all of them before it sends any caller back.
 - **caller gone**: the record is closed as ``bridged`` when it was bridged (the conversation
   ended while we were away; the incident is resolved), otherwise as ``lost_in_restart`` with
   no hang-up cause (none can be known: the switch keeps nothing about ended channels); its
@@ -176,6 +177,15 @@ def look(switch: ApiClient, uuid: str | None) -> Channel | None:
     return Channel(uuid, {str(k): str(v) for k, v in data.items() if v is not None})
 
 
+@dataclass
+class Adoption:
+    """A caller to send back once ``originates`` (its killed legs' jobs) have ended."""
+
+    record: CallRecord
+    caller: Channel
+    originates: list[gevent.event.Event]
+
+
 def _originating(leg: Channel) -> bool:
     """Whether the originate that made ``leg`` is still running: it returns when the leg is
     answered, unless a confirmation key (press-to-accept) is still awaited."""
@@ -302,51 +312,59 @@ class Recovery:
         live = self.live_calls()  # read after the records: a record can only get a session
         quiet = time.monotonic() - ADOPT_QUIET
         self._sent = {uuid: at for uuid, at in self._sent.items() if at > quiet}
-        for record in records:
-            if record.call_uuid in live or record.call_uuid in self._sent:
-                continue
-            fresh = queries.get_call(record.call_uuid)  # its flow may have ended meanwhile
-            if fresh.ended_at is None:
-                report.checked += 1
-                self._reconcile_call(switch, fresh, report)
+        adoptions: list[Adoption] = []
+        try:
+            for record in records:
+                if record.call_uuid in live or record.call_uuid in self._sent:
+                    continue
+                fresh = queries.get_call(record.call_uuid)  # its flow may have ended meanwhile
+                if fresh.ended_at is None:
+                    report.checked += 1
+                    self._reconcile_call(switch, fresh, report, adoptions)
+            # Every caller's legs are killed above; their originates end together.
+            self._await_originates([ended for a in adoptions for ended in a.originates])
+            for adoption in adoptions:
+                self._adopt(switch, adoption.record, adoption.caller, report)
+        finally:
+            self._originates = {}
         self._sweep_incidents(live, report)
 
-    def _reconcile_call(self, switch: ApiClient, record: CallRecord, report: Report) -> None:
+    def _reconcile_call(self, switch: ApiClient, record: CallRecord, report: Report,
+                        adoptions: list[Adoption]) -> None:
+        """Settle the call's attempts and close or keep it; a caller to adopt is added to
+        ``adoptions`` (sent back once the legs' originates have ended)."""
         caller = look(switch, record.call_uuid)
         attempts = [a for a in queries.attempts_for_call(record.call_uuid) if a.ended_at is None]
         legs = {a.id: look(switch, a.leg_uuid) for a in attempts}
         partner = self._partner(switch, caller, legs)
         winner = next((a for a in attempts if partner and a.leg_uuid == partner.uuid), None)
-        originates: list[gevent.event.Event] = []
-        try:
-            for attempt in attempts:
-                self._settle(switch, attempt, legs[attempt.id], attempt is winner, report,
-                             originates)
-            if caller is None:
-                self._close(record, None, report)
-            elif partner is not None:
-                self._keep_bridged(switch, record, winner, partner, report)
-            elif self.can_adopt():
-                self._await_originates(record.call_uuid, originates)
-                self._adopt(switch, record, caller, report)
-            else:
-                log.info("recovery.adopt_later", call_uuid=record.call_uuid)
-        finally:
-            self._originates = {leg: ended for leg, ended in self._originates.items()
-                                if ended not in originates}
+        for attempt in attempts:
+            self._settle(switch, attempt, legs[attempt.id], attempt is winner, report)
+        if caller is None:
+            self._close(record, None, report)
+        elif partner is not None:
+            self._keep_bridged(switch, record, winner, partner, report)
+        elif self.can_adopt():
+            mine = [self._originates[leg.uuid] for leg in legs.values()
+                    if leg is not None and leg.uuid in self._originates]
+            adoptions.append(Adoption(record, caller, mine))
+        else:
+            log.info("recovery.adopt_later", call_uuid=record.call_uuid)
 
-    def _await_originates(self, uuid: str, originates: list[gevent.event.Event]) -> None:
-        """Until the originates of the caller's killed legs have ended (see the module
-        docstring: the old socket's listener thread must be gone before the transfer)."""
+    def _await_originates(self, originates: list[gevent.event.Event]) -> None:
+        """Until the originates of the adopted callers' killed legs have ended, before any
+        of them is sent back (see the module docstring: the old socket's listener thread
+        must be gone)."""
         if not originates:
             return
         began = time.monotonic()
         gevent.wait(originates, timeout=ORIGINATE_END_WAIT)
-        pending = sum(1 for ended in originates if not ended.is_set())
+        pending = [leg for leg, ended in self._originates.items()
+                   if ended in originates and not ended.is_set()]
         if pending:  # the job ended before we listened, or its event was lost: go on
-            log.warning("recovery.originate_not_ended", call_uuid=uuid, pending=pending)
+            log.warning("recovery.originate_not_ended", legs=pending[:20], count=len(pending))
         gevent.sleep(LISTENER_SETTLE)
-        log.info("recovery.originates_ended", call_uuid=uuid, legs=len(originates),
+        log.info("recovery.originates_ended", legs=len(originates),
                  seconds=round(time.monotonic() - began, 3))
 
     def _partner(self, switch: ApiClient, caller: Channel | None,
@@ -361,7 +379,7 @@ class Recovery:
         return other
 
     def _settle(self, switch: ApiClient, attempt: Attempt, leg: Channel | None, won: bool,
-                report: Report, originates: list[gevent.event.Event]) -> None:
+                report: Report) -> None:
         now = self.now()
         report.attempts_closed += 1
         if leg is None:
@@ -375,7 +393,7 @@ class Recovery:
         # Nobody waits for this leg any more: its flow died with the old process.
         cause = "NO_ANSWER" if leg.overdue else "ORIGINATOR_CANCEL"
         if _originating(leg):  # listened for before the kill: its end may come first
-            originates.append(self._originates.setdefault(leg.uuid, gevent.event.Event()))
+            self._originates[leg.uuid] = gevent.event.Event()
         switch.api(f"uuid_kill {leg.uuid} {cause}", timeout=API_TIMEOUT)
         report.legs_killed.append(leg.uuid)
         result = "no_answer" if cause == "NO_ANSWER" else "cancelled"
