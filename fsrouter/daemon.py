@@ -311,7 +311,7 @@ def _start_switch_connection(daemon: Daemon) -> None:
 
     host, port, password = daemon.switch_endpoint or (
         config.switch.host, config.switch.port, config.switch.resolve_password())
-    client = InboundClient(host, port, password, events=list(watcher.EVENTS),
+    client = InboundClient(host, port, password, events=[*watcher.EVENTS, *recovery.EVENTS],
                            on_reconnect=on_connect, keepalive_s=KEEPALIVE_S,
                            keepalive_timeout=KEEPALIVE_TIMEOUT, backoff_max=BACKOFF_MAX_S)
     client.on_event(watcher.handle)

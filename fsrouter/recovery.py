@@ -35,6 +35,16 @@ answers for live channels only) and then:
   message not yet stored is recorded anew). When the daemon is stopping (no listener) callers
   are left alone: the next start adopts them. A transfer the switch refuses ends the caller
   with NORMAL_TEMPORARY_FAILURE rather than leaving them with nobody serving them.
+
+  The transfer waits until every ``originate`` the dead daemon sent on the caller's old
+  socket has ended (its BACKGROUND_JOB; 5 s at most) and then a moment more. The switch's
+  listener thread of that old socket lives on after we die, waiting for those ``bgapi``
+  threads (``switch_thread_rwlock_wrlock``), and when it finally ends it clears CF_CONTROLLED
+  on the caller's channel (mod_event_socket.c ``listener_run``, 1.11.1). If that happens after
+  the new ``socket`` app has parked the caller, it ends the new park loop: the app returns,
+  the dialplan's fallback plays SIT and hangs up, and our new socket sees the hang-up before
+  its ``answer``. Every leg of the pass is killed first, so those threads end at once, and
+  the pass waits once for all of them before it sends any caller back.
 - **caller gone**: the record is closed as ``bridged`` when it was bridged (the conversation
   ended while we were away; the incident is resolved), otherwise as ``lost_in_restart`` with
   no hang-up cause (none can be known: the switch keeps nothing about ended channels); its
@@ -85,6 +95,13 @@ RING_GRACE = 2.0
 ADOPT_QUIET = 10.0
 # Seconds between checks that the bridged calls we keep are still up (missed hang-ups).
 WATCH_EVERY = 30.0
+# Seconds a caller's transfer waits at most for the originates of its killed legs to end.
+ORIGINATE_END_WAIT = 5.0
+# Seconds after the last of them: the old socket's listener thread, woken by the end of the
+# last job thread, clears CF_CONTROLLED within microseconds; this covers a loaded machine
+# descheduling it (adoption is not in a hurry).
+LISTENER_SETTLE = 0.25
+_ORIGINATION_UUID = re.compile(r"origination_uuid=([A-Za-z0-9-]{1,64})")
 _UUID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _DESTINATION = re.compile(r"\+?[0-9*#]{1,32}")
 _WORD = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -160,8 +177,28 @@ def look(switch: ApiClient, uuid: str | None) -> Channel | None:
     return Channel(uuid, {str(k): str(v) for k, v in data.items() if v is not None})
 
 
+@dataclass
+class Adoption:
+    """A caller to send back once ``originates`` (its killed legs' jobs) have ended."""
+
+    record: CallRecord
+    caller: Channel
+    originates: list[gevent.event.Event]
+
+
+def _originating(leg: Channel) -> bool:
+    """Whether the originate that made ``leg`` is still running: it returns when the leg is
+    answered, unless a confirmation key (press-to-accept) is still awaited."""
+    return (leg.get("Answer-State") != "answered"
+            or bool(leg.get("variable_group_confirm_key")))
+
+
 class Recovery:
     """Reconciles this host's open records with the switch; see the module docstring."""
+
+    # What :meth:`handle` needs on the inbound event connection besides the agent watcher's
+    # (CHANNEL_HANGUP_COMPLETE): the end of the dead daemon's originates.
+    EVENTS = ("BACKGROUND_JOB",)
 
     def __init__(
         self,
@@ -180,6 +217,8 @@ class Recovery:
         self.jitter = jitter
         self.watched: set[str] = set()  # bridged callers we kept: closed on their hang-up
         self._sent: dict[str, float] = {}  # caller uuid -> when we sent it back
+        # Killed legs whose originate (sent by the dead daemon) has not ended yet.
+        self._originates: dict[str, gevent.event.Event] = {}
         self._lock = gevent.lock.Semaphore()
         self._greenlets: set[gevent.Greenlet] = set()
         self._watcher: gevent.Greenlet | None = None
@@ -224,7 +263,14 @@ class Recovery:
     # -- events ----------------------------------------------------------------------------
 
     def handle(self, event: Event) -> None:
-        """Inbound events: the hang-up of a bridged call we kept closes it. Never raises."""
+        """Inbound events: the hang-up of a bridged call we kept closes it; the end of an
+        originate whose leg we killed lets its caller be sent back. Never raises."""
+        if event.name == "BACKGROUND_JOB":
+            found = _ORIGINATION_UUID.search(event.get("Job-Command-Arg"))
+            ended = self._originates.get(found.group(1)) if found else None
+            if ended is not None:
+                ended.set()
+            return
         uuid = event.uuid or ""
         if event.name != "CHANNEL_HANGUP_COMPLETE" or uuid not in self.watched:
             return
@@ -266,16 +312,27 @@ class Recovery:
         live = self.live_calls()  # read after the records: a record can only get a session
         quiet = time.monotonic() - ADOPT_QUIET
         self._sent = {uuid: at for uuid, at in self._sent.items() if at > quiet}
-        for record in records:
-            if record.call_uuid in live or record.call_uuid in self._sent:
-                continue
-            fresh = queries.get_call(record.call_uuid)  # its flow may have ended meanwhile
-            if fresh.ended_at is None:
-                report.checked += 1
-                self._reconcile_call(switch, fresh, report)
+        adoptions: list[Adoption] = []
+        try:
+            for record in records:
+                if record.call_uuid in live or record.call_uuid in self._sent:
+                    continue
+                fresh = queries.get_call(record.call_uuid)  # its flow may have ended meanwhile
+                if fresh.ended_at is None:
+                    report.checked += 1
+                    self._reconcile_call(switch, fresh, report, adoptions)
+            # Every caller's legs are killed above; their originates end together.
+            self._await_originates([ended for a in adoptions for ended in a.originates])
+            for adoption in adoptions:
+                self._adopt(switch, adoption.record, adoption.caller, report)
+        finally:
+            self._originates = {}
         self._sweep_incidents(live, report)
 
-    def _reconcile_call(self, switch: ApiClient, record: CallRecord, report: Report) -> None:
+    def _reconcile_call(self, switch: ApiClient, record: CallRecord, report: Report,
+                        adoptions: list[Adoption]) -> None:
+        """Settle the call's attempts and close or keep it; a caller to adopt is added to
+        ``adoptions`` (sent back once the legs' originates have ended)."""
         caller = look(switch, record.call_uuid)
         attempts = [a for a in queries.attempts_for_call(record.call_uuid) if a.ended_at is None]
         legs = {a.id: look(switch, a.leg_uuid) for a in attempts}
@@ -288,9 +345,27 @@ class Recovery:
         elif partner is not None:
             self._keep_bridged(switch, record, winner, partner, report)
         elif self.can_adopt():
-            self._adopt(switch, record, caller, report)
+            mine = [self._originates[leg.uuid] for leg in legs.values()
+                    if leg is not None and leg.uuid in self._originates]
+            adoptions.append(Adoption(record, caller, mine))
         else:
             log.info("recovery.adopt_later", call_uuid=record.call_uuid)
+
+    def _await_originates(self, originates: list[gevent.event.Event]) -> None:
+        """Until the originates of the adopted callers' killed legs have ended, before any
+        of them is sent back (see the module docstring: the old socket's listener thread
+        must be gone)."""
+        if not originates:
+            return
+        began = time.monotonic()
+        gevent.wait(originates, timeout=ORIGINATE_END_WAIT)
+        pending = [leg for leg, ended in self._originates.items()
+                   if ended in originates and not ended.is_set()]
+        if pending:  # the job ended before we listened, or its event was lost: go on
+            log.warning("recovery.originate_not_ended", legs=pending[:20], count=len(pending))
+        gevent.sleep(LISTENER_SETTLE)
+        log.info("recovery.originates_ended", legs=len(originates),
+                 seconds=round(time.monotonic() - began, 3))
 
     def _partner(self, switch: ApiClient, caller: Channel | None,
                  legs: dict[int, Channel | None]) -> Channel | None:
@@ -317,6 +392,8 @@ class Recovery:
             return
         # Nobody waits for this leg any more: its flow died with the old process.
         cause = "NO_ANSWER" if leg.overdue else "ORIGINATOR_CANCEL"
+        if _originating(leg):  # listened for before the kill: its end may come first
+            self._originates[leg.uuid] = gevent.event.Event()
         switch.api(f"uuid_kill {leg.uuid} {cause}", timeout=API_TIMEOUT)
         report.legs_killed.append(leg.uuid)
         result = "no_answer" if cause == "NO_ANSWER" else "cancelled"

@@ -26,7 +26,7 @@ from fsrouter.calls.services import CallServices
 from fsrouter.config import normalise_number
 from fsrouter.esl import ESLError, ESLTimeout, Event
 from fsrouter.logs import bind_call
-from fsrouter.recovery import ADOPTED_VARIABLE
+from fsrouter.recovery import ADOPTED_VARIABLE, LOST
 from fsrouter.store import NotFound, queries
 from fsrouter.store.models import CallRecord
 
@@ -40,6 +40,7 @@ CHANNEL_FIELDS = ("Unique-ID", "Caller-Destination-Number", "Caller-Caller-ID-Nu
 # The outbound server's close reason once our handler is done (fsrouter.esl.outbound).
 HANDLER_DONE = "call handler finished"
 LOST_CAUSE = "SOCKET_LOST"  # hang-up cause recorded when the socket was lost (not a Q.850 name)
+ADOPTION_LOST = LOST  # outcome and incident reason: an adopted caller gone before our answer
 
 
 class Call:
@@ -119,6 +120,19 @@ class Call:
             return False
         self.answered_at = self.services.now()
         return True
+
+    def unanswered(self) -> str:
+        """The outcome of a call that ended before our ``answer``: ``hangup_before_answer``,
+        except for a caller adopted after a restart, answered long before: that caller was
+        lost on the way back to us (a warning; its incident keeps a reason, see
+        fsrouter.recovery for how the switch could drop it)."""
+        if self.resumed is None:
+            return "hangup_before_answer"
+        self.log.warning("call.adoption_lost", cause=self.hangup_cause,
+                         socket_lost=self.lost.is_set(), incident_id=self.resumed.incident_id)
+        if self.resumed.incident_id is not None:
+            settle(_note_unless_noted, self.resumed.incident_id, ADOPTION_LOST)
+        return ADOPTION_LOST
 
     def close_record(self, outcome: str) -> None:
         """The record's last write: outcome, cause, end (and answered_at if not yet written);
@@ -247,6 +261,13 @@ class Call:
         if self.gone.is_set():
             return
         self.run("hangup", cause, timeout=5.0)
+
+
+def _note_unless_noted(incident_id: int, reason: str) -> None:
+    """The incident's reason, unless the call flow before the restart had given one."""
+    incident = queries.get_incident(incident_id)
+    if not incident.outcome_reason:
+        queries.note_incident(incident_id, reason)
 
 
 class _Ignore:

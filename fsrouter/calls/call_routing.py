@@ -56,7 +56,7 @@ def run(call: Call, number: CallRoutingNumber) -> None:
     outcome = "hangup"
     try:
         if not call.answer():
-            outcome = "hangup_before_answer"
+            outcome = call.unanswered()
             return
         incident, option = resumed_option(call, number)
         option = option or choose_option(call, number, config)

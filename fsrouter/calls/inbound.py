@@ -227,7 +227,7 @@ def serve_queue(call: Call, number: str, queue: str) -> str:
     config = call.services.config
     settings = config.queues[queue]
     if not call.answer():
-        return "hangup_before_answer"
+        return call.unanswered()
     # Written now, not with the record's next write: a queue call may last an hour. An
     # adopted caller keeps the time it was first answered.
     if call.resumed is None and call.answered_at is not None:

@@ -72,7 +72,7 @@ def leave_voicemail(call: Call, user_id: str, incident_id: int | None = None) ->
     """The caller leaves a message for ``user_id``; returns the call's outcome."""
     config = call.services.config
     if call.run("answer") is None:
-        return "hangup_before_answer"
+        return call.unanswered()
     call.run("set", "playback_terminators=#")  # the caller may skip the greeting
     call.run("playback", _greeting(config, user_id))
     path = recording_path(config, user_id, call)
