@@ -511,7 +511,9 @@ class Webhook(Strict):
     url: Annotated[str, AfterValidator(_url)]
     events: tuple[Annotated[str, AfterValidator(_event)], ...] = ("*",)
     secret_env: EnvName | None = None
-    # Seconds to connect and for each read; a slower receiver counts as a failed try.
+    # Seconds for a whole try (connect, send, response); a slower receiver, even one that
+    # drips its answer a byte at a time, counts as a failed try. The row's lease is derived
+    # from it (notify/webhooks.py attempt_lease), so a try ends before another node may retry.
     timeout: Annotated[int, ranged(1, 60)] = 5
     # Tries before a delivery is marked failed (kept in the outbox, logged); backoff between.
     max_attempts: Annotated[int, ranged(1, 100)] = 12
