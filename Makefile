@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean explore
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" || status=1; \
 	$(BIN)/pytest -m serial || status=1; \
 	exit $$status
+
+# Not part of `make test`: random property-test draws, ten times as many (see README).
+explore: $(STAMP)
+	HYPOTHESIS_PROFILE=explore $(BIN)/pytest -m hypothesis -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

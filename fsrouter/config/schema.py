@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
 from ipaddress import ip_network
 from typing import Annotated, Any, Literal
 
@@ -40,6 +39,7 @@ from fsrouter.config.fields import (
     IPAddress,
     Key,
     Language,
+    Moment,
     Name,
     Network,
     QueueName,
@@ -344,7 +344,7 @@ class Rotation(Strict):
     """People taking turns; ``start`` is read in the schedule's time zone if it has none."""
 
     users: Annotated[tuple[Id, ...], non_empty("user")]
-    start: datetime
+    start: Moment
     length: Duration | None = None
     handoff: Handoff | None = None
     restrictions: tuple[Window, ...] = ()
@@ -358,8 +358,8 @@ class Rotation(Strict):
 
 class Override(Strict):
     user: Id
-    from_: datetime = Field(alias="from")
-    to: datetime
+    from_: Moment = Field(alias="from")
+    to: Moment
 
     @model_validator(mode="after")
     def _ordered(self) -> Override:
