@@ -223,7 +223,10 @@ class Webhooks(Worker):
         pool = gevent.pool.Pool(min(LANES, len(lanes)))
         jobs = [pool.spawn(self._deliver_lane, ids, _webhook_for(config, url))
                 for url, ids in lanes.items()]
-        gevent.joinall(jobs)  # every lane ends within its rows' deadlines
+        try:
+            gevent.joinall(jobs)  # every lane ends within its rows' deadlines
+        finally:
+            pool.kill(timeout=1.0)  # only when this pass itself was cut off (Worker.stop)
         for job in jobs:
             if job.exception is not None:
                 raise job.exception  # the store is down: the loop logs and waits
