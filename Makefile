@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install tools clean
+.PHONY: demo test lint install tools clean explore mutation
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +38,17 @@ test: lint tools
 	$(BIN)/pytest -m serial || status=1; \
 	exit $$status
 
+# Not part of `make test`: random property-test draws, ten times as many (see README).
+explore: $(STAMP)
+	HYPOTHESIS_PROFILE=explore $(BIN)/pytest -m hypothesis -p no:cacheprovider
+
+# Not part of `make test`: mutation testing (mutmut, the `mutation` extra) over routing/ with
+# the tests that cover it (setup.cfg [mutmut]); `mutmut results` lists the survivors.
+mutation: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[mutation]'
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis mutants

@@ -24,6 +24,7 @@ import peewee
 
 from fsrouter.commands import EXIT_STORE, EXIT_USAGE
 from fsrouter.config import Config, ConfigError, load_config, normalise_number
+from fsrouter.config.fields import check_moment
 from fsrouter.config.schema import DAYS, User
 from fsrouter.routing.destinations import agent_dial_string
 from fsrouter.store import StoreError, current_version, latest_version, open_database
@@ -132,7 +133,7 @@ def parse_moment(text: str, zone: str) -> datetime:
                          f"{shown(text)!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(zone))
-    return moment
+    return check_moment(moment)  # years far from datetime's limits: no OverflowError later
 
 
 def local_text(moment: datetime | None, zone: str) -> str:

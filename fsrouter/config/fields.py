@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Annotated
 
@@ -32,6 +32,11 @@ _EMAIL = re.compile(r"[^@\s\"'<>,;${}]{1,64}@[A-Za-z0-9.-]{1,253}")
 _DIGITS = re.compile(r"[0-9]{1,10}")
 _LANGUAGE = re.compile(r"[a-z]{2}(-[A-Z]{2})?")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+# Bounds that keep every date computation (a rotation's hand-overs, a coverage window, the
+# zone conversions) far inside what datetime can hold (years 1-9999, timedelta < 1e9 days):
+# a huge value is a clear config error at its line, never an OverflowError.
+MAX_DURATION = timedelta(days=366)
+FIRST_YEAR, LAST_YEAR = 1970, 2199
 # Text for TTS goes into `speak engine|voice|text`: no expansion, separators or quotes.
 _TEXT_FORBIDDEN = ("${", "$${", "^^", "|", "{", "}", "[", "]", '"', "\\", "\n", "\r",
                    # a prompt is one single-quoted play_and_get_digits argument, joined by !
@@ -153,7 +158,16 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError(f"must be a duration like 1w, 1d, 12h or 30m, got {value!r}"[:120])
     if seconds <= 0:
         raise ValueError(f"must be longer than zero, got {value!r}")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"must be at most {MAX_DURATION.days}d, got {value!r}"[:120])
     return timedelta(seconds=seconds)
+
+
+def check_moment(value: datetime) -> datetime:
+    """A configured or given date and time, within the years fsrouter computes with."""
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"must be in the years {FIRST_YEAR}-{LAST_YEAR}, got {value.year}")
+    return value
 
 
 def parse_clock(value: object) -> time:
@@ -235,6 +249,7 @@ Word = Annotated[str, AfterValidator(_check_word)]
 SpokenText = Annotated[str, AfterValidator(_check_text)]
 Name = Annotated[str, AfterValidator(_check_name)]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Moment = Annotated[datetime, AfterValidator(check_moment)]
 Clock = Annotated[time, BeforeValidator(parse_clock)]
 TimeZone = Annotated[str, AfterValidator(check_timezone)]
 Region = Annotated[str, AfterValidator(_check_region)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
 from ipaddress import ip_network
 from typing import Annotated, Any, Literal
 
@@ -39,6 +38,7 @@ from fsrouter.config.fields import (
     IPAddress,
     Key,
     Language,
+    Moment,
     Name,
     Network,
     QueueName,
@@ -388,7 +388,7 @@ class Rotation(Strict):
     """People taking turns; ``start`` is read in the schedule's time zone if it has none."""
 
     users: Annotated[tuple[Id, ...], non_empty("user")]
-    start: datetime
+    start: Moment
     length: Duration | None = None
     handoff: Handoff | None = None
     restrictions: tuple[Window, ...] = ()
@@ -402,8 +402,8 @@ class Rotation(Strict):
 
 class Override(Strict):
     user: Id
-    from_: datetime = Field(alias="from")
-    to: datetime
+    from_: Moment = Field(alias="from")
+    to: Moment
 
     @model_validator(mode="after")
     def _ordered(self) -> Override:
@@ -571,7 +571,9 @@ class Webhook(Strict):
     url: Annotated[str, AfterValidator(_url)]
     events: tuple[Annotated[str, AfterValidator(_event)], ...] = ("*",)
     secret_env: EnvName | None = None
-    # Seconds to connect and for each read; a slower receiver counts as a failed try.
+    # Seconds for a whole try (connect, send, response); a slower receiver, even one that
+    # drips its answer a byte at a time, counts as a failed try. The row's lease is derived
+    # from it (notify/webhooks.py attempt_lease), so a try ends before another node may retry.
     timeout: Annotated[int, ranged(1, 60)] = 5
     # Tries before a delivery is marked failed (kept in the outbox, logged); backoff between.
     max_attempts: Annotated[int, ranged(1, 100)] = 12

@@ -16,6 +16,11 @@ send fails:
   address, the address is malformed, the SMTP password cannot be read, the server answers
   5xx (address refused, authentication failed). The row is parked at once.
 
+Each SMTP session has one deadline for the whole of it (``deadline``: connect, greeting,
+STARTTLS, login, the mail, QUIT), below the claim's ``lease``: a server that drips its replies
+a byte at a time cannot hold a session past it, so it ends (as a failed try, retried later)
+before another node may take the voicemail and send it again.
+
 A parked row keeps its error, is logged, and is tried once more after every configuration
 reload or restart (that is when an operator fixes an address or the SMTP settings), so a
 user without an e-mail address is not retried for ever.
@@ -43,10 +48,11 @@ from email.utils import format_datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import gevent
 import structlog
 
 from fsrouter.config import Config, ConfigError
-from fsrouter.config.schema import User
+from fsrouter.config.schema import Smtp, User
 from fsrouter.notify.worker import Worker, backoff_seconds, utc_now
 from fsrouter.store import queries
 from fsrouter.store.models import Voicemail
@@ -60,6 +66,7 @@ _LINE_BREAKS = frozenset("\u0085\u2028\u2029")
 # An invisible WORD JOINER between "=" and "?" keeps caller text from being an RFC 2047
 # encoded word, which a mail client would otherwise decode (into anything, CR/LF included).
 _DEFUSED_ENCODED_WORD = "=\u2060?"
+LEASE_MARGIN = 30.0  # seconds between a session's deadline and the end of its claim
 
 
 @dataclass(frozen=True)
@@ -267,6 +274,7 @@ class Mailer(Worker):
         max_delay: float = 3600.0,
         max_attempts: int = 12,
         smtp_timeout: float = 30.0,
+        deadline: float = 120.0,
         lease: timedelta = timedelta(minutes=10),
         poll_interval: float = 30.0,
         error_delay: float = 30.0,
@@ -275,18 +283,24 @@ class Mailer(Worker):
     ) -> None:
         """``host``: send only voicemails recorded on this host (or on no particular host);
         None sends all. ``max_attempts``: tries before a voicemail whose recording cannot be
-        read is parked (after 3-6 hours with the default delays).
+        read is parked (after 3-6 hours with the default delays). ``smtp_timeout``: seconds
+        for each socket operation; ``deadline``: seconds for a whole session, which must end
+        at least ``LEASE_MARGIN`` seconds before the ``lease`` (the claim) does.
 
         ``config_source`` must return the same object until the configuration is reloaded:
         a new object is taken as a reload, which gives parked voicemails one more try.
         """
         super().__init__(now, poll_interval, error_delay)
+        if deadline + LEASE_MARGIN > lease.total_seconds():
+            raise ValueError(f"the SMTP deadline ({deadline} s) must end {LEASE_MARGIN} s "
+                             f"before the lease ({lease.total_seconds()} s)")
         self._config_source = config_source
         self.host = host
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.max_attempts = max_attempts
-        self.smtp_timeout = smtp_timeout
+        self.smtp_timeout = min(smtp_timeout, deadline)
+        self.deadline = deadline
         self.lease = lease
         self.batch = batch
         self._rng = rng or random.Random()
@@ -354,19 +368,45 @@ class Mailer(Worker):
         if settings.username and password is None:
             raise _Failure("smtp.username is set but no password is configured",
                            permanent=True, server=True)
+        timer = gevent.Timeout(self.deadline)
+        timer.start()
         try:
-            client = smtplib.SMTP(settings.host, settings.port, local_hostname=self._helo_name(),
-                                  timeout=self.smtp_timeout)
-            try:
-                if settings.starttls:
-                    client.starttls(context=ssl.create_default_context())
-                if settings.username:
-                    client.login(settings.username, password or "")
-                client.send_message(message)
-            finally:
-                _quit(client)
+            self._session(settings, password, message, timer)
+        except gevent.Timeout as fired:
+            if fired is not timer:
+                raise
+            raise _Failure(f"SMTP server {settings.host}:{settings.port} did not finish the "
+                           f"session within {self.deadline} s", server=True) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise _classify(exc, settings.host, settings.port) from None
+        finally:
+            timer.close()
+
+    def _session(self, settings: Smtp, password: str | None, message: EmailMessage,
+                 timer: gevent.Timeout) -> None:
+        """One SMTP session; cut off (the socket closed, no QUIT) by anything raised but an
+        SMTP answer, so the deadline's timer ends it at once."""
+        client = smtplib.SMTP(local_hostname=self._helo_name(), timeout=self.smtp_timeout)
+        try:
+            client.connect(settings.host, settings.port)
+            if settings.starttls:
+                client.starttls(context=ssl.create_default_context())
+            if settings.username:
+                client.login(settings.username, password or "")
+            client.send_message(message)
+        except smtplib.SMTPResponseException:
+            _quit(client)
+            raise
+        except BaseException:
+            client.close()
+            raise
+        try:
+            _quit(client)
+        except gevent.Timeout as fired:
+            client.close()
+            if fired is not timer:
+                raise
+            # The mail was accepted: a QUIT cut off by the deadline changes nothing.
 
     def _helo_name(self) -> str:
         if self._helo is None:

@@ -14,6 +14,12 @@ sent) and wakes the sender; the sender POSTs each row until it gets a 2xx::
     {"event": "incident.created", "id": "0f8c...", "created_at": "2024-05-01T12:00:00Z",
      "data": {...the payload given to emit...}}
 
+Each try has one deadline for the whole of it (connect, send, response): the webhook's
+``timeout``. A receiver that answers one byte at a time cannot stretch a try past it, and the
+row's lease (the claim that keeps other senders off it) is derived from that deadline, so
+the try always ends before another node may take the row. Each receiver gets its own lane
+(a greenlet) in a pass, so a slow one does not hold up deliveries to the others.
+
 Any other status, a connection error or a timeout is a failed try: the row is tried again
 after an exponential backoff with jitter (``base_delay`` doubling, capped at ``max_delay``)
 until the webhook's ``max_attempts``; then it is marked failed, kept and logged. Redirects
@@ -45,6 +51,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import gevent
+import gevent.pool
 import structlog
 
 from fsrouter import __version__
@@ -63,6 +71,15 @@ DEFAULT_MAX_ATTEMPTS = 12
 _EVENT_NAME = re.compile(r"[a-z_]+(\.[a-z_]+)*")
 _READ_LIMIT = 64 * 1024  # of a response body: read (so the connection ends cleanly), ignored
 _PURGE_EVERY = timedelta(hours=1)
+# A claim lasts the try's deadline plus this: the try has ended (the deadline closed its
+# socket) well before another sender may take the row again.
+LEASE_MARGIN = 30.0
+LANES = 8  # receivers served at the same time in one pass
+
+
+def attempt_lease(deadline: float) -> timedelta:
+    """How long a try with this total ``deadline`` keeps its claim on the row."""
+    return timedelta(seconds=deadline + LEASE_MARGIN)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -194,30 +211,47 @@ class Webhooks(Worker):
         return queries.next_outbox_due()
 
     def deliver_pending(self) -> int:
-        """One pass over the due deliveries; returns how many succeeded."""
+        """One pass over the due deliveries; returns how many succeeded. Each receiver (URL)
+        is a lane of its own, its rows in order; the lanes run side by side."""
         config = self._config_source()
         self._purge(self._now())
-        delivered = 0
-        in_trouble: set[str] = set()  # receivers that failed in this pass: their rows wait
+        lanes: dict[str, list[int]] = {}
         for row in queries.due_outbox(self._now(), self.batch):
-            if row.url in in_trouble:
-                continue
-            outcome = self._deliver_one(row.id, _webhook_for(config, row.url))
+            lanes.setdefault(row.url, []).append(row.id)
+        if not lanes:
+            return 0
+        pool = gevent.pool.Pool(min(LANES, len(lanes)))
+        jobs = [pool.spawn(self._deliver_lane, ids, _webhook_for(config, url))
+                for url, ids in lanes.items()]
+        try:
+            gevent.joinall(jobs)  # every lane ends within its rows' deadlines
+        finally:
+            pool.kill(timeout=1.0)  # only when this pass itself was cut off (Worker.stop)
+        for job in jobs:
+            if job.exception is not None:
+                raise job.exception  # the store is down: the loop logs and waits
+        return sum(job.value for job in jobs)
+
+    def _deliver_lane(self, message_ids: list[int], hook: Webhook | None) -> int:
+        """The due rows of one receiver in order; stops at the first sign that the receiver
+        itself is in trouble (its other rows wait for the same retry time)."""
+        delivered = 0
+        for message_id in message_ids:
+            outcome = self._deliver_one(message_id, hook)
             if outcome == "delivered":
                 delivered += 1
             elif outcome == "server_trouble":
-                in_trouble.add(row.url)
+                break
         return delivered
 
     def _deliver_one(self, message_id: int, hook: Webhook | None) -> str:
-        timeout = hook.timeout if hook else DEFAULT_TIMEOUT
+        deadline = hook.timeout if hook else DEFAULT_TIMEOUT
         now = self._now()
-        lease = timedelta(seconds=2 * timeout + 30)  # a try lasts at most ~2 timeouts
-        row = queries.claim_outbox(message_id, now, now + lease)
+        row = queries.claim_outbox(message_id, now, now + attempt_lease(deadline))
         if row is None:
             return "skipped"  # another sender took it, or it is no longer due
         try:
-            status = _post(row, timeout)
+            status = _post_within(row, deadline)
         except _Failure as failure:
             max_attempts = hook.max_attempts if hook else DEFAULT_MAX_ATTEMPTS
             self._failed(row, failure, max_attempts)
@@ -255,6 +289,23 @@ def _webhook_for(config: Config, url: str) -> Webhook | None:
     """The configured webhook of a row (for timeout and attempts); None if it was removed:
     the row is still delivered, with the defaults."""
     return next((hook for hook in config.webhooks if hook.url == url), None)
+
+
+def _post_within(row: OutboxMessage, deadline: float) -> int:
+    """:func:`_post` with one deadline for the whole try. Each socket operation waits at
+    most ``deadline`` too, and under gevent (as the daemon runs) the timer cuts the try off
+    at the deadline however the receiver drips; unwinding closes the connection."""
+    timer = gevent.Timeout(deadline)
+    timer.start()
+    try:
+        return _post(row, deadline)
+    except gevent.Timeout as fired:
+        if fired is not timer:
+            raise
+        raise _Failure(f"no complete response within {deadline} s", None,
+                       server=True) from None
+    finally:
+        timer.close()
 
 
 def _post(row: OutboxMessage, timeout: float) -> int:

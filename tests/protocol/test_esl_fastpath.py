@@ -17,6 +17,7 @@ from fsrouter.esl.protocol import (
     split_header_block,
     url_decode,
 )
+from tests.hypothesis_profiles import examples
 
 
 def reference_split(text: str) -> dict[str, str]:
@@ -46,13 +47,13 @@ _pieces = st.sampled_from(["A", "b-c", ":", " ", "  ", "\t", "\r", "\x0b", "\x1c
 _texts = st.lists(_pieces, max_size=40).map("".join)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=examples(3000), deadline=None)
 @given(_texts)
 def test_split_matches_the_line_reader_on_adversarial_text(text: str) -> None:
     assert outcome(split_header_block, text) == outcome(reference_split, text)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.text(max_size=300))
 def test_split_matches_the_line_reader_on_any_text(text: str) -> None:
     assert outcome(split_header_block, text) == outcome(reference_split, text)
@@ -76,7 +77,7 @@ _blocks = st.lists(st.tuples(_names, _seps, _values), min_size=1, max_size=6).ma
     lambda lines: "\n".join(n + s + v for n, s, v in lines))
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=examples(3000), deadline=None)
 @given(_blocks, st.sampled_from(["A", "b-c", "Event-Name", "Content-Length", "A:", " A", "x"]))
 def test_a_clean_block_is_read_by_lookup_exactly_as_the_line_reader_reads_it(
         text: str, name: str) -> None:

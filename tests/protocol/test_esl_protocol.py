@@ -20,6 +20,7 @@ from fsrouter.esl.protocol import (
     url_decode,
     url_encode,
 )
+from tests.hypothesis_profiles import examples
 
 _BGJOB_BODY = (
     b"Event-Name: BACKGROUND_JOB\nJob-UUID: j-1\nJob-Command: originate\n"
@@ -170,7 +171,7 @@ def test_encode_command_refuses_injection(line: str, headers: dict | None) -> No
         encode_command(line, headers)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.text(),
     st.dictionaries(st.text(max_size=20), st.text(max_size=40), max_size=4),
@@ -187,7 +188,7 @@ def test_encode_command_never_emits_a_second_command(line, headers, body) -> Non
     assert commands[0].body == (body or "")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=3000), st.lists(st.integers(0, 3000), max_size=20))
 def test_fuzz_random_bytes_only_protocol_errors(data: bytes, cuts: list[int]) -> None:
     parser = FrameParser(max_header_bytes=2048, max_body_bytes=2048)
@@ -224,7 +225,7 @@ FRAMEISH = st.lists(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(FRAMEISH, st.integers(1, 7))
 def test_fuzz_frame_like_bytes(parts: list[bytes], step: int) -> None:
     # Near-valid input reaches deeper states than uniform random bytes do.

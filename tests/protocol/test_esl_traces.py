@@ -20,6 +20,7 @@ from fsrouter.esl.protocol import (
     encode_event,
     parse_event,
 )
+from tests.hypothesis_profiles import examples
 
 TRACE_DIR = Path("/work/shared/esl-traces")
 TRACES = sorted(TRACE_DIR.glob("*.jsonl"))
@@ -69,7 +70,7 @@ def test_traces_present() -> None:
 @pytest.mark.parametrize(
     "name,key,data", ALL_STREAMS, ids=[f"{n}:{k[0]}:{k[1]}" for n, k, _ in ALL_STREAMS]
 )
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cut_points=st.lists(st.floats(0, 1), max_size=60))
 def test_any_chunking_gives_same_frames(name, key, data, cut_points) -> None:
     cuts = [int(p * len(data)) for p in cut_points]

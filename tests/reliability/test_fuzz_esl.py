@@ -33,11 +33,12 @@ from fsrouter.esl.protocol import (
     encode_frame,
     parse_event,
 )
+from tests.hypothesis_profiles import examples
 
 # Run alone, after the parallel part (see the Makefile): atheris and hypothesis keep a core busy.
 pytestmark = pytest.mark.serial
 
-FAST = settings(max_examples=300, deadline=None,
+FAST = settings(max_examples=examples(300), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 SMALL_CAPS = {"max_header_bytes": 2048, "max_body_bytes": 4096}
 

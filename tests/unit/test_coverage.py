@@ -15,6 +15,7 @@ from fsrouter.config import load_config
 from fsrouter.config.schema import Config, Rotation, Schedule
 from fsrouter.routing.coverage import OptionCoverage, coverage, option_state
 from fsrouter.routing.schedules import change_points, on_call
+from tests.hypothesis_profiles import examples
 
 BERLIN = ZoneInfo("Europe/Berlin")
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
@@ -271,7 +272,7 @@ def schedules(draw: st.DrawFn) -> Schedule:
         "overrides": overrides, "holidays": draw(st.sampled_from([None, "BE"]))})
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(plan=schedules(), change=st.sampled_from(DST_CHANGES),
        offset=st.integers(-36 * 3600, 12 * 3600), probe=st.integers(0, 2 * 86400 - 1))
 def test_on_call_is_constant_between_change_points(plan: Schedule, change: datetime,

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from fsrouter.config.schema import Policy, Schedule, User
 from fsrouter.routing.escalation import Plan, level_users, plan_escalation
+from tests.hypothesis_profiles import examples
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MOMENT = datetime(2026, 1, 7, 10, 0, tzinfo=BERLIN)  # Wednesday, business hours
@@ -175,7 +176,7 @@ levels_strategy = st.lists(st.fixed_dictionaries({
     "ring_timeout": st.integers(5, 120)}), min_size=1, max_size=4)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(levels=levels_strategy, repeat=st.integers(0, 3), offset=st.integers(-10, 10),
        moment=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 1, 1),
                            timezones=st.just(UTC)))

@@ -30,6 +30,7 @@ from fsrouter.sim.fsparse import (
     ParseError,
     parse_originate,
 )
+from tests.hypothesis_profiles import examples
 
 
 def bracket_command(value: str) -> str:
@@ -65,7 +66,7 @@ ANY_TEXT = st.text(max_size=300) | HOSTILE
 # --- the properties ---------------------------------------------------------------------
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(ANY_TEXT)
 def test_curly_block_value_survives_freeswitch_parsing(value: str) -> None:
     command = originate_command(
@@ -83,7 +84,7 @@ def test_curly_block_value_survives_freeswitch_parsing(value: str) -> None:
     assert argv[1:] == [b"&park()"]
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(ANY_TEXT)
 def test_square_block_value_survives_freeswitch_parsing(value: str) -> None:
     found, dial, argv = parse_originate(bracket_command(value))
@@ -97,7 +98,7 @@ def test_square_block_value_survives_freeswitch_parsing(value: str) -> None:
     assert (dial, argv[1:]) == (b"loopback/x/agents", [b"&park()"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(ANY_TEXT)
 def test_commas_in_the_value_are_always_escaped(value: str) -> None:
     pattern = r"(?:fsrouter_pad=\{+,)?v=(.*?)(?:,fsrouter_pad=\}+)?"
@@ -236,7 +237,7 @@ def test_caller_number_drops_separators_only() -> None:
             caller_number(bad)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(max_size=40))
 def test_numbers_that_pass_are_plain_ascii_digits(text: str) -> None:
     for check in (dial_digits, caller_number):

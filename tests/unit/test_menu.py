@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from fsrouter.config.schema import CallRoutingNumber
 from fsrouter.routing.menu import Prompt, build_menu, menu_outcome, option_for
+from tests.hypothesis_profiles import examples
 
 
 def number(options: list[dict[str, Any]] | None = None, **data: Any) -> CallRoutingNumber:
@@ -144,7 +145,7 @@ def test_option_for_refuses_non_strings() -> None:
         assert option_for(menu, value) is None
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(digit=st.one_of(st.none(), st.text(max_size=50)), tries=st.integers(-5, 20))
 def test_any_caller_input_gives_a_decision(digit: str | None, tries: int) -> None:
     menu = number()

@@ -19,6 +19,7 @@ from fsrouter.routing.schedules import (
     rotation_user,
     shift_index,
 )
+from tests.hypothesis_profiles import examples
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -398,7 +399,7 @@ def rotations(draw: st.DrawFn) -> Rotation:
     return Rotation.model_validate(data)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(rot=rotations(), zone=st.sampled_from(ZONES), first=moments,
        gap=st.one_of(st.integers(1, 7200), st.integers(1, 10**8)))
 def test_shift_index_never_goes_backwards(rot: Rotation, zone: str, first: datetime,
@@ -411,7 +412,7 @@ def test_shift_index_never_goes_backwards(rot: Rotation, zone: str, first: datet
         assert b is not None and b >= a
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(rot=rotations(), zone=st.sampled_from(ZONES), moment=moments)
 @example(rot=Rotation.model_validate({"users": ["u1"], "start": "2026-10-24 00:00",
                                       "length": "30m"}),
@@ -429,7 +430,7 @@ def test_shift_index_steps_by_one_per_minute_outside_jumps(rot: Rotation, zone: 
             assert b - a <= 1
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(start=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2027, 1, 1)),
        length=st.sampled_from(LENGTHS), moment=moments)
 def test_length_rotation_in_utc_is_plain_division(start: datetime, length: str,
@@ -441,7 +442,7 @@ def test_length_rotation_in_utc_is_plain_division(start: datetime, length: str,
     assert index == expected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(rots=st.lists(rotations(), max_size=3), zone=st.sampled_from(ZONES),
        state=st.sampled_from([None, "BY", "BE", "NW"]),
        moment=st.datetimes(timezones=st.sampled_from([UTC, BERLIN, NEW_YORK])))
