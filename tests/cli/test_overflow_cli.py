@@ -55,7 +55,9 @@ def test_check_config_names_the_place_of_an_overflowing_value(cli: Cli, tmp_path
     assert re.search(pattern, result.err, re.MULTILINE), result.err
 
 
-def test_longest_rotation_still_loads_and_oncall_runs(cli: Cli, tmp_path: Path):
+def test_longest_rotation_still_loads_and_oncall_runs(cli: Cli, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FSROUTER_ESL_PASSWORD", "s3cret-Esl-pw")  # check-config resolves it
     path = edited(tmp_path, "length: 1w            # weekly", "length: 366d  # weekly")
     assert cli("check-config", path).code == 0
     result = cli("oncall", "-c", path, "--days", "3", "--from", "2199-12-28T00:00")
