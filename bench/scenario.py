@@ -54,7 +54,7 @@ def fsrouter_config(db_path: Path, max_calls: int) -> dict[str, Any]:
         "listener": {"bind": "127.0.0.1", "max_calls": max_calls},
         "switch": {"password_env": PASSWORD_ENV},
         "database": {"url": f"sqlite:///{db_path}"},
-        "defaults": {"dial_template": TEST_DIAL_TEMPLATE, "language": "en"},
+        "defaults": {"dial_template": TEST_DIAL_TEMPLATE, "language": "en", "country": "DE"},
         "users": users,
         "policies": {
             "oncall": {"press_to_accept": False, "levels": [
