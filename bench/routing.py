@@ -73,6 +73,7 @@ def _number(i: int) -> dict[str, Any]:
 def big_config() -> dict[str, Any]:
     return {
         "switch": {"password_env": "FSR_BENCH_ESL_PASSWORD"},
+        "defaults": {"country": "DE"},  # the dialled numbers come in national form
         "users": {f"u{i}": _user(i) for i in range(USERS)},
         "schedules": {f"s{i}": _schedule(i) for i in range(SCHEDULES)},
         "policies": {f"p{i}": _policy(i) for i in range(POLICIES)},
