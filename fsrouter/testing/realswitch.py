@@ -68,6 +68,7 @@ import gevent
 import structlog
 
 from fsrouter.esl import ESLError, Event, InboundClient, Job
+from fsrouter.testing import ports as rtp_ports
 from fsrouter.testing.phones import dialplan_extensions
 
 log = structlog.get_logger(__name__)
@@ -573,6 +574,7 @@ class RealSwitch:
         self.switch_params = dict(switch_params or {})
         self.password = uuidlib.uuid4().hex
         self.ports: Ports | None = None
+        self._rtp_slot: rtp_ports.RtpSlot | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.client: InboundClient | None = None
         self.ready_seconds: float | None = None
@@ -673,8 +675,7 @@ class RealSwitch:
         if self.running:
             raise SwitchError("already running")
         began = time.monotonic()
-        if self.ports is None:
-            self.ports = Ports(_free_tcp_port(), _free_sip_port(), *_free_rtp_range())
+        self._claim_rtp()
         (self.workdir / "conf").mkdir(parents=True, exist_ok=True)
         (self.workdir / "recordings").mkdir(exist_ok=True)  # the listening phones' files
         mailer = write_mail_catcher(self.workdir / "bin" / "catch-mail", self.mail_dir)
@@ -738,6 +739,24 @@ class RealSwitch:
             self._drain.kill(block=False)
             self._drain = None
 
+    def _claim_rtp(self) -> None:
+        """Ports for the first start (an RTP range no other test switch on the machine
+        uses: fsrouter.testing.ports); a restart takes the same ones again."""
+        if self.ports is None:
+            slot = rtp_ports.claim()
+            rtp = (slot.start, slot.end) if slot is not None else _free_rtp_range()
+            self.ports = Ports(_free_tcp_port(), _free_sip_port(), *rtp)
+        elif self._rtp_slot is None:
+            slot = rtp_ports.claim(self.ports.rtp_start)
+        else:
+            return
+        self._rtp_slot = slot
+
+    def _release_rtp(self) -> None:
+        if self._rtp_slot is not None:
+            self._rtp_slot.release()
+            self._rtp_slot = None
+
     def stop(self, grace: float = 3.0) -> None:
         """Ask politely (SIGTERM to the process group), SIGKILL after ``grace`` seconds.
 
@@ -757,6 +776,7 @@ class RealSwitch:
                 pass
         self._kill()
         atexit.unregister(self._kill)
+        self._release_rtp()
         log.info("realswitch.stopped", pid=proc.pid, returncode=proc.returncode)
 
     def kill(self) -> None:
@@ -764,6 +784,7 @@ class RealSwitch:
         self._drop_client()
         self._kill()
         atexit.unregister(self._kill)
+        self._release_rtp()
         log.info("realswitch.killed", pid=self.pid)
 
     def _signal(self, signum: int) -> None:
