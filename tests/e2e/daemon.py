@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import sqlite3
 import subprocess
@@ -24,10 +25,31 @@ import yaml
 from fsrouter.testing.prompt_cache import with_shared_prompts
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free now and that the kernel does not hand out itself.
+
+    The daemon binds it only after its Python start (seconds on a busy host). A port from
+    ``bind(("127.0.0.1", 0))`` is in the ephemeral range, where every outbound connection on
+    the machine (the daemon's own to the switch, other test runs') and every other port-0
+    pick can take it meanwhile: "Address already in use", exit 4, seen at load 10. Below the
+    ephemeral range only a program that names the port binds it."""
+    high = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(10000, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback TCP port in 10000-{high}")
 
 
 class Daemon:

@@ -169,16 +169,20 @@ def _wrong_busy_cause(sim):
 def _answer_reported_late(sim):
     """Publish the caller's CHANNEL_EXECUTE of answer after the next application's."""
     publish = sim.publish
-    held: list = []
+    # Held per channel: released by any channel's next execute, the answer came out in order
+    # whenever the a-leg's park (30 ms after the answer) beat the app's next command (a
+    # socket round trip: on a loaded host it did, and the sabotage went unseen).
+    held: dict[str, tuple] = {}
 
     def publish_reordered(headers, body=None):
         head = dict(headers)
+        uuid = head.get("Unique-ID") or ""
         if head.get("Event-Name") == "CHANNEL_EXECUTE" and head.get("Application") == "answer":
-            held.append((headers, body))
+            held[uuid] = (headers, body)
             return
         publish(headers, body)
-        if held and head.get("Event-Name") == "CHANNEL_EXECUTE":
-            publish(*held.pop())
+        if uuid in held and head.get("Event-Name") == "CHANNEL_EXECUTE":
+            publish(*held.pop(uuid))
 
     sim.publish = publish_reordered
 

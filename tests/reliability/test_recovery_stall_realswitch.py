@@ -11,7 +11,8 @@ CHANNEL_CREATE``; meanwhile the agent's call ends unseen.
    connection deaf and replaces it itself, within 5 s.
 2. With the keepalive off, the switch loses events until 501 are lost; it drops the
    listener only once its writes get through again, i.e. when the stall ends (as a GC pause
-   or a long database lock would): the daemon notices within 5 s and reconnects. (A reader
+   or a long database lock would): the daemon notices (target 5 s: the figure is printed;
+   it first works through the backlog, CPU-bound) and reconnects. (A reader
    stalled for good is never dropped by the switch: it just goes deaf. Hence 1.)
 
 The flood runs until what each test waits for has happened (no fixed amount: its speed
