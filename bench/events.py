@@ -114,7 +114,10 @@ class FrameCutter:
                 return
             body = self.buf[end + 2:size].decode("utf-8", "replace")
             self.buf = self.buf[size:]
-            self.tally.add(frame_name(head, body), size)
+            self.tally.add(self.name(head, body), size)
+
+    def name(self, head: str, body: str) -> str:
+        return frame_name(head, body)
 
 
 def frame_name(head: str, body: str) -> str:
@@ -149,31 +152,12 @@ def command_name(block: str) -> str:
     return word
 
 
-class CommandCutter:
+class CommandCutter(FrameCutter):
     """Cuts what the daemon sends into commands (a block ended by a blank line, plus a
     body of ``Content-Length`` bytes for a sendmsg that carries one)."""
 
-    def __init__(self, tally: Tally) -> None:
-        self.tally = tally
-        self.buf = b""
-        self.broken = False
-
-    def feed(self, data: bytes) -> None:
-        if self.broken:
-            return
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\n\n")
-            if end < 0:
-                self.broken = len(self.buf) > MAX_FRAME_HEAD
-                return
-            head = self.buf[:end].decode("utf-8", "replace")
-            match = _LENGTH.search(head)
-            size = end + 2 + (int(match.group(1)) if match else 0)
-            if len(self.buf) < size:
-                return
-            self.buf = self.buf[size:]
-            self.tally.add(command_name(head), size)
+    def name(self, head: str, body: str) -> str:
+        return command_name(head)
 
 
 @dataclass
