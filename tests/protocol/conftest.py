@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fsrouter.esl import Connection
+from fsrouter.esl import Connection, OutboundServer
 from tests.protocol.esl_peer import Peer, socket_pair
 
 
@@ -20,3 +20,21 @@ def pair() -> Iterator[tuple[Connection, Peer]]:
     yield conn, peer
     conn.close("test over")
     peer.close()
+
+
+@pytest.fixture
+def make_server() -> Iterator:
+    """Starts OutboundServers on loopback port 0 (``make(handler, **kwargs)``); all are
+    stopped and their sessions closed after the test."""
+    servers: list[OutboundServer] = []
+
+    def make(handler, **kwargs) -> OutboundServer:
+        server = OutboundServer("127.0.0.1", 0, handler, **kwargs)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+        server.close_all()

@@ -9,7 +9,6 @@ import time
 import gevent
 import gevent.event
 import gevent.socket
-import pytest
 from structlog.testing import capture_logs
 
 from fsrouter.esl import OutboundServer
@@ -28,22 +27,6 @@ def dial_from(server: OutboundServer, source: str) -> Peer:
     sock.connect(("127.0.0.1", server.port))
     sock.settimeout(None)
     return Peer(sock)
-
-
-@pytest.fixture
-def make_server():
-    servers: list[OutboundServer] = []
-
-    def make(handler, **kwargs) -> OutboundServer:
-        server = OutboundServer("127.0.0.1", 0, handler, **kwargs)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
-        server.close_all()
 
 
 def test_the_whole_session_start_has_one_deadline(make_server) -> None:

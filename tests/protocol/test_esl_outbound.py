@@ -38,22 +38,6 @@ def switch_side_setup(peer: Peer) -> list[str]:
     return lines
 
 
-@pytest.fixture
-def make_server():
-    servers: list[OutboundServer] = []
-
-    def make(handler, **kwargs) -> OutboundServer:
-        server = OutboundServer("127.0.0.1", 0, handler, **kwargs)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
-        server.close_all()
-
-
 def answering_handler(seen: list) -> callable:
     def handler(session: OutboundSession) -> None:
         seen.append(dict(session.channel))
