@@ -115,6 +115,15 @@ class Daemon:
                 continue
         return lines
 
+    def wait_logged(self, event: str, timeout: float = 10.0) -> None:
+        """Until the daemon has logged ``event`` (e.g. the agent watcher's first
+        ``agents.resynced``, after which busy flags set by a test are kept)."""
+        deadline = time.monotonic() + timeout
+        while not any(line.get("event") == event for line in self.log_lines()):
+            assert time.monotonic() < deadline, (
+                f"no {event} within {timeout} s\n{self.log()[-2000:]}")
+            gevent.sleep(0.05)
+
     def rows(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         # closing(): a sqlite3 connection used as a context manager commits but stays open.
         with contextlib.closing(sqlite3.connect(self.db_path)) as db:

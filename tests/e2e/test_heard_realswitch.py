@@ -210,8 +210,7 @@ def module_setup(real_switch: RealSwitch,
     assert clips["accept"].seconds < ACCEPT_WAIT_MS / 1000 - 0.5  # heard before the key
     real_switch.route_to(daemon.port)
     # Bob is busy: the daemon's agent watcher clears stale flags when it first syncs.
-    wait_for(lambda: any(line.get("event") == "agents.resynced" for line in daemon.log_lines()),
-             10, "the agent watcher's first sync")
+    daemon.wait_logged("agents.resynced")
     with daemon.store() as queries:
         queries.set_presence("bob", datetime.now(UTC), state="logged_in", busy=True)
     try:

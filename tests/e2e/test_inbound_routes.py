@@ -148,10 +148,7 @@ def test_a_busy_agent_gives_the_busy_tone_without_ringing(center, tmp_path):
     daemon = start(inbound_config(tmp_path, {"alice": sip("answer", 100, 3)}))
     # The daemon's agent watcher owns the busy flags: it clears stale ones when it (re)syncs
     # with the switch, so mark alice busy only after that first sync.
-    deadline = time.monotonic() + 10
-    while not any(line.get("event") == "agents.resynced" for line in daemon.log_lines()):
-        assert time.monotonic() < deadline, daemon.log()[-2000:]
-        gevent.sleep(0.05)
+    daemon.wait_logged("agents.resynced")
     login(daemon, "alice", busy=True)
     _, b_leg = call(switch, watcher, AGENT_NUMBER)
     record = finished(daemon, watcher, b_leg)

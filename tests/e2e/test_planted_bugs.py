@@ -11,9 +11,6 @@
 
 from __future__ import annotations
 
-import time
-
-import gevent
 import pytest
 
 from fsrouter.testing.phones import phone_number
@@ -76,10 +73,7 @@ def test_the_busy_tone_never_answers_the_call(center, tmp_path):  # noqa: F811
     start, switch, watcher = center
     daemon = start(inbound_config(tmp_path, {"alice": sip("answer", 100, 3)}))
     # The agent watcher clears stale busy flags when it syncs: mark alice busy after that.
-    deadline = time.monotonic() + 10
-    while not any(line.get("event") == "agents.resynced" for line in daemon.log_lines()):
-        assert time.monotonic() < deadline, daemon.log()[-2000:]
-        gevent.sleep(0.05)
+    daemon.wait_logged("agents.resynced")
     login(daemon, "alice", busy=True)
     answers = Watcher(switch.esl_endpoint(), events=["CHANNEL_ANSWER", "CHANNEL_PROGRESS_MEDIA"])
     try:
