@@ -83,10 +83,26 @@ def root() -> Iterator[Path]:
     (directory / "etc/systemd/system").mkdir(parents=True)
     shutil.copytree("/usr/lib/systemd/system", directory / "usr/lib/systemd/system",
                     symlinks=True)
+    opened = reachable(Path(sysconfig.get_paths()["purelib"]))
     try:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        for folder, mode in opened:
+            folder.chmod(mode)
+
+
+def reachable(path: Path) -> list[tuple[Path, int]]:
+    """Let other users pass through every folder above ``path`` (this checkout's installed
+    packages, which the service user runs): a checkout under ``mktemp -d`` sits in a 0700
+    folder. Only the search bit is added; returns what to put back."""
+    opened = []
+    for folder in reversed(path.parents):
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
+            opened.append((folder, mode))
+    return opened
 
 
 def in_root(line: str, root: Path) -> str:
