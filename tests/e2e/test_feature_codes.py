@@ -79,6 +79,9 @@ def test_login_and_logout_by_phone_change_where_calls_go(agent_line):
     watcher.wait("CHANNEL_HANGUP_COMPLETE", **{"Unique-ID": b_leg})
     assert CONFIRM in tones(watcher, b_leg)
     assert presence(daemon) == "logged_in"
+    # The code was dialled from eva's own phone: she is free again once the daemon's watcher
+    # has seen that call end (it may trail the hang-up this test saw on its own connection).
+    daemon.wait_for("SELECT id FROM agent_presence WHERE user_id = 'eva' AND NOT busy")
     _, first = call(switch, watcher, AGENT_NUMBER)
     assert finished(daemon, watcher, first)["outcome"] == "bridged"
 
