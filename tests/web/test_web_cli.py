@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,33 @@ def test_a_broken_config_file_keeps_the_last_good_one_with_a_banner(web_env, cli
     os.utime(web_env.config_path, ns=(2, 2))
     assert "configuration file has errors" not in sam.get("/account").get_data(as_text=True)
 
+
+
+def test_attempts_at_the_same_moment_cannot_pass_the_limit_together(web_server):
+    """12 wrong passwords for one name sent at once to the real server: exactly 5 are
+    checked (401), the rest refused (429); checking the count and counting the attempt are
+    one transaction, taken before the slow password hash."""
+    import http.client
+    import re
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.parse import urlencode
+
+    def request(method: str, path: str, body: str = "", cookie: str = "") -> tuple[int, Any]:
+        connection = http.client.HTTPConnection("127.0.0.1", web_server.port, timeout=120)
+        try:
+            connection.request(method, path, body, {
+                "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+            response = connection.getresponse()
+            return response.status, (response.getheader("Set-Cookie") or "",
+                                      response.read().decode())
+        finally:
+            connection.close()
+
+    _, (set_cookie, page) = request("GET", "/login")
+    cookie = set_cookie.split(";")[0]
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+    form = urlencode({"name": "sam", "password": "wrong-password-x", "csrf_token": token})
+    with ThreadPoolExecutor(12) as pool:
+        statuses = sorted(pool.map(lambda _: request("POST", "/login", form, cookie)[0],
+                                   range(12)))
+    assert statuses == [401] * 5 + [429] * 7
