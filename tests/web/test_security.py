@@ -349,6 +349,22 @@ def test_a_session_ends_after_its_maximum_age(web_app_with, web_env):
     assert is_login_redirect(sam.get("/probe"))
 
 
+def test_a_session_ends_after_its_idle_time(web_app_with, web_env):
+    from fsrouter.testing.waiting import wait_for
+
+    app = web_app_with(pages=(PROBE,), session_idle=timedelta(seconds=1))
+    sam = logged_in(app, web_env, "supervisor")
+    cookie = sam.get_cookie("fsrouter_session").value
+    idle = app.test_client(use_cookies=False)  # asks without refreshing the cookie it sends
+
+    def refused() -> bool:
+        response = idle.get("/probe", headers={"Cookie": f"fsrouter_session={cookie}"})
+        assert response.status_code in (200, 302)
+        return is_login_redirect(response)
+    assert not refused()
+    wait_for(refused, 30, "the idle session to end", every=0.2)
+
+
 def test_security_headers_on_pages_api_and_errors(app, client):
     sam = client("supervisor")
     for response in (sam.get("/account"), sam.get("/api/v1/probe/1"), sam.get("/nowhere"),
