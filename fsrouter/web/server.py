@@ -8,6 +8,7 @@ from typing import Any
 import gevent
 import structlog
 from gevent.event import Event
+from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from fsrouter import systemd
@@ -16,11 +17,31 @@ from fsrouter.web.settings import WebSettings
 log = structlog.get_logger(__name__)
 
 STOP_GRACE_S = 10  # requests under way may finish this long after SIGTERM
+MAX_CONNECTIONS = 200  # at once; more wait in the listen backlog
 
 
 class QuietHandler(WSGIHandler):
-    """No access lines from gevent: the app logs each request (structured, with the
-    account) in ``web.request``."""
+    """Every read and write on the connection has a deadline (``io_timeout``: an idle
+    keep-alive connection or a client that stops sending is closed), and no access lines
+    from gevent: the app logs each request (structured, with the account) in
+    ``web.request``."""
+
+    io_timeout: float = 60.0
+
+    def handle(self) -> None:
+        self.socket.settimeout(self.io_timeout)
+        try:
+            super().handle()
+        except TimeoutError:
+            pass  # the client went quiet: its connection is closed (super's finally)
+
+    def _handle_client_error(self, ex: Exception) -> Any:
+        # gevent's hook for a request it cannot read; it prints a traceback for anything but
+        # a ValueError. A client that went quiet is not worth one: close without an answer.
+        if isinstance(ex, TimeoutError):
+            log.debug("web.client_timeout", client=str(self.client_address)[:80])
+            return None
+        return super()._handle_client_error(ex)
 
     def log_request(self) -> None:
         return None
@@ -29,8 +50,9 @@ class QuietHandler(WSGIHandler):
 def start(app: Any, settings: WebSettings) -> WSGIServer:
     """Bind (OSError if the address is taken) and start serving; logs ``web.ready`` with
     the port really bound (``port=0``: the kernel's pick)."""
-    server = WSGIServer((settings.host, settings.port), app, handler_class=QuietHandler,
-                        log=None, error_log=_ErrorLog())
+    handler = type("Handler", (QuietHandler,), {"io_timeout": settings.io_timeout})
+    server = WSGIServer((settings.host, settings.port), app, handler_class=handler,
+                        log=None, error_log=_ErrorLog(), spawn=Pool(MAX_CONNECTIONS))
     server.start()
     host, port = server.address[:2]
     log.info("web.ready", url=f"http://{_url_host(host)}:{port}/", host=host, port=port,

@@ -27,6 +27,7 @@ class WebSettings:
     trusted_proxy: str | None = None  # the proxy's address; its X-Forwarded-* are believed
     session_idle: timedelta = timedelta(hours=8)  # no request for this long: log in again
     session_max: timedelta = timedelta(hours=24)  # log in again at least this often
+    io_timeout: float = 60.0  # seconds a connection may stay silent (read or write)
 
     def __post_init__(self) -> None:
         if self.trusted_proxy is not None:

@@ -170,3 +170,28 @@ def test_attempts_at_the_same_moment_cannot_pass_the_limit_together(web_server):
         statuses = sorted(pool.map(lambda _: request("POST", "/login", form, cookie)[0],
                                    range(12)))
     assert statuses == [401] * 5 + [429] * 7
+
+
+def test_a_silent_client_is_disconnected_and_others_are_served(web_env):
+    """Every read has a deadline (io_timeout): a client that stops in the middle of its
+    headers is closed without an answer, and the console answers others meanwhile."""
+    import gevent
+    import gevent.socket
+
+    from fsrouter.web.app import create_app
+    from fsrouter.web.server import start
+
+    settings = web_env.settings(io_timeout=1.0)
+    server = start(create_app(settings), settings)
+    try:
+        silent = gevent.socket.create_connection(("127.0.0.1", server.server_port), timeout=60)
+        silent.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        other = gevent.socket.create_connection(("127.0.0.1", server.server_port), timeout=60)
+        other.sendall(b"GET /login HTTP/1.0\r\nHost: x\r\n\r\n")
+        assert other.recv(100).startswith(b"HTTP/1.1 200")
+        with gevent.Timeout(30, AssertionError("the silent client was never disconnected")):
+            assert silent.recv(100) == b""
+        silent.close()
+        other.close()
+    finally:
+        server.stop()
