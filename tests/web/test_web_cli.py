@@ -195,3 +195,14 @@ def test_a_silent_client_is_disconnected_and_others_are_served(web_env):
         other.close()
     finally:
         server.stop()
+
+
+def test_the_daemon_does_not_load_the_console():
+    """The console is another process: nothing of it (Flask, fsrouter.web) is in the
+    daemon's, so a bug there cannot touch a call."""
+    code = ("import sys, fsrouter.cli, fsrouter.daemon; "
+            "print(sorted(m for m in sys.modules if m == 'flask' or m.startswith('fsrouter.web')"
+            " or m.startswith('argon2')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
