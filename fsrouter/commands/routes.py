@@ -81,6 +81,22 @@ def current_routes(config: Config) -> list[dict[str, Any]]:
     return route_table(config, queries.list_assignments())
 
 
+def route_targets(config: Config) -> dict[str, str | None]:
+    """Number -> the agent, queue or custom target it goes to now (the database bound)."""
+    targets = {entry.number: _entry_target(entry) for entry in config.numbers}
+    return targets | {row.number: row.target for row in queries.list_assignments()}
+
+
+def _entry_target(entry: NumberEntry) -> str | None:
+    if isinstance(entry, AgentNumber):
+        return entry.agent
+    if isinstance(entry, QueueNumber):
+        return entry.queue
+    if isinstance(entry, CustomNumber):
+        return entry.dial_string or entry.extension
+    return None
+
+
 def select_routes(routes: list[dict[str, Any]], route_type: str | None = None,
                   source: str | None = None, text: str | None = None) -> list[dict[str, Any]]:
     """The routes of one type and source whose number, name or destination holds ``text``

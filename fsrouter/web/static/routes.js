@@ -1,0 +1,157 @@
+// The Inbound routes tab: live filter and sort of the table, multi-select and the
+// "assign selected" pop-up (a <dialog>). The page works without it (filter and change
+// forms post to the server); the pop-up's change goes through the API with fsr.api.
+(function () {
+  "use strict";
+  var table = document.getElementById("routes");
+  if (!table) { return; }
+  var body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows);
+
+  // ---- filter: the same rules as the server's (type, source, text in number/name/destination)
+  var q = document.getElementById("routes-q");
+  var type = document.getElementById("routes-type");
+  var source = document.getElementById("routes-source");
+  var shownCount = document.getElementById("routes-shown");
+
+  function text(row) {
+    var cells = row.querySelectorAll("th, td");
+    return Array.prototype.map.call(cells, function (c) { return c.textContent; })
+      .join(" ").toLowerCase();
+  }
+
+  function filter() {
+    var needle = q.value.trim().toLowerCase();
+    var shown = 0;
+    rows.forEach(function (row) {
+      var ok = (!type.value || row.dataset.type === type.value) &&
+        (!source.value || row.dataset.source === source.value) &&
+        (!needle || text(row).indexOf(needle) >= 0);
+      row.hidden = !ok;
+      if (ok) { shown += 1; }
+    });
+    shownCount.textContent = String(shown);
+    selectionChanged();
+  }
+  [q, type, source].forEach(function (el) {
+    el.addEventListener("input", filter);
+    el.addEventListener("change", filter);
+  });
+
+  // ---- sort: a button in each sortable header; again reverses
+  var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);
+  headers.forEach(function (th, index) {
+    if (!th.dataset.sort) { return; }
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "sort";
+    button.textContent = th.textContent;
+    th.textContent = "";
+    th.appendChild(button);
+    button.addEventListener("click", function () { sortBy(th, index); });
+  });
+
+  function sortBy(th, index) {
+    var ascending = th.getAttribute("aria-sort") !== "ascending";
+    headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    rows.sort(function (a, b) {
+      var x = a.cells[index].textContent.trim(), y = b.cells[index].textContent.trim();
+      var order = x.localeCompare(y, undefined, {numeric: true, sensitivity: "base"});
+      return ascending ? order : -order;
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+  }
+
+  // ---- selection, assign pop-up, reset (supervisors only: the form is there)
+  var form = document.getElementById("routes-form");
+  var dialog = document.getElementById("assign-dialog");
+  var all = document.getElementById("select-all");
+  var count = document.getElementById("selected-count");
+  var open = document.getElementById("assign-open");
+  var resetSelected = document.getElementById("reset-selected");
+  showDone();
+  if (!form || !dialog) { return; }
+
+  function boxes() {
+    return Array.prototype.slice.call(body.querySelectorAll("input[name=numbers]"));
+  }
+  function selected() {
+    return boxes().filter(function (box) { return box.checked && !box.closest("tr").hidden; })
+      .map(function (box) { return box.value; });
+  }
+  function selectionChanged() {
+    if (!count) { return; }
+    var numbers = selected();
+    count.textContent = numbers.length + " selected";
+    open.disabled = resetSelected.disabled = numbers.length === 0;
+  }
+  body.addEventListener("change", selectionChanged);
+  all.addEventListener("change", function () {
+    boxes().forEach(function (box) {
+      if (!box.closest("tr").hidden) { box.checked = all.checked; }
+    });
+    selectionChanged();
+  });
+
+  var errors = document.getElementById("assign-errors");
+  open.addEventListener("click", function () {
+    document.getElementById("assign-count").textContent = String(selected().length);
+    errors.textContent = "";
+    dialog.showModal();
+    dialog.querySelector("select").focus();
+  });
+  document.getElementById("assign-cancel").addEventListener("click", function () {
+    dialog.close();
+    open.focus();
+  });
+
+  form.addEventListener("submit", function (event) {
+    if (event.submitter && event.submitter.id !== "assign-save") { return; }
+    event.preventDefault();
+    var choice = form.elements.destination.value.split(":");
+    var target = choice[0] === "custom" ? form.elements.custom.value : choice.slice(1).join(":");
+    var save = document.getElementById("assign-save");
+    save.disabled = true;
+    fsr.api("POST", "/api/v1/routes/assign",
+            {numbers: selected(), type: choice[0], target: target || null})
+      .then(function (answer) { return done(answer); })
+      .catch(function (error) { failed(error); })
+      .then(function () { save.disabled = false; });
+  });
+
+  function done(answer) {
+    sessionStorage.setItem("fsr-routes-done", JSON.stringify(answer.done || []));
+    window.location.reload();
+  }
+  function failed(error) {
+    var lines = (error && error.errors) || [String(error && error.message || error)];
+    errors.textContent = "";
+    var list = document.createElement("ul");
+    lines.forEach(function (line) {
+      var item = document.createElement("li");
+      item.textContent = line;
+      list.appendChild(item);
+    });
+    errors.appendChild(document.createTextNode("Nothing was changed:"));
+    errors.appendChild(list);
+  }
+
+  // What the last pop-up change did, shown once after the reload.
+  function showDone() {
+    var saved = sessionStorage.getItem("fsr-routes-done");
+    if (!saved) { return; }
+    sessionStorage.removeItem("fsr-routes-done");
+    var box = document.createElement("div");
+    box.className = "flash info";
+    box.setAttribute("role", "status");
+    box.id = "routes-done";
+    JSON.parse(saved).forEach(function (line) {
+      var p = document.createElement("p");
+      p.textContent = line;
+      box.appendChild(p);
+    });
+    table.parentNode.insertBefore(box, table.parentNode.firstChild);
+  }
+  selectionChanged();
+})();
