@@ -38,30 +38,8 @@
     el.addEventListener("change", filter);
   });
 
-  // ---- sort: a button in each sortable header; again reverses
-  var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);
-  headers.forEach(function (th, index) {
-    if (!th.dataset.sort) { return; }
-    var button = document.createElement("button");
-    button.type = "button";
-    button.className = "sort";
-    button.textContent = th.textContent;
-    th.textContent = "";
-    th.appendChild(button);
-    button.addEventListener("click", function () { sortBy(th, index); });
-  });
-
-  function sortBy(th, index) {
-    var ascending = th.getAttribute("aria-sort") !== "ascending";
-    headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
-    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
-    rows.sort(function (a, b) {
-      var x = a.cells[index].textContent.trim(), y = b.cells[index].textContent.trim();
-      var order = x.localeCompare(y, undefined, {numeric: true, sensitivity: "base"});
-      return ascending ? order : -order;
-    });
-    rows.forEach(function (row) { body.appendChild(row); });
-  }
+  // ---- sort: fsr.table makes the headers sort buttons (keyboard too)
+  fsr.table(table);
 
   // ---- selection, assign pop-up, reset (supervisors only: the form is there)
   var form = document.getElementById("routes-form");
@@ -125,7 +103,7 @@
     window.location.reload();
   }
   function failed(error) {
-    var lines = (error && error.errors) || [String(error && error.message || error)];
+    var lines = (error && error.lines) || [String(error && error.message || error)];
     errors.textContent = "";
     var list = document.createElement("ul");
     lines.forEach(function (line) {

@@ -1,0 +1,306 @@
+"""The Inbound routes tab and its API on Flask's test client, against a real SQLite file
+made by ``fsrouter db upgrade``: the same checks as ``fsrouter routes set|reset`` (one code
+path), all or nothing, the audit trail naming ``web:<account>``, viewers refused."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.conftest import example_config, logging_kept, run_fsrouter
+
+PASSWORD = "a-long-enough-pw"
+HOSTILE = "user/1000,${system(x)}"
+
+
+class Browser:
+    """A logged-in Flask test client; changes carry the page's CSRF token."""
+
+    def __init__(self, client: Any, csrf: str) -> None:
+        self.client = client
+        self.csrf = csrf
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        return self.client.get(url, **kwargs)
+
+    def send(self, method: str, url: str, body: Any = None, **kwargs: Any) -> Any:
+        headers = {"X-CSRF-Token": self.csrf, **kwargs.pop("headers", {})}
+        if body is not None:
+            kwargs["json"] = body
+        return self.client.open(url, method=method, headers=headers, **kwargs)
+
+    def form(self, url: str, data: dict[str, Any], **kwargs: Any) -> Any:
+        return self.client.post(url, data={"csrf_token": self.csrf, **data}, **kwargs)
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, html[:500]
+    return match.group(1)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Any]:
+    """The console's app on the example configuration, with a supervisor and a viewer."""
+    from fsrouter.cli import main
+    from fsrouter.commands.common import load, store
+    from fsrouter.web import accounts
+    from fsrouter.web.app import create_app
+    from fsrouter.web.settings import WebSettings
+
+    config_path = example_config(tmp_path)
+    with logging_kept():
+        assert main(["db", "upgrade", "-c", str(config_path)]) == 0
+    config = load(config_path)
+    with store(config, None):
+        from datetime import UTC, datetime
+        accounts.add_user("sue", "supervisor", PASSWORD, "test", datetime.now(UTC))
+        accounts.add_user("vic", "viewer", PASSWORD, "test", datetime.now(UTC))
+        app = create_app(WebSettings(config_path, secret_key_file=tmp_path / "secret"))
+        app.testing = True
+        yield app
+
+
+def log_in(app: Any, name: str) -> Browser:
+    client = app.test_client()
+    token = csrf_of(client.get("/login").get_data(as_text=True))
+    answer = client.post("/login", data={"csrf_token": token, "name": name,
+                                         "password": PASSWORD, "next": "/routes"})
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    return Browser(client, csrf_of(client.get("/routes").get_data(as_text=True)))
+
+
+@pytest.fixture
+def sue(site: Any) -> Browser:
+    return log_in(site, "sue")
+
+
+@pytest.fixture
+def vic(site: Any) -> Browser:
+    return log_in(site, "vic")
+
+
+def db_rows(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(tmp_path / "fsrouter.db")) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def assignments(tmp_path: Path) -> list[tuple[Any, ...]]:
+    return db_rows(tmp_path, "SELECT number, route_type, target, changed_by "
+                             "FROM number_assignments ORDER BY number")
+
+
+def audit_rows(tmp_path: Path) -> list[tuple[Any, ...]]:
+    rows = db_rows(tmp_path, "SELECT who, kind, subject, before, after FROM audit_log "
+                             "WHERE kind LIKE 'route.%' ORDER BY id")
+    return [(who, kind, subject, json.loads(before) if before else None,
+             json.loads(after) if after else None) for who, kind, subject, before, after in rows]
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_the_table_lists_every_number_with_user_type_and_source(sue: Browser):
+    html = sue.get("/routes").get_data(as_text=True)
+    for number in ("+493023125000", "+493023125201", "+493023125202", "+498941612300",
+                   "+493023125200", "+493023125999", "+493023125100"):
+        assert f'data-number="{number}"' in html
+    assert "<td>Felix Wagner (felix)</td>" in html
+    assert "Inbound queue" in html and "Not assigned" in html and "On-call hotline" in html
+    assert 'href="/routes/+493023125202"' in html  # a click on a number opens its form
+    assert '<dialog id="assign-dialog"' in html
+
+
+def test_the_api_lists_and_filters_like_the_command(sue: Browser, tmp_path: Path):
+    routes = sue.get("/api/v1/routes").get_json()["routes"]
+    # The command as its own process: in this one, it would close the app's database.
+    listing = json.loads(run_fsrouter("routes", "list", "-c", tmp_path / "config.yaml",
+                                      "--json").out)
+    assert [r["number"] for r in routes] == [r["number"] for r in listing]
+    by_number = {r["number"]: r for r in routes}
+    assert (by_number["+493023125202"]["type"], by_number["+493023125202"]["target"],
+            by_number["+493023125202"]["source"]) == ("agent", "felix", "yaml")
+    agents = sue.get("/api/v1/routes?type=agent").get_json()["routes"]
+    assert {r["type"] for r in agents} == {"agent"} and len(agents) == 3
+    felix = sue.get("/api/v1/routes?q=FELIX").get_json()["routes"]
+    assert [r["number"] for r in felix] == ["+493023125202"]
+    assert sue.get("/api/v1/routes?source=db").get_json()["routes"] == []
+    bad = sue.get("/api/v1/routes?type=voicemail&source=x")
+    assert bad.status_code == 422 and bad.get_json()["errors"][0].startswith("type:")
+
+
+def test_the_page_filters_on_the_server_too(vic: Browser):
+    html = vic.get("/routes?type=queue").get_data(as_text=True)
+    assert 'data-number="+493023125200"' in html and 'data-number="+493023125202"' not in html
+
+
+# ---------------------------------------------------------------- changes through the API
+
+
+def test_put_sets_one_number_and_audits_the_account(sue: Browser, tmp_path: Path):
+    answer = sue.send("PUT", "/api/v1/routes/030 23125 202", {"type": "agent",
+                                                              "target": "greta"})
+    assert answer.status_code == 200, answer.get_json()
+    assert "set +493023125202 -> agent greta" in answer.get_json()["done"]
+    assert assignments(tmp_path) == [("+493023125202", "agent", "greta", "web:sue")]
+    assert audit_rows(tmp_path) == [("web:sue", "route.set", "+493023125202", None,
+                                     {"type": "agent", "target": "greta"})]
+    row = {r["number"]: r for r in sue.get("/api/v1/routes").get_json()["routes"]}
+    assert (row["+493023125202"]["source"], row["+493023125202"]["changed_by"]) == (
+        "db", "web:sue")
+
+
+def test_validation_errors_are_the_commands_and_nothing_changes(sue: Browser,
+                                                                tmp_path: Path):
+    unknown = sue.send("PUT", "/api/v1/routes/03023125202", {"type": "agent",
+                                                            "target": "gretta"})
+    assert unknown.status_code == 422
+    assert unknown.get_json()["errors"] == [
+        "target: unknown agent 'gretta' (did you mean 'greta'?)",
+        "1 problem(s): nothing was changed"]
+    hostile = sue.send("PUT", "/api/v1/routes/03023125202", {"type": "custom",
+                                                            "target": HOSTILE})
+    assert hostile.status_code == 422 and "unsafe custom target" in hostile.get_json()[
+        "errors"][0]
+    many = sue.send("POST", "/api/v1/routes/assign",
+                    {"numbers": ["03023125201", "abc", "0301", "+49 30 23125 201"],
+                     "target": "greta"})
+    assert many.status_code == 422
+    errors = many.get_json()["errors"]
+    assert [e.split(":")[0] for e in errors[:-1]] == ["abc", "0301", "+49 30 23125 201"]
+    assert "+493023125201 is also given as 03023125201" in errors[2]
+    for body in ({"numbers": [], "target": "eva"}, {"numbers": "0301", "target": "eva"},
+                 {"numbers": ["03023125201"], "type": "voicemail", "target": "eva"},
+                 [1, 2]):
+        assert sue.send("POST", "/api/v1/routes/assign", body).status_code == 422, body
+    assert sue.send("PUT", "/api/v1/routes/abc", {"type": "unassigned"}).status_code == 422
+    assert assignments(tmp_path) == [] and audit_rows(tmp_path) == []
+
+
+def test_assign_many_then_delete_one_back_to_the_yaml(sue: Browser, tmp_path: Path):
+    done = sue.send("POST", "/api/v1/routes/assign",
+                    {"numbers": ["03023125201", "+49 30 23125 202"], "target": "greta"})
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["done"][-1] == ("2 route(s) set by web:sue; they apply to the "
+                                           "next call")
+    assert [a[:3] for a in assignments(tmp_path)] == [
+        ("+493023125201", "agent", "greta"), ("+493023125202", "agent", "greta")]
+    back = sue.send("DELETE", "/api/v1/routes/03023125201")
+    assert back.status_code == 200
+    assert back.get_json()["done"] == [
+        "reset +493023125201: the YAML applies: agent eva (2-way)", "1 assignment(s) removed"]
+    assert [a[0] for a in assignments(tmp_path)] == ["+493023125202"]
+    assert audit_rows(tmp_path)[-1] == ("web:sue", "route.reset", "+493023125201",
+                                        {"type": "agent", "target": "greta"}, None)
+    everything = sue.send("POST", "/api/v1/routes/reset", {"all": True})
+    assert everything.status_code == 200 and assignments(tmp_path) == []
+
+
+def test_csv_import_lists_every_bad_line_and_writes_nothing(sue: Browser, tmp_path: Path):
+    sue.send("PUT", "/api/v1/routes/03023125202", {"type": "agent", "target": "eva"})
+    before = assignments(tmp_path)
+    csv_text = ("number,type,target\n"
+                "030 23125 201,agent,greta\n"            # 2 fine
+                "0301234571,agent,nobody\n"              # 3 unknown agent
+                "abc,unassigned\n"                       # 4 bad number
+                '0301234570,custom,"' + HOSTILE + '"\n'  # 5 unsafe target
+                "+49 30 23125 201,queue,sales\n")        # 6 duplicate of line 2
+    answer = sue.send("POST", "/api/v1/routes/import", data=csv_text.encode(),
+                      headers={"Content-Type": "text/csv"})
+    assert answer.status_code == 422
+    errors = answer.get_json()["errors"]
+    assert [e.split(":")[0] for e in errors[:-1]] == ["line 3", "line 4", "line 5", "line 6"]
+    assert "unknown agent 'nobody'" in errors[0]
+    assert "+493023125201 is also on line 2" in errors[3]
+    assert errors[-1] == "4 problem(s): nothing was changed"
+    assert assignments(tmp_path) == before
+    bad_utf8 = sue.send("POST", "/api/v1/routes/import", data=b"0301,agent,\xff\n")
+    assert bad_utf8.status_code == 422
+    assert bad_utf8.get_json()["errors"] == ["the CSV file:1: not valid UTF-8"]
+    good = sue.send("POST", "/api/v1/routes/import",
+                    data=b"030 23125 201,queue,sales\n+49 30 23125 202,unassigned,\n")
+    assert good.status_code == 200, good.get_json()
+    assert [a[:3] for a in assignments(tmp_path)] == [
+        ("+493023125201", "queue", "sales"), ("+493023125202", "unassigned", None)]
+
+
+# ---------------------------------------------------------------- the pages' forms
+
+
+def test_the_change_form_saves_and_shows_errors(sue: Browser, tmp_path: Path):
+    form = sue.get("/routes/+493023125202").get_data(as_text=True)
+    assert 'value="agent:felix" selected' in form
+    wrong = sue.form("/routes/+493023125202", {"destination": "custom:", "custom": HOSTILE})
+    assert wrong.status_code == 200
+    assert "unsafe custom target" in wrong.get_data(as_text=True)
+    saved = sue.form("/routes/+493023125202", {"destination": "queue:sales"})
+    assert saved.status_code == 303 and saved.headers["Location"].endswith("/routes")
+    assert "set +493023125202 -&gt; queue sales" in sue.get("/routes").get_data(as_text=True)
+    assert assignments(tmp_path) == [("+493023125202", "queue", "sales", "web:sue")]
+
+
+def test_the_assign_and_reset_forms_work_without_javascript(sue: Browser, tmp_path: Path):
+    sue.client.post("/routes/assign", data={"csrf_token": sue.csrf, "destination": "agent:eva",
+                                            "numbers": ["+493023125202", "+498941612300"]})
+    assert [a[:3] for a in assignments(tmp_path)] == [
+        ("+493023125202", "agent", "eva"), ("+498941612300", "agent", "eva")]
+    sue.client.post("/routes/reset", data={"csrf_token": sue.csrf,
+                                           "numbers": ["+493023125202"]})
+    assert [a[0] for a in assignments(tmp_path)] == ["+498941612300"]
+    refused = sue.client.post("/routes/assign", data={"csrf_token": sue.csrf,
+                                                      "destination": "agent:eva"})
+    assert refused.status_code == 303
+    assert "no numbers given" in sue.get("/routes").get_data(as_text=True)
+
+
+def test_the_csv_upload_page_shows_every_bad_line_with_its_number(sue: Browser,
+                                                                  tmp_path: Path):
+    from io import BytesIO
+
+    upload = (BytesIO(b"number,type,target\n0301234571,agent,nobody\n\nabc,unassigned\n"),
+              "routes.csv")
+    page = sue.form("/routes/import", {"file": upload}, content_type="multipart/form-data")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "line 2: unknown agent &#39;nobody&#39;" in html
+    assert "line 4: number &#39;abc&#39;" in html
+    assert "2 problem(s): nothing was changed" in html
+    assert assignments(tmp_path) == []
+
+
+# ---------------------------------------------------------------- who may
+
+
+def test_a_viewer_sees_the_table_but_cannot_change_anything(vic: Browser, tmp_path: Path):
+    html = vic.get("/routes").get_data(as_text=True)
+    assert 'data-number="+493023125202"' in html
+    assert "assign-dialog" not in html and 'href="/routes/+493023125202"' not in html
+    assert vic.get("/api/v1/routes").status_code == 200
+    for method, url, body in (("PUT", "/api/v1/routes/03023125202", {"type": "unassigned"}),
+                              ("POST", "/api/v1/routes/assign",
+                               {"numbers": ["03023125202"], "target": "eva"}),
+                              ("POST", "/api/v1/routes/reset", {"all": True}),
+                              ("DELETE", "/api/v1/routes/03023125202", None)):
+        assert vic.send(method, url, body).status_code == 403, url
+    assert vic.get("/routes/+493023125202").status_code == 403
+    assert vic.form("/routes/+493023125202", {"destination": "unassigned:"}).status_code == 403
+    assert assignments(tmp_path) == []
+
+
+def test_without_a_session_or_csrf_token_nothing_is_changed(site: Any, sue: Browser,
+                                                            tmp_path: Path):
+    anonymous = site.test_client()
+    assert anonymous.get("/api/v1/routes").status_code == 401
+    assert anonymous.get("/routes").status_code == 302
+    forged = sue.client.put("/api/v1/routes/03023125202", json={"type": "unassigned"})
+    assert forged.status_code == 403
+    assert sue.client.post("/routes/+493023125202",
+                           data={"destination": "unassigned:"}).status_code == 403
+    assert assignments(tmp_path) == []
