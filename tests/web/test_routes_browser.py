@@ -7,7 +7,11 @@ one of them then rings the new agent's phone.
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
 import uuid as uuidlib
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,3 +110,123 @@ def test_two_numbers_reassigned_in_the_browser_ring_the_new_agent(center, real_s
         "agent", "bridged", "bruno")
     assert len(watcher.legs_to(phone_number("hangup", 1000, 62))) == 1
     assert watcher.legs_to(phone_number("hangup", 1000, 61)) == []
+
+
+# ---------------------------------------------------------------- without a switch
+
+
+@pytest.fixture
+def example_site(tmp_path: Any) -> Any:
+    """``fsrouter web`` on the example configuration, with a supervisor and a viewer."""
+    import os
+
+    from tests.cli.conftest import example_config
+
+    config = example_config(tmp_path)
+    env = {**os.environ, "FSROUTER_ESL_PASSWORD": "s3cret-Esl-pw"}
+    done = subprocess.run([sys.executable, "-m", "fsrouter", "db", "upgrade", "-c", str(config)],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    web_account(config, "sue", "supervisor", PASSWORD, env)
+    web_account(config, "vic", "viewer", PASSWORD, env)
+    with WebProcess(tmp_path, config, env) as web:
+        yield web
+
+
+def log_in(browser: Any, web: WebProcess, name: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{web.url}/login?next=/routes")
+    browser.find_element(By.ID, "name").send_keys(name)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    WebDriverWait(browser, 30).until(ready.presence_of_element_located((By.ID, "routes")))
+
+
+def shown_numbers(browser: Any) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [row.get_attribute("data-number")
+            for row in browser.find_elements(By.CSS_SELECTOR, "#routes tbody tr")
+            if row.is_displayed()]
+
+
+@pytest.mark.browser
+def test_filter_sort_and_a_change_with_the_keyboard_alone(example_site, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    with chrome() as browser:
+        wait = WebDriverWait(browser, 30)
+        log_in(browser, example_site, "sue")
+        assert len(shown_numbers(browser)) == 7
+        search = browser.find_element(By.ID, "routes-q")
+        search.send_keys("greta")
+        wait.until(lambda _: shown_numbers(browser) == ["+498941612300"])
+        search.send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)
+        browser.find_element(By.ID, "routes-type").send_keys("Inbound queue")
+        wait.until(lambda _: shown_numbers(browser) == ["+493023125200"])
+        Select(browser.find_element(By.ID, "routes-type")).select_by_value("")
+        wait.until(lambda _: len(shown_numbers(browser)) == 7)
+        sort = browser.find_element(By.CSS_SELECTOR, "#routes thead th:nth-child(2) button")
+        sort.send_keys(Keys.ENTER)  # ascending (as served), then descending
+        sort.send_keys(Keys.ENTER)
+        wait.until(lambda _: shown_numbers(browser)[0] == "+498941612300")
+
+        # Space ticks a box, Enter opens the pop-up, Escape closes it: nothing is written.
+        browser.find_element(By.CSS_SELECTOR, 'input[value="+493023125999"]').send_keys(
+            Keys.SPACE)
+        browser.find_element(By.ID, "assign-open").send_keys(Keys.ENTER)
+        dialog = wait.until(ready.visibility_of_element_located((By.ID, "assign-dialog")))
+        browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+        wait.until(lambda _: not dialog.is_displayed())
+
+        # Enter on a number opens its form; the keyboard picks a queue and saves.
+        browser.find_element(By.LINK_TEXT, "+493023125202").send_keys(Keys.ENTER)
+        choice = wait.until(ready.presence_of_element_located((By.NAME, "destination")))
+        choice.send_keys("sales")
+        browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").send_keys(
+            Keys.ENTER)
+        wait.until(ready.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, ".flashes"), "set +493023125202 -> queue sales"))
+        row = browser.find_element(By.CSS_SELECTOR, 'tr[data-number="+493023125202"]')
+        assert "Inbound queue" in row.text and "web:sue" in row.text
+    assert db_rows(tmp_path) == [("+493023125202", "queue", "sales", "web:sue")]
+
+
+@pytest.mark.browser
+def test_a_csv_upload_shows_every_bad_line_and_a_viewer_only_reads(example_site, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    upload = tmp_path / "routes.csv"
+    upload.write_text("number,type,target\n030 23125 202,agent,eva\n0301234571,agent,nobody\n"
+                      "abc,unassigned\n", encoding="utf-8")
+    with chrome() as browser:
+        log_in(browser, example_site, "sue")
+        browser.find_element(By.LINK_TEXT, "Import CSV").click()
+        WebDriverWait(browser, 30).until(ready.presence_of_element_located((By.NAME, "file")))
+        browser.find_element(By.NAME, "file").send_keys(str(upload))
+        browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        errors = WebDriverWait(browser, 30).until(
+            ready.visibility_of_element_located((By.ID, "import-errors")))
+        assert [line.split(":")[0] for line in errors.text.splitlines()] == [
+            "line 3", "line 4", "2 problem(s)"]
+    assert db_rows(tmp_path) == []
+    with chrome() as browser:
+        log_in(browser, example_site, "vic")
+        assert len(shown_numbers(browser)) == 7
+        assert browser.find_elements(By.CSS_SELECTOR, "input[name=numbers]") == []
+        assert browser.find_elements(By.ID, "assign-open") == []
+        assert browser.find_elements(By.CSS_SELECTOR, "#routes a") == []
+
+
+def db_rows(tmp_path: Any) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(tmp_path / "fsrouter.db")) as conn:
+        return conn.execute("SELECT number, route_type, target, changed_by FROM "
+                            "number_assignments ORDER BY number").fetchall()

@@ -15,6 +15,7 @@ API (JSON): ``GET /api/v1/routes``, ``PUT|DELETE /api/v1/routes/<number>``,
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import flask
@@ -22,7 +23,14 @@ from werkzeug.wrappers import Response
 
 from fsrouter.commands import EXIT_USAGE
 from fsrouter.commands import routes as ops
-from fsrouter.commands.common import MAX_CSV_BYTES, Failure, decode_csv, is_agent, shown
+from fsrouter.commands.common import (
+    MAX_CSV_BYTES,
+    Failure,
+    decode_csv,
+    is_agent,
+    local_text,
+    shown,
+)
 from fsrouter.config import Config
 from fsrouter.web.auth import require
 from fsrouter.web.context import config, db, now, who
@@ -50,8 +58,11 @@ def shown_route(cfg: Config, route: dict[str, Any], target: str | None) -> dict[
     """A row of the table: the product page's columns on top of the command's route."""
     kind = route["type"]
     user = cfg.users.get(target) if kind == "agent" and target else None
+    changed = route["changed_at"]
     return {**route, "target": target,
             "user": f"{user.name} ({target})" if user is not None else "",
+            "changed_text": local_text(datetime.fromisoformat(changed),
+                                       cfg.defaults.timezone) if changed else "",
             "kind_label": KIND_LABELS.get(kind or "", kind or "-"),
             "source_label": "database" if route["source"] == "db" else "YAML"}
 
