@@ -8,27 +8,27 @@ one of them then rings the new agent's phone.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import uuid as uuidlib
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fsrouter.testing.phones import TEST_DIAL_TEMPLATE, phone_number
 from fsrouter.testing.watcher import Watcher
+from fsrouter.web import accounts
 from tests.e2e.daemon import Daemon
-from tests.web.routes_harness import WebProcess, chrome, web_account
+from tests.web.conftest import ACCOUNTS, WebEnv, WebServer, login
 
-pytestmark = [pytest.mark.browser, pytest.mark.realswitch]
+pytestmark = pytest.mark.browser
 
 FIRST = "+493040006100"
 SECOND = "+493040006200"
 OTHER = "+493040006300"  # not selected: stays with anna
 CUSTOMER = "+4915112345678"
-PASSWORD = "a-long-enough-pw"
 
 
 def phone(n: int) -> dict[str, str]:
@@ -60,7 +60,8 @@ def center(tmp_path: Any, real_switch: Any) -> Any:
     assert daemon.stop() == 0, daemon.log()[-3000:]
 
 
-def test_two_numbers_reassigned_in_the_browser_ring_the_new_agent(center, real_switch,
+@pytest.mark.realswitch
+def test_two_numbers_reassigned_in_the_browser_ring_the_new_agent(center, real_switch, browser,
                                                                    tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
@@ -70,13 +71,14 @@ def test_two_numbers_reassigned_in_the_browser_ring_the_new_agent(center, real_s
     with daemon.store() as queries:
         for user in ("anna", "bruno"):
             queries.set_presence(user, datetime.now(UTC), state="logged_in", busy=False)
-    web_account(daemon.config_path, "sue", "supervisor", PASSWORD, daemon.env)
-    with WebProcess(tmp_path, daemon.config_path, daemon.env) as web, chrome() as browser:
+        name, password = ACCOUNTS["supervisor"]
+        accounts.add_user(name, "supervisor", password, "test:setup", datetime.now(UTC))
+    env = WebEnv(tmp_path, daemon.config_path, f"sqlite:///{daemon.db_path}", daemon.db_path,
+                 tmp_path / "web-secret")
+    with serving(env) as web:
         wait = WebDriverWait(browser, 30)
-        browser.get(f"{web.url}/login?next=/routes")
-        browser.find_element(By.ID, "name").send_keys("sue")
-        browser.find_element(By.ID, "password").send_keys(PASSWORD)
-        browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+        login(browser, web, "supervisor")
+        browser.get(f"{web.url}/routes")
         wait.until(ready.presence_of_element_located((By.ID, "routes-form")))
         for number in (FIRST, SECOND):
             browser.find_element(By.CSS_SELECTOR, f'input[name=numbers][value="{number}"]') \
@@ -88,15 +90,15 @@ def test_two_numbers_reassigned_in_the_browser_ring_the_new_agent(center, real_s
         Select(dialog.find_element(By.NAME, "destination")).select_by_value("agent:bruno")
         dialog.find_element(By.ID, "assign-save").click()
         done = wait.until(ready.visibility_of_element_located((By.ID, "routes-done")))
-        assert "2 route(s) set by web:sue; they apply to the next call" in done.text
+        assert "2 route(s) set by web:sam; they apply to the next call" in done.text
         row = browser.find_element(By.CSS_SELECTOR, f'tr[data-number="{FIRST}"]')
         assert "Bruno (bruno)" in row.text and "database" in row.text
     assert daemon.rows("SELECT number, route_type, target, changed_by FROM "
                        "number_assignments ORDER BY number") == [
-        {"number": FIRST, "route_type": "agent", "target": "bruno", "changed_by": "web:sue"},
-        {"number": SECOND, "route_type": "agent", "target": "bruno", "changed_by": "web:sue"}]
+        {"number": FIRST, "route_type": "agent", "target": "bruno", "changed_by": "web:sam"},
+        {"number": SECOND, "route_type": "agent", "target": "bruno", "changed_by": "web:sam"}]
     assert [r["subject"] for r in daemon.rows(
-        "SELECT subject FROM audit_log WHERE kind = 'route.set' AND who = 'web:sue' "
+        "SELECT subject FROM audit_log WHERE kind = 'route.set' AND who = 'web:sam' "
         "ORDER BY subject")] == [FIRST, SECOND]
 
     # A real call to the second number now rings bruno's phone, not anna's.
@@ -115,33 +117,24 @@ def test_two_numbers_reassigned_in_the_browser_ring_the_new_agent(center, real_s
 # ---------------------------------------------------------------- without a switch
 
 
-@pytest.fixture
-def example_site(tmp_path: Any) -> Any:
-    """``fsrouter web`` on the example configuration, with a supervisor and a viewer."""
-    import os
-
-    from tests.cli.conftest import example_config
-
-    config = example_config(tmp_path)
-    env = {**os.environ, "FSROUTER_ESL_PASSWORD": "s3cret-Esl-pw"}
-    done = subprocess.run([sys.executable, "-m", "fsrouter", "db", "upgrade", "-c", str(config)],
-                          capture_output=True, text=True, env=env, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    web_account(config, "sue", "supervisor", PASSWORD, env)
-    web_account(config, "vic", "viewer", PASSWORD, env)
-    with WebProcess(tmp_path, config, env) as web:
-        yield web
+@contextmanager
+def serving(env: WebEnv) -> Iterator[WebServer]:
+    """``fsrouter web`` on ``env``'s configuration and database."""
+    server = WebServer(env)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
 
 
-def log_in(browser: Any, web: WebProcess, name: str) -> None:
+def routes_page(browser: Any, server: WebServer, role: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(f"{web.url}/login?next=/routes")
-    browser.find_element(By.ID, "name").send_keys(name)
-    browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    login(browser, server, role)
+    browser.get(f"{server.url}/routes")
     WebDriverWait(browser, 30).until(ready.presence_of_element_located((By.ID, "routes")))
 
 
@@ -153,53 +146,51 @@ def shown_numbers(browser: Any) -> list[str]:
             if row.is_displayed()]
 
 
-@pytest.mark.browser
-def test_filter_sort_and_a_change_with_the_keyboard_alone(example_site, tmp_path):
+def test_filter_sort_and_a_change_with_the_keyboard_alone(web_server, browser, web_env):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    with chrome() as browser:
-        wait = WebDriverWait(browser, 30)
-        log_in(browser, example_site, "sue")
-        assert len(shown_numbers(browser)) == 7
-        search = browser.find_element(By.ID, "routes-q")
-        search.send_keys("greta")
-        wait.until(lambda _: shown_numbers(browser) == ["+498941612300"])
-        search.send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)
-        browser.find_element(By.ID, "routes-type").send_keys("Inbound queue")
-        wait.until(lambda _: shown_numbers(browser) == ["+493023125200"])
-        Select(browser.find_element(By.ID, "routes-type")).select_by_value("")
-        wait.until(lambda _: len(shown_numbers(browser)) == 7)
-        sort = browser.find_element(By.CSS_SELECTOR, "#routes thead th:nth-child(2) button")
-        sort.send_keys(Keys.ENTER)  # ascending (as served), then descending
-        sort.send_keys(Keys.ENTER)
-        wait.until(lambda _: shown_numbers(browser)[0] == "+498941612300")
+    wait = WebDriverWait(browser, 30)
+    routes_page(browser, web_server, "supervisor")
+    assert len(shown_numbers(browser)) == 7
+    search = browser.find_element(By.ID, "routes-q")
+    search.send_keys("greta")
+    wait.until(lambda _: shown_numbers(browser) == ["+498941612300"])
+    search.send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)
+    browser.find_element(By.ID, "routes-type").send_keys("Inbound queue")
+    wait.until(lambda _: shown_numbers(browser) == ["+493023125200"])
+    Select(browser.find_element(By.ID, "routes-type")).select_by_value("")
+    wait.until(lambda _: len(shown_numbers(browser)) == 7)
+    sort = browser.find_element(By.CSS_SELECTOR, "#routes thead th:nth-child(2) button")
+    sort.send_keys(Keys.ENTER)  # ascending (as served), then descending
+    sort.send_keys(Keys.ENTER)
+    wait.until(lambda _: shown_numbers(browser)[0] == "+498941612300")
 
-        # Space ticks a box, Enter opens the pop-up, Escape closes it: nothing is written.
-        browser.find_element(By.CSS_SELECTOR, 'input[value="+493023125999"]').send_keys(
-            Keys.SPACE)
-        browser.find_element(By.ID, "assign-open").send_keys(Keys.ENTER)
-        dialog = wait.until(ready.visibility_of_element_located((By.ID, "assign-dialog")))
-        browser.switch_to.active_element.send_keys(Keys.ESCAPE)
-        wait.until(lambda _: not dialog.is_displayed())
+    # Space ticks a box, Enter opens the pop-up, Escape closes it: nothing is written.
+    browser.find_element(By.CSS_SELECTOR, 'input[value="+493023125999"]').send_keys(
+        Keys.SPACE)
+    browser.find_element(By.ID, "assign-open").send_keys(Keys.ENTER)
+    dialog = wait.until(ready.visibility_of_element_located((By.ID, "assign-dialog")))
+    browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+    wait.until(lambda _: not dialog.is_displayed())
 
-        # Enter on a number opens its form; the keyboard picks a queue and saves.
-        browser.find_element(By.LINK_TEXT, "+493023125202").send_keys(Keys.ENTER)
-        choice = wait.until(ready.presence_of_element_located((By.NAME, "destination")))
-        choice.send_keys("sales")
-        browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").send_keys(
-            Keys.ENTER)
-        wait.until(ready.text_to_be_present_in_element(
-            (By.CSS_SELECTOR, ".flashes"), "set +493023125202 -> queue sales"))
-        row = browser.find_element(By.CSS_SELECTOR, 'tr[data-number="+493023125202"]')
-        assert "Inbound queue" in row.text and "web:sue" in row.text
-    assert db_rows(tmp_path) == [("+493023125202", "queue", "sales", "web:sue")]
+    # Enter on a number opens its form; the keyboard picks a queue and saves.
+    browser.find_element(By.LINK_TEXT, "+493023125202").send_keys(Keys.ENTER)
+    choice = wait.until(ready.presence_of_element_located((By.NAME, "destination")))
+    choice.send_keys("sales")
+    browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").send_keys(
+        Keys.ENTER)
+    wait.until(ready.text_to_be_present_in_element(
+        (By.CSS_SELECTOR, ".flashes"), "set +493023125202 -> queue sales"))
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-number="+493023125202"]')
+    assert "Inbound queue" in row.text and "web:sam" in row.text
+    assert db_rows(web_env.db_path) == [("+493023125202", "queue", "sales", "web:sam")]
 
 
-@pytest.mark.browser
-def test_a_csv_upload_shows_every_bad_line_and_a_viewer_only_reads(example_site, tmp_path):
+def test_a_csv_upload_shows_every_bad_line_and_a_viewer_only_reads(web_server, browser,
+                                                                    web_env, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
@@ -207,26 +198,25 @@ def test_a_csv_upload_shows_every_bad_line_and_a_viewer_only_reads(example_site,
     upload = tmp_path / "routes.csv"
     upload.write_text("number,type,target\n030 23125 202,agent,eva\n0301234571,agent,nobody\n"
                       "abc,unassigned\n", encoding="utf-8")
-    with chrome() as browser:
-        log_in(browser, example_site, "sue")
-        browser.find_element(By.LINK_TEXT, "Import CSV").click()
-        WebDriverWait(browser, 30).until(ready.presence_of_element_located((By.NAME, "file")))
-        browser.find_element(By.NAME, "file").send_keys(str(upload))
-        browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-        errors = WebDriverWait(browser, 30).until(
-            ready.visibility_of_element_located((By.ID, "import-errors")))
-        assert [line.split(":")[0] for line in errors.text.splitlines()] == [
-            "line 3", "line 4", "2 problem(s)"]
-    assert db_rows(tmp_path) == []
-    with chrome() as browser:
-        log_in(browser, example_site, "vic")
-        assert len(shown_numbers(browser)) == 7
-        assert browser.find_elements(By.CSS_SELECTOR, "input[name=numbers]") == []
-        assert browser.find_elements(By.ID, "assign-open") == []
-        assert browser.find_elements(By.CSS_SELECTOR, "#routes a") == []
+    routes_page(browser, web_server, "supervisor")
+    browser.find_element(By.LINK_TEXT, "Import CSV").click()
+    WebDriverWait(browser, 30).until(ready.presence_of_element_located((By.NAME, "file")))
+    browser.find_element(By.NAME, "file").send_keys(str(upload))
+    browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+    errors = WebDriverWait(browser, 30).until(
+        ready.visibility_of_element_located((By.ID, "import-errors")))
+    assert [line.split(":")[0] for line in errors.text.splitlines()] == [
+        "line 3", "line 4", "2 problem(s)"]
+    assert db_rows(web_env.db_path) == []
+    browser.delete_all_cookies()  # log out: the viewer next
+    routes_page(browser, web_server, "viewer")
+    assert len(shown_numbers(browser)) == 7
+    assert browser.find_elements(By.CSS_SELECTOR, "input[name=numbers]") == []
+    assert browser.find_elements(By.ID, "assign-open") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "#routes a") == []
 
 
-def db_rows(tmp_path: Any) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(tmp_path / "fsrouter.db")) as conn:
+def db_rows(path: Path) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(path)) as conn:
         return conn.execute("SELECT number, route_type, target, changed_by FROM "
                             "number_assignments ORDER BY number").fetchall()

@@ -5,86 +5,45 @@ path), all or nothing, the audit trail naming ``web:<account>``, viewers refused
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cli.conftest import example_config, logging_kept, run_fsrouter
+from tests.cli.conftest import run_fsrouter
 
-PASSWORD = "a-long-enough-pw"
 HOSTILE = "user/1000,${system(x)}"
 
 
 class Browser:
-    """A logged-in Flask test client; changes carry the page's CSRF token."""
+    """A logged-in test client (tests/web/conftest.py) with short names for the calls."""
 
-    def __init__(self, client: Any, csrf: str) -> None:
+    def __init__(self, client: Any) -> None:
         self.client = client
-        self.csrf = csrf
+        self.csrf = client.csrf()
 
     def get(self, url: str, **kwargs: Any) -> Any:
         return self.client.get(url, **kwargs)
 
     def send(self, method: str, url: str, body: Any = None, **kwargs: Any) -> Any:
-        headers = {"X-CSRF-Token": self.csrf, **kwargs.pop("headers", {})}
-        if body is not None:
-            kwargs["json"] = body
-        return self.client.open(url, method=method, headers=headers, **kwargs)
+        return self.client.api(method, url, body, **kwargs)
 
     def form(self, url: str, data: dict[str, Any], **kwargs: Any) -> Any:
-        return self.client.post(url, data={"csrf_token": self.csrf, **data}, **kwargs)
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, html[:500]
-    return match.group(1)
+        return self.client.post_form(url, data, **kwargs)
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Any]:
-    """The console's app on the example configuration, with a supervisor and a viewer."""
-    from fsrouter.cli import main
-    from fsrouter.commands.common import load, store
-    from fsrouter.web import accounts
-    from fsrouter.web.app import create_app
-    from fsrouter.web.settings import WebSettings
-
-    config_path = example_config(tmp_path)
-    with logging_kept():
-        assert main(["db", "upgrade", "-c", str(config_path)]) == 0
-    config = load(config_path)
-    with store(config, None):
-        from datetime import UTC, datetime
-        accounts.add_user("sue", "supervisor", PASSWORD, "test", datetime.now(UTC))
-        accounts.add_user("vic", "viewer", PASSWORD, "test", datetime.now(UTC))
-        app = create_app(WebSettings(config_path, secret_key_file=tmp_path / "secret"))
-        app.testing = True
-        yield app
-
-
-def log_in(app: Any, name: str) -> Browser:
-    client = app.test_client()
-    token = csrf_of(client.get("/login").get_data(as_text=True))
-    answer = client.post("/login", data={"csrf_token": token, "name": name,
-                                         "password": PASSWORD, "next": "/routes"})
-    assert answer.status_code == 302, answer.get_data(as_text=True)
-    return Browser(client, csrf_of(client.get("/routes").get_data(as_text=True)))
+def sam(client: Any) -> Browser:
+    """The supervisor of web_env."""
+    return Browser(client("supervisor"))
 
 
 @pytest.fixture
-def sue(site: Any) -> Browser:
-    return log_in(site, "sue")
-
-
-@pytest.fixture
-def vic(site: Any) -> Browser:
-    return log_in(site, "vic")
+def vera(client: Any) -> Browser:
+    """The viewer of web_env."""
+    return Browser(client("viewer"))
 
 
 def db_rows(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -107,8 +66,8 @@ def audit_rows(tmp_path: Path) -> list[tuple[Any, ...]]:
 # ---------------------------------------------------------------- the table
 
 
-def test_the_table_lists_every_number_with_user_type_and_source(sue: Browser):
-    html = sue.get("/routes").get_data(as_text=True)
+def test_the_table_lists_every_number_with_user_type_and_source(sam: Browser):
+    html = sam.get("/routes").get_data(as_text=True)
     for number in ("+493023125000", "+493023125201", "+493023125202", "+498941612300",
                    "+493023125200", "+493023125999", "+493023125100"):
         assert f'data-number="{number}"' in html
@@ -118,8 +77,8 @@ def test_the_table_lists_every_number_with_user_type_and_source(sue: Browser):
     assert '<dialog id="assign-dialog"' in html
 
 
-def test_the_api_lists_and_filters_like_the_command(sue: Browser, tmp_path: Path):
-    routes = sue.get("/api/v1/routes").get_json()["routes"]
+def test_the_api_lists_and_filters_like_the_command(sam: Browser, tmp_path: Path):
+    routes = sam.get("/api/v1/routes").get_json()["routes"]
     # The command as its own process: in this one, it would close the app's database.
     listing = json.loads(run_fsrouter("routes", "list", "-c", tmp_path / "config.yaml",
                                       "--json").out)
@@ -127,49 +86,49 @@ def test_the_api_lists_and_filters_like_the_command(sue: Browser, tmp_path: Path
     by_number = {r["number"]: r for r in routes}
     assert (by_number["+493023125202"]["type"], by_number["+493023125202"]["target"],
             by_number["+493023125202"]["source"]) == ("agent", "felix", "yaml")
-    agents = sue.get("/api/v1/routes?type=agent").get_json()["routes"]
+    agents = sam.get("/api/v1/routes?type=agent").get_json()["routes"]
     assert {r["type"] for r in agents} == {"agent"} and len(agents) == 3
-    felix = sue.get("/api/v1/routes?q=FELIX").get_json()["routes"]
+    felix = sam.get("/api/v1/routes?q=FELIX").get_json()["routes"]
     assert [r["number"] for r in felix] == ["+493023125202"]
-    assert sue.get("/api/v1/routes?source=db").get_json()["routes"] == []
-    bad = sue.get("/api/v1/routes?type=voicemail&source=x")
+    assert sam.get("/api/v1/routes?source=db").get_json()["routes"] == []
+    bad = sam.get("/api/v1/routes?type=voicemail&source=x")
     assert bad.status_code == 422 and bad.get_json()["errors"][0].startswith("type:")
 
 
-def test_the_page_filters_on_the_server_too(vic: Browser):
-    html = vic.get("/routes?type=queue").get_data(as_text=True)
+def test_the_page_filters_on_the_server_too(vera: Browser):
+    html = vera.get("/routes?type=queue").get_data(as_text=True)
     assert 'data-number="+493023125200"' in html and 'data-number="+493023125202"' not in html
 
 
 # ---------------------------------------------------------------- changes through the API
 
 
-def test_put_sets_one_number_and_audits_the_account(sue: Browser, tmp_path: Path):
-    answer = sue.send("PUT", "/api/v1/routes/030 23125 202", {"type": "agent",
+def test_put_sets_one_number_and_audits_the_account(sam: Browser, tmp_path: Path):
+    answer = sam.send("PUT", "/api/v1/routes/030 23125 202", {"type": "agent",
                                                               "target": "greta"})
     assert answer.status_code == 200, answer.get_json()
     assert "set +493023125202 -> agent greta" in answer.get_json()["done"]
-    assert assignments(tmp_path) == [("+493023125202", "agent", "greta", "web:sue")]
-    assert audit_rows(tmp_path) == [("web:sue", "route.set", "+493023125202", None,
+    assert assignments(tmp_path) == [("+493023125202", "agent", "greta", "web:sam")]
+    assert audit_rows(tmp_path) == [("web:sam", "route.set", "+493023125202", None,
                                      {"type": "agent", "target": "greta"})]
-    row = {r["number"]: r for r in sue.get("/api/v1/routes").get_json()["routes"]}
+    row = {r["number"]: r for r in sam.get("/api/v1/routes").get_json()["routes"]}
     assert (row["+493023125202"]["source"], row["+493023125202"]["changed_by"]) == (
-        "db", "web:sue")
+        "db", "web:sam")
 
 
-def test_validation_errors_are_the_commands_and_nothing_changes(sue: Browser,
+def test_validation_errors_are_the_commands_and_nothing_changes(sam: Browser,
                                                                 tmp_path: Path):
-    unknown = sue.send("PUT", "/api/v1/routes/03023125202", {"type": "agent",
+    unknown = sam.send("PUT", "/api/v1/routes/03023125202", {"type": "agent",
                                                             "target": "gretta"})
     assert unknown.status_code == 422
     assert unknown.get_json()["errors"] == [
         "target: unknown agent 'gretta' (did you mean 'greta'?)",
         "1 problem(s): nothing was changed"]
-    hostile = sue.send("PUT", "/api/v1/routes/03023125202", {"type": "custom",
+    hostile = sam.send("PUT", "/api/v1/routes/03023125202", {"type": "custom",
                                                             "target": HOSTILE})
     assert hostile.status_code == 422 and "unsafe custom target" in hostile.get_json()[
         "errors"][0]
-    many = sue.send("POST", "/api/v1/routes/assign",
+    many = sam.send("POST", "/api/v1/routes/assign",
                     {"numbers": ["03023125201", "abc", "0301", "+49 30 23125 201"],
                      "target": "greta"})
     assert many.status_code == 422
@@ -179,32 +138,32 @@ def test_validation_errors_are_the_commands_and_nothing_changes(sue: Browser,
     for body in ({"numbers": [], "target": "eva"}, {"numbers": "0301", "target": "eva"},
                  {"numbers": ["03023125201"], "type": "voicemail", "target": "eva"},
                  [1, 2]):
-        assert sue.send("POST", "/api/v1/routes/assign", body).status_code == 422, body
-    assert sue.send("PUT", "/api/v1/routes/abc", {"type": "unassigned"}).status_code == 422
+        assert sam.send("POST", "/api/v1/routes/assign", body).status_code == 422, body
+    assert sam.send("PUT", "/api/v1/routes/abc", {"type": "unassigned"}).status_code == 422
     assert assignments(tmp_path) == [] and audit_rows(tmp_path) == []
 
 
-def test_assign_many_then_delete_one_back_to_the_yaml(sue: Browser, tmp_path: Path):
-    done = sue.send("POST", "/api/v1/routes/assign",
+def test_assign_many_then_delete_one_back_to_the_yaml(sam: Browser, tmp_path: Path):
+    done = sam.send("POST", "/api/v1/routes/assign",
                     {"numbers": ["03023125201", "+49 30 23125 202"], "target": "greta"})
     assert done.status_code == 200, done.get_json()
-    assert done.get_json()["done"][-1] == ("2 route(s) set by web:sue; they apply to the "
+    assert done.get_json()["done"][-1] == ("2 route(s) set by web:sam; they apply to the "
                                            "next call")
     assert [a[:3] for a in assignments(tmp_path)] == [
         ("+493023125201", "agent", "greta"), ("+493023125202", "agent", "greta")]
-    back = sue.send("DELETE", "/api/v1/routes/03023125201")
+    back = sam.send("DELETE", "/api/v1/routes/03023125201")
     assert back.status_code == 200
     assert back.get_json()["done"] == [
         "reset +493023125201: the YAML applies: agent eva (2-way)", "1 assignment(s) removed"]
     assert [a[0] for a in assignments(tmp_path)] == ["+493023125202"]
-    assert audit_rows(tmp_path)[-1] == ("web:sue", "route.reset", "+493023125201",
+    assert audit_rows(tmp_path)[-1] == ("web:sam", "route.reset", "+493023125201",
                                         {"type": "agent", "target": "greta"}, None)
-    everything = sue.send("POST", "/api/v1/routes/reset", {"all": True})
+    everything = sam.send("POST", "/api/v1/routes/reset", {"all": True})
     assert everything.status_code == 200 and assignments(tmp_path) == []
 
 
-def test_csv_import_lists_every_bad_line_and_writes_nothing(sue: Browser, tmp_path: Path):
-    sue.send("PUT", "/api/v1/routes/03023125202", {"type": "agent", "target": "eva"})
+def test_csv_import_lists_every_bad_line_and_writes_nothing(sam: Browser, tmp_path: Path):
+    sam.send("PUT", "/api/v1/routes/03023125202", {"type": "agent", "target": "eva"})
     before = assignments(tmp_path)
     csv_text = ("number,type,target\n"
                 "030 23125 201,agent,greta\n"            # 2 fine
@@ -212,7 +171,7 @@ def test_csv_import_lists_every_bad_line_and_writes_nothing(sue: Browser, tmp_pa
                 "abc,unassigned\n"                       # 4 bad number
                 '0301234570,custom,"' + HOSTILE + '"\n'  # 5 unsafe target
                 "+49 30 23125 201,queue,sales\n")        # 6 duplicate of line 2
-    answer = sue.send("POST", "/api/v1/routes/import", data=csv_text.encode(),
+    answer = sam.send("POST", "/api/v1/routes/import", data=csv_text.encode(),
                       headers={"Content-Type": "text/csv"})
     assert answer.status_code == 422
     errors = answer.get_json()["errors"]
@@ -221,10 +180,10 @@ def test_csv_import_lists_every_bad_line_and_writes_nothing(sue: Browser, tmp_pa
     assert "+493023125201 is also on line 2" in errors[3]
     assert errors[-1] == "4 problem(s): nothing was changed"
     assert assignments(tmp_path) == before
-    bad_utf8 = sue.send("POST", "/api/v1/routes/import", data=b"0301,agent,\xff\n")
+    bad_utf8 = sam.send("POST", "/api/v1/routes/import", data=b"0301,agent,\xff\n")
     assert bad_utf8.status_code == 422
     assert bad_utf8.get_json()["errors"] == ["the CSV file:1: not valid UTF-8"]
-    good = sue.send("POST", "/api/v1/routes/import",
+    good = sam.send("POST", "/api/v1/routes/import",
                     data=b"030 23125 201,queue,sales\n+49 30 23125 202,unassigned,\n")
     assert good.status_code == 200, good.get_json()
     assert [a[:3] for a in assignments(tmp_path)] == [
@@ -234,39 +193,39 @@ def test_csv_import_lists_every_bad_line_and_writes_nothing(sue: Browser, tmp_pa
 # ---------------------------------------------------------------- the pages' forms
 
 
-def test_the_change_form_saves_and_shows_errors(sue: Browser, tmp_path: Path):
-    form = sue.get("/routes/+493023125202").get_data(as_text=True)
+def test_the_change_form_saves_and_shows_errors(sam: Browser, tmp_path: Path):
+    form = sam.get("/routes/+493023125202").get_data(as_text=True)
     assert 'value="agent:felix" selected' in form
-    wrong = sue.form("/routes/+493023125202", {"destination": "custom:", "custom": HOSTILE})
+    wrong = sam.form("/routes/+493023125202", {"destination": "custom:", "custom": HOSTILE})
     assert wrong.status_code == 200
     assert "unsafe custom target" in wrong.get_data(as_text=True)
-    saved = sue.form("/routes/+493023125202", {"destination": "queue:sales"})
+    saved = sam.form("/routes/+493023125202", {"destination": "queue:sales"})
     assert saved.status_code == 303 and saved.headers["Location"].endswith("/routes")
-    assert "set +493023125202 -&gt; queue sales" in sue.get("/routes").get_data(as_text=True)
-    assert assignments(tmp_path) == [("+493023125202", "queue", "sales", "web:sue")]
+    assert "set +493023125202 -&gt; queue sales" in sam.get("/routes").get_data(as_text=True)
+    assert assignments(tmp_path) == [("+493023125202", "queue", "sales", "web:sam")]
 
 
-def test_the_assign_and_reset_forms_work_without_javascript(sue: Browser, tmp_path: Path):
-    sue.client.post("/routes/assign", data={"csrf_token": sue.csrf, "destination": "agent:eva",
+def test_the_assign_and_reset_forms_work_without_javascript(sam: Browser, tmp_path: Path):
+    sam.client.post("/routes/assign", data={"csrf_token": sam.csrf, "destination": "agent:eva",
                                             "numbers": ["+493023125202", "+498941612300"]})
     assert [a[:3] for a in assignments(tmp_path)] == [
         ("+493023125202", "agent", "eva"), ("+498941612300", "agent", "eva")]
-    sue.client.post("/routes/reset", data={"csrf_token": sue.csrf,
+    sam.client.post("/routes/reset", data={"csrf_token": sam.csrf,
                                            "numbers": ["+493023125202"]})
     assert [a[0] for a in assignments(tmp_path)] == ["+498941612300"]
-    refused = sue.client.post("/routes/assign", data={"csrf_token": sue.csrf,
+    refused = sam.client.post("/routes/assign", data={"csrf_token": sam.csrf,
                                                       "destination": "agent:eva"})
     assert refused.status_code == 303
-    assert "no numbers given" in sue.get("/routes").get_data(as_text=True)
+    assert "no numbers given" in sam.get("/routes").get_data(as_text=True)
 
 
-def test_the_csv_upload_page_shows_every_bad_line_with_its_number(sue: Browser,
+def test_the_csv_upload_page_shows_every_bad_line_with_its_number(sam: Browser,
                                                                   tmp_path: Path):
     from io import BytesIO
 
     upload = (BytesIO(b"number,type,target\n0301234571,agent,nobody\n\nabc,unassigned\n"),
               "routes.csv")
-    page = sue.form("/routes/import", {"file": upload}, content_type="multipart/form-data")
+    page = sam.form("/routes/import", {"file": upload}, content_type="multipart/form-data")
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert "line 2: unknown agent &#39;nobody&#39;" in html
@@ -278,29 +237,29 @@ def test_the_csv_upload_page_shows_every_bad_line_with_its_number(sue: Browser,
 # ---------------------------------------------------------------- who may
 
 
-def test_a_viewer_sees_the_table_but_cannot_change_anything(vic: Browser, tmp_path: Path):
-    html = vic.get("/routes").get_data(as_text=True)
+def test_a_viewer_sees_the_table_but_cannot_change_anything(vera: Browser, tmp_path: Path):
+    html = vera.get("/routes").get_data(as_text=True)
     assert 'data-number="+493023125202"' in html
     assert "assign-dialog" not in html and 'href="/routes/+493023125202"' not in html
-    assert vic.get("/api/v1/routes").status_code == 200
+    assert vera.get("/api/v1/routes").status_code == 200
     for method, url, body in (("PUT", "/api/v1/routes/03023125202", {"type": "unassigned"}),
                               ("POST", "/api/v1/routes/assign",
                                {"numbers": ["03023125202"], "target": "eva"}),
                               ("POST", "/api/v1/routes/reset", {"all": True}),
                               ("DELETE", "/api/v1/routes/03023125202", None)):
-        assert vic.send(method, url, body).status_code == 403, url
-    assert vic.get("/routes/+493023125202").status_code == 403
-    assert vic.form("/routes/+493023125202", {"destination": "unassigned:"}).status_code == 403
+        assert vera.send(method, url, body).status_code == 403, url
+    assert vera.get("/routes/+493023125202").status_code == 403
+    assert vera.form("/routes/+493023125202", {"destination": "unassigned:"}).status_code == 403
     assert assignments(tmp_path) == []
 
 
-def test_without_a_session_or_csrf_token_nothing_is_changed(site: Any, sue: Browser,
+def test_without_a_session_or_csrf_token_nothing_is_changed(client: Any, sam: Browser,
                                                             tmp_path: Path):
-    anonymous = site.test_client()
+    anonymous = client(None)
     assert anonymous.get("/api/v1/routes").status_code == 401
     assert anonymous.get("/routes").status_code == 302
-    forged = sue.client.put("/api/v1/routes/03023125202", json={"type": "unassigned"})
+    forged = sam.client.put("/api/v1/routes/03023125202", json={"type": "unassigned"})
     assert forged.status_code == 403
-    assert sue.client.post("/routes/+493023125202",
+    assert sam.client.post("/routes/+493023125202",
                            data={"destination": "unassigned:"}).status_code == 403
     assert assignments(tmp_path) == []
