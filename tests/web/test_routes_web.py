@@ -263,3 +263,12 @@ def test_without_a_session_or_csrf_token_nothing_is_changed(client: Any, sam: Br
     assert sam.client.post("/routes/+493023125202",
                            data={"destination": "unassigned:"}).status_code == 403
     assert assignments(tmp_path) == []
+
+
+def test_the_change_form_of_something_that_is_not_a_number_says_so(sam: Browser):
+    page = sam.get("/routes/abc")
+    assert page.status_code == 200
+    assert "abc: " in page.get_data(as_text=True)
+    assert "has no route yet" not in page.get_data(as_text=True)
+    spare = sam.get("/routes/+49 30 555 0000").get_data(as_text=True)
+    assert "has no route yet" in spare

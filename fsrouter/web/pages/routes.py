@@ -173,17 +173,17 @@ def change(number: str) -> str | Response:
             return _done(set_numbers([number], kind, target))
         except Failure as failure:
             errors = list(failure.lines)
-    route = _one(cfg, number)
+    try:
+        route = _one(cfg, number)
+    except Failure as failure:
+        route, errors = None, errors or list(failure.lines)
     return flask.render_template("routes/change.html", route=route, number=number,
                                  choices=choices(cfg), errors=errors)
 
 
 def _one(cfg: Config, text: str) -> dict[str, Any] | None:
-    """The table row of a number as typed (None: not a number, or in no route)."""
-    try:
-        number = ops.parse_numbers(cfg, [text])[0]
-    except Failure:
-        return None
+    """The table row of a number as typed (None: in no route; Failure: not a number)."""
+    number = ops.parse_numbers(cfg, [text])[0]
     return next((row for row in table(cfg) if row["number"] == number), None)
 
 

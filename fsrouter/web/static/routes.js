@@ -8,17 +8,11 @@
   var body = table.tBodies[0];
   var rows = Array.prototype.slice.call(body.rows);
 
-  // ---- filter: the same rules as the server's (type, source, text in number/name/destination)
+  // ---- filter: the server's rules (type, source, text in number, name or destination)
   var q = document.getElementById("routes-q");
   var type = document.getElementById("routes-type");
   var source = document.getElementById("routes-source");
   var shownCount = document.getElementById("routes-shown");
-
-  function text(row) {
-    var cells = row.querySelectorAll("th, td");
-    return Array.prototype.map.call(cells, function (c) { return c.textContent; })
-      .join(" ").toLowerCase();
-  }
 
   function filter() {
     var needle = q.value.trim().toLowerCase();
@@ -26,7 +20,7 @@
     rows.forEach(function (row) {
       var ok = (!type.value || row.dataset.type === type.value) &&
         (!source.value || row.dataset.source === source.value) &&
-        (!needle || text(row).indexOf(needle) >= 0);
+        (!needle || row.dataset.search.indexOf(needle) >= 0);
       row.hidden = !ok;
       if (ok) { shown += 1; }
     });
