@@ -188,6 +188,35 @@ def test_filter_sort_and_a_change_with_the_keyboard_alone(web_server, browser, w
     assert "Inbound queue" in row.text and "web:sam" in row.text
     assert db_rows(web_env.db_path) == [("+493023125202", "queue", "sales", "web:sam")]
 
+    # Reset selected to YAML asks first, then drops the assignment.
+    browser.find_element(By.CSS_SELECTOR, 'input[value="+493023125202"]').send_keys(Keys.SPACE)
+    browser.find_element(By.ID, "reset-selected").send_keys(Keys.ENTER)
+    wait.until(ready.alert_is_present()).accept()
+    done = wait.until(ready.visibility_of_element_located((By.ID, "routes-done")))
+    assert "reset +493023125202: the YAML applies: agent felix" in done.text
+    assert db_rows(web_env.db_path) == []
+
+
+def test_the_pop_up_shows_every_problem_and_changes_nothing(web_server, browser, web_env):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    routes_page(browser, web_server, "supervisor")
+    for number in ("+493023125201", "+493023125202"):
+        browser.find_element(By.CSS_SELECTOR, f'input[value="{number}"]').click()
+    browser.find_element(By.ID, "assign-open").click()
+    dialog = wait.until(ready.visibility_of_element_located((By.ID, "assign-dialog")))
+    Select(dialog.find_element(By.NAME, "destination")).select_by_value("custom:")
+    field = dialog.find_element(By.NAME, "custom")
+    field.send_keys("user/1000,${system(x)}", Keys.ENTER)  # Enter submits the pop-up only
+    errors = wait.until(ready.visibility_of_element_located((By.ID, "assign-errors")))
+    wait.until(lambda _: "unsafe custom target" in errors.text)
+    assert "nothing was changed" in errors.text and dialog.is_displayed()
+    assert db_rows(web_env.db_path) == []
+
 
 def test_a_csv_upload_shows_every_bad_line_and_a_viewer_only_reads(web_server, browser,
                                                                     web_env, tmp_path):

@@ -79,8 +79,7 @@
   });
 
   form.addEventListener("submit", function (event) {
-    if (event.submitter && event.submitter.id !== "assign-save") { return; }
-    event.preventDefault();
+    event.preventDefault();  // the pop-up's Assign button, or Enter in its text field
     var choice = form.elements.destination.value.split(":");
     var target = choice[0] === "custom" ? form.elements.custom.value : choice.slice(1).join(":");
     var save = document.getElementById("assign-save");
@@ -90,6 +89,15 @@
       .then(function (answer) { return done(answer); })
       .catch(function (error) { failed(error); })
       .then(function () { save.disabled = false; });
+  });
+
+  // A button, not a submit: Enter in the pop-up's text field must never reset anything.
+  resetSelected.addEventListener("click", function () {
+    var numbers = selected();
+    if (!window.confirm("Reset " + numbers.length + " number(s) to the YAML?")) { return; }
+    fsr.api("POST", "/api/v1/routes/reset", {numbers: numbers})
+      .then(function (answer) { return done(answer); })
+      .catch(function (error) { window.alert((error.lines || [String(error)]).join("\n")); });
   });
 
   function done(answer) {
@@ -123,7 +131,8 @@
       p.textContent = line;
       box.appendChild(p);
     });
-    table.parentNode.insertBefore(box, table.parentNode.firstChild);
+    var main = document.getElementById("main") || table.parentNode;
+    main.insertBefore(box, main.firstChild);
   }
   selectionChanged();
 })();
