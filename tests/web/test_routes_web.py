@@ -272,3 +272,24 @@ def test_the_change_form_of_something_that_is_not_a_number_says_so(sam: Browser)
     assert "has no route yet" not in page.get_data(as_text=True)
     spare = sam.get("/routes/+49 30 555 0000").get_data(as_text=True)
     assert "has no route yet" in spare
+
+
+def test_a_script_with_a_token_needs_no_csrf_and_is_audited_by_its_name(web_app: Any,
+                                                                         web_env: Any,
+                                                                         tmp_path: Path):
+    writer = {"Authorization": f"Bearer {web_env.add_token('ops-script', 'supervisor')}"}
+    reader = {"Authorization": f"Bearer {web_env.add_token('wallboard', 'viewer')}"}
+    script = web_app.test_client()
+    # curl --data-binary @routes.csv sends it as a form type: the body is still the CSV.
+    done = script.post("/api/v1/routes/import", data=b"030 23125 201,queue,sales\n",
+                       headers=writer, content_type="application/x-www-form-urlencoded")
+    assert done.status_code == 200, done.get_json()
+    assert assignments(tmp_path) == [("+493023125201", "queue", "sales", "web:token:ops-script")]
+    assert script.get("/api/v1/routes?source=db", headers=reader).get_json()["routes"][0][
+        "changed_by"] == "web:token:ops-script"
+    refused = script.delete("/api/v1/routes/03023125201", headers=reader)
+    assert refused.status_code == 403
+    assert script.delete("/api/v1/routes/03023125201", headers=writer).status_code == 200
+    assert [row[:3] for row in audit_rows(tmp_path)] == [
+        ("web:token:ops-script", "route.set", "+493023125201"),
+        ("web:token:ops-script", "route.reset", "+493023125201")]
