@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from fsrouter.testing.phones import TEST_DIAL_TEMPLATE, phone_number
+from fsrouter.testing.waiting import wait_for
 from fsrouter.testing.watcher import Watcher
 from fsrouter.web import accounts
 from tests.e2e.daemon import Daemon
@@ -243,6 +244,9 @@ def test_a_csv_upload_shows_every_bad_line_and_a_viewer_only_reads(web_server, b
     assert browser.find_elements(By.CSS_SELECTOR, "input[name=numbers]") == []
     assert browser.find_elements(By.ID, "assign-open") == []
     assert browser.find_elements(By.CSS_SELECTOR, "#routes a") == []
+    browser.find_element(By.ID, "routes-q").send_keys("vertrieb")  # names, any case
+    wait_for(lambda: shown_numbers(browser) == ["+493023125200", "+493023125201"], 30,
+             "the viewer's filter")
 
 
 def db_rows(path: Path) -> list[tuple[Any, ...]]:
