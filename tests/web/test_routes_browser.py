@@ -88,6 +88,8 @@ def test_two_numbers_reassigned_in_the_browser_ring_the_new_agent(center, real_s
                                                        "2 selected"))
         browser.find_element(By.ID, "assign-open").click()
         dialog = wait.until(ready.visibility_of_element_located((By.ID, "assign-dialog")))
+        wait.until(ready.presence_of_element_located(  # the agents come from the API
+            (By.CSS_SELECTOR, "#assign-dialog select[data-loaded=yes]")))
         Select(dialog.find_element(By.NAME, "destination")).select_by_value("agent:bruno")
         dialog.find_element(By.ID, "assign-save").click()
         done = wait.until(ready.visibility_of_element_located((By.ID, "routes-done")))

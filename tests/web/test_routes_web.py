@@ -293,3 +293,31 @@ def test_a_script_with_a_token_needs_no_csrf_and_is_audited_by_its_name(web_app:
     assert [row[:3] for row in audit_rows(tmp_path)] == [
         ("web:token:ops-script", "route.set", "+493023125201"),
         ("web:token:ops-script", "route.reset", "+493023125201")]
+
+
+def test_the_pop_up_gets_its_agents_and_queues_from_the_api(vera: Browser):
+    page = vera.get("/routes").get_data(as_text=True)
+    assert "agent:felix" not in page  # not in the page: it stays small with many agents
+    lists = vera.get("/api/v1/routes/destinations").get_json()
+    assert ["felix", "Felix Wagner (felix)"] in lists["agents"]
+    assert ["sales", "sales"] in lists["queues"]
+    assert all(agent not in dict(lists["agents"]) for agent in ("anna", "bernd"))  # no phone
+
+
+def test_the_page_stays_under_100_kb_with_1000_agents_and_100_numbers(sam: Browser,
+                                                                       web_env: Any):
+    import yaml
+
+    config = yaml.safe_load(web_env.config_path.read_text(encoding="utf-8"))
+    for n in range(1000):
+        config["users"][f"agent{n:04d}"] = {
+            "name": f"Agent Nummer {n:04d}",
+            "phones": [{"type": "sip", "dial_string": f"user/{2000 + n}"}]}
+    config["numbers"] += [{"number": f"+49 30 4000 {n:04d}", "type": "agent",
+                           "agent": f"agent{n:04d}", "name": f"Durchwahl {n}"}
+                          for n in range(100)]
+    web_env.config_path.write_text(yaml.safe_dump(config, allow_unicode=True), "utf-8")
+    page = sam.get("/routes")  # the console reads the changed file
+    assert page.get_data(as_text=True).count('<tr data-number="') == 107
+    assert len(page.get_data()) < 100_000, len(page.get_data())
+    assert len(sam.get("/api/v1/routes/destinations").get_json()["agents"]) == 1003

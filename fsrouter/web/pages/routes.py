@@ -247,6 +247,13 @@ def api_list() -> Response:
     return flask.jsonify({"routes": [_api_row(row) for row in rows]})
 
 
+@bp.get("/api/v1/routes/destinations")
+@require("viewer")
+def api_destinations() -> Response:
+    """Where a number can be sent: [value, label] of every agent and queue."""
+    return flask.jsonify(choices(config()))
+
+
 def _api_row(row: dict[str, Any]) -> dict[str, Any]:
     keep = ("number", "name", "type", "destination", "target", "two_way", "source",
             "yaml_type", "yaml_destination", "changed_by", "changed_at", "note")

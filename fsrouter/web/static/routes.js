@@ -14,13 +14,20 @@
   var source = document.getElementById("routes-source");
   var shownCount = document.getElementById("routes-shown");
 
+  // Number, name and destination: the columns the server's filter searches too.
+  function searched(row) {
+    var first = row.querySelector("th").cellIndex, cells = row.cells;
+    return [cells[first], cells[first + 1], cells[first + 3]]
+      .map(function (cell) { return cell.textContent; }).join(" ").toLowerCase();
+  }
+
   function filter() {
     var needle = q.value.trim().toLowerCase();
     var shown = 0;
     rows.forEach(function (row) {
       var ok = (!type.value || row.dataset.type === type.value) &&
         (!source.value || row.dataset.source === source.value) &&
-        (!needle || row.dataset.search.indexOf(needle) >= 0);
+        (!needle || searched(row).indexOf(needle) >= 0);
       row.hidden = !ok;
       if (ok) { shown += 1; }
     });
@@ -67,12 +74,29 @@
   });
 
   var errors = document.getElementById("assign-errors");
+  var choices = dialog.querySelector("select[data-choices]");
+  var loaded = null;
   open.addEventListener("click", function () {
     document.getElementById("assign-count").textContent = String(selected().length);
     errors.textContent = "";
     dialog.showModal();
-    dialog.querySelector("select").focus();
+    choices.focus();
+    loaded = loaded || fsr.api("GET", choices.dataset.choices).then(fill, function (error) {
+      loaded = null;
+      failed(error);
+    });
   });
+
+  // The agents and queues, fetched once (a page with many agents stays small).
+  function fill(lists) {
+    [["agent", lists.agents], ["queue", lists.queues]].forEach(function (pair) {
+      var group = choices.querySelector('optgroup[data-kind="' + pair[0] + '"]');
+      pair[1].forEach(function (choice) {
+        group.appendChild(new Option(choice[1], pair[0] + ":" + choice[0]));
+      });
+    });
+    choices.dataset.loaded = "yes";
+  }
   document.getElementById("assign-cancel").addEventListener("click", function () {
     dialog.close();
     open.focus();
