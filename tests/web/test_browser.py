@@ -8,12 +8,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
+import flask
 import pytest
 from selenium.webdriver.common.by import By
 
 from fsrouter.testing.waiting import wait_for
-from tests.web.conftest import ACCOUNTS, WebServer, login
+from tests.web.conftest import ACCOUNTS, WebEnv, WebServer, login
 
 pytestmark = pytest.mark.browser
 
@@ -42,11 +44,15 @@ class Attacker:
     of its own: Selenium's calls block this one."""
 
     def __init__(self, target: str, fields: dict[str, str]) -> None:
+        """``target``: the form's action; "#" takes it from the page URL's fragment
+        (``url#http://...``), so one attacker page can aim at every URL of the console."""
         inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" '
                          f'value="{html.escape(v)}">' for k, v in fields.items())
+        aim = ("f.action = decodeURIComponent(location.hash.slice(1)); " if target == "#"
+               else "")
         page = (f'<!doctype html><title>win a prize</title><form method="post" '
                 f'action="{html.escape(target)}">{inputs}</form>'
-                "<script>document.forms[0].submit()</script>").encode()
+                f"<script>const f = document.forms[0]; {aim}f.submit()</script>").encode()
         self.process = subprocess.Popen([sys.executable, "-c", _SITE], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE)
         assert self.process.stdin is not None and self.process.stdout is not None
@@ -128,6 +134,45 @@ def test_a_form_forged_on_another_origin_is_refused(browser, web_server: WebServ
         ("POST", "/logout"), ("POST", "/login")]
 
 
+def change_urls(web_env: WebEnv) -> list[str]:
+    """Every URL of the console (all of PAGES) that takes a POST, arguments filled in."""
+    from fsrouter.web.app import create_app
+
+    app = create_app(web_env.settings())
+    found = []
+    for rule in app.url_map.iter_rules():
+        if "POST" in (rule.methods or ()) and rule.endpoint != "login.login":
+            values = {name: 1 if "Integer" in type(rule._converters[name]).__name__ else "x"
+                      for name in rule.arguments}
+            with app.test_request_context():
+                found.append(flask.url_for(rule.endpoint, **values))
+    return found
+
+
+def test_forms_forged_against_every_change_of_the_console_are_refused(
+        browser, web_env: WebEnv, web_server: WebServer, attackers: list[Attacker]):
+    targets = change_urls(web_env)
+    assert "/logout" in targets
+    attacker = Attacker("#", {"numbers": "+493012345678", "agent": "anna", "user": "anna",
+                              "target": "1000", "schedule": "it_infra", "ids": "1"})
+    attackers.append(attacker)
+    audited = len(web_env.audit())
+    login(browser, web_server, "supervisor")
+    for target in targets:
+        url = web_server.url + target
+        browser.get(f"{attacker.url}#{quote(url, safe='')}")
+        wait_for(lambda url=url: browser.current_url.split("?")[0] == url, 30,
+                 f"the forged form to reach {target}")
+        wait_for(lambda: "CSRF token missing" in text(browser), 30, f"the refusal of {target}")
+        # The session cookie went with it: a page names the account; the API would have
+        # answered 401 "log in first" without one, not the CSRF refusal.
+        assert target.startswith("/api/") or "sam" in text(browser), target
+    assert len(web_env.audit()) == audited  # nothing changed
+    refused = [(line["method"], line["path"]) for line in web_server.log_lines()
+               if line.get("event") == "web.request" and line.get("status") == 403]
+    assert refused == [("POST", target.split("?")[0]) for target in targets]
+
+
 def test_fsr_api_sends_the_csrf_header(browser, web_server: WebServer):
     login(browser, web_server, "supervisor")
     browser.get(f"{web_server.url}/account")
@@ -141,3 +186,20 @@ def test_fsr_api_sends_the_csrf_header(browser, web_server: WebServer):
     raw, through_api = browser.execute_async_script(script)
     assert raw == 403  # a change without the header: refused
     assert through_api.startswith("404 ")  # with it: past the CSRF check, to routing
+
+
+def test_a_viewer_cannot_change_anything_but_may_log_out(browser, web_server: WebServer):
+    login(browser, web_server, "viewer")
+    browser.get(f"{web_server.url}/account")
+    assert "vera" in text(browser) and "viewer" in text(browser)
+    script = """
+        const done = arguments[arguments.length - 1];
+        Promise.all(["POST", "PUT", "DELETE"].map(method =>
+            fsr.api(method, "/api/v1/routes", {}).then(() => "allowed",
+                                                       error => error.status + " " + error.lines)))
+            .then(done);
+    """
+    answers = browser.execute_async_script(script)
+    assert answers == ["403 viewers cannot change anything: vera is a viewer"] * 3
+    browser.find_element(By.CSS_SELECTOR, ".who button[type=submit]").click()
+    wait_for(lambda: "/login" in browser.current_url, 30, "the log-out")

@@ -134,6 +134,10 @@ def test_log_in_and_log_out_forms_need_the_csrf_token(app, web_env):
     assert sam.get("/account").status_code == 200  # still logged in
     assert sam.post_form("/logout").status_code == 302
     assert is_login_redirect(sam.get("/account"))
+    vera = logged_in(app, web_env, "viewer")  # a viewer may log out (her own session)
+    assert vera.post("/logout").status_code == 403
+    assert vera.post_form("/logout").status_code == 302
+    assert is_login_redirect(vera.get("/account"))
 
 
 # ---------------------------------------------------------------- tokens
@@ -343,6 +347,22 @@ def test_a_session_ends_after_its_maximum_age(web_app_with, web_env):
     assert sam.get("/probe").status_code == 200
     moment[0] += timedelta(hours=2)
     assert is_login_redirect(sam.get("/probe"))
+
+
+def test_a_session_ends_after_its_idle_time(web_app_with, web_env):
+    from fsrouter.testing.waiting import wait_for
+
+    app = web_app_with(pages=(PROBE,), session_idle=timedelta(seconds=1))
+    sam = logged_in(app, web_env, "supervisor")
+    cookie = sam.get_cookie("fsrouter_session").value
+    idle = app.test_client(use_cookies=False)  # asks without refreshing the cookie it sends
+
+    def refused() -> bool:
+        response = idle.get("/probe", headers={"Cookie": f"fsrouter_session={cookie}"})
+        assert response.status_code in (200, 302)
+        return is_login_redirect(response)
+    assert not refused()
+    wait_for(refused, 30, "the idle session to end", every=0.2)
 
 
 def test_security_headers_on_pages_api_and_errors(app, client):
