@@ -200,7 +200,11 @@ def read_csv(path: Path, header_first: str) -> tuple[list[CsvRow], list[CsvRow]]
     """The data rows of a small CSV file, and the lines that cannot be read (their reason as
     the only cell). Blank lines and ``#`` comments are skipped; a first row starting with
     ``header_first`` is the header. One record per line (no quoted line breaks)."""
-    text = _read_text(path)
+    return parse_csv(_read_text(path), header_first)
+
+
+def parse_csv(text: str, header_first: str) -> tuple[list[CsvRow], list[CsvRow]]:
+    """:func:`read_csv` for text already read (an upload on the web console)."""
     rows: list[CsvRow] = []
     broken: list[CsvRow] = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -228,13 +232,18 @@ def _read_text(path: Path) -> str:
             raw = handle.read(MAX_CSV_BYTES + 1)
     except OSError as error:
         raise Failure(EXIT_USAGE, f"{path}: cannot read: {error.strerror or error}") from None
+    return decode_csv(raw, str(path))
+
+
+def decode_csv(raw: bytes, name: str) -> str:
+    """CSV bytes (at most :data:`MAX_CSV_BYTES`) as text; ``name`` starts the messages."""
     if len(raw) > MAX_CSV_BYTES:
-        raise Failure(EXIT_USAGE, f"{path}: larger than {MAX_CSV_BYTES} bytes")
+        raise Failure(EXIT_USAGE, f"{name}: larger than {MAX_CSV_BYTES} bytes")
     try:
         return raw.decode("utf-8-sig")  # a byte-order mark from a spreadsheet is fine
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
-        raise Failure(EXIT_USAGE, f"{path}:{line}: not valid UTF-8") from None
+        raise Failure(EXIT_USAGE, f"{name}:{line}: not valid UTF-8") from None
 
 
 # ---------------------------------------------------------------- output

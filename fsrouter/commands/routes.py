@@ -3,11 +3,19 @@
 The database overrides the YAML per number (product.md §2); the daemon reads it on every call,
 so a change applies to the next call without a restart. ``set`` checks everything first (each
 number, the target, every CSV line) and writes all rows in one transaction or none.
+
+The work itself is in functions on plain values that the command and the web console
+(:mod:`fsrouter.web.pages.routes`) both call, so they share one set of rules:
+:func:`current_routes`, :func:`select_routes`, :func:`routes_from_numbers`,
+:func:`routes_from_csv`, :func:`write_routes`, :func:`parse_numbers` and
+:func:`reset_routes`. They raise :class:`Failure` with every problem; the ones that touch the
+database expect it bound (``with store(...)`` here, ``with db()`` on the web).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +23,7 @@ from typing import Any
 
 from fsrouter.commands import EXIT_OK, EXIT_USAGE
 from fsrouter.commands.common import (
+    CsvRow,
     Failure,
     by_of,
     did_you_mean,
@@ -23,10 +32,10 @@ from fsrouter.commands.common import (
     fail_if,
     is_agent,
     iso,
-    line_errors,
     load,
     local_text,
     operator_name,
+    parse_csv,
     parse_number,
     read_csv,
     shown,
@@ -56,8 +65,7 @@ MAX_TARGET = 200  # what the store keeps
 def run_list(args: argparse.Namespace) -> int:
     config = load(args.config)
     with store(config, args.database):
-        rows = queries.list_assignments()
-    routes = route_table(config, rows)
+        routes = current_routes(config)
     if args.json:
         emit_json(routes)
         return EXIT_OK
@@ -66,6 +74,39 @@ def run_list(args: argparse.Namespace) -> int:
                [_row(route, zone) for route in routes]))
     emit(f"note: {route['number']}: {route['note']}" for route in routes if route["note"])
     return EXIT_OK
+
+
+def current_routes(config: Config) -> list[dict[str, Any]]:
+    """The route table now (the database bound): YAML and run-time assignments merged."""
+    return route_table(config, queries.list_assignments())
+
+
+def route_targets(config: Config) -> dict[str, str | None]:
+    """Number -> the agent, queue or custom target it goes to now (the database bound)."""
+    targets = {entry.number: _entry_target(entry) for entry in config.numbers}
+    return targets | {row.number: row.target for row in queries.list_assignments()}
+
+
+def _entry_target(entry: NumberEntry) -> str | None:
+    if isinstance(entry, AgentNumber):
+        return entry.agent
+    if isinstance(entry, QueueNumber):
+        return entry.queue
+    if isinstance(entry, CustomNumber):
+        return entry.dial_string or entry.extension
+    return None
+
+
+def select_routes(routes: list[dict[str, Any]], route_type: str | None = None,
+                  source: str | None = None, text: str | None = None) -> list[dict[str, Any]]:
+    """The routes of one type and source whose number, name or destination holds ``text``
+    (any case); None or empty matches everything."""
+    needle = (text or "").strip().casefold()
+    return [route for route in routes
+            if (not route_type or route["type"] == route_type)
+            and (not source or route["source"] == source)
+            and (not needle or any(needle in str(route[key] or "").casefold()
+                                   for key in ("number", "name", "destination")))]
 
 
 def route_table(config: Config, assignments: list[NumberAssignment]) -> list[dict[str, Any]]:
@@ -161,26 +202,98 @@ def run_set(args: argparse.Namespace) -> int:
     if args.from_file is not None and args.numbers:
         raise Failure(EXIT_USAGE, "routes set: give numbers or --from-file, not both")
     if args.from_file is not None:
-        wanted, errors = _from_file(config, Path(args.from_file))
+        path = Path(args.from_file)
+        rows, broken = read_csv(path, header_first="number")
+        wanted = _checked_csv(config, rows, broken, str(path), by, lambda line: f"{path}:{line}")
     else:
-        wanted, errors = _from_args(config, args)
-        errors += [f"{later.where}: {later.number} is also given as {first.where}"
-                   for first, later in _duplicates(wanted)]
-    errors += _by_problem(by)
-    fail_if(errors, lambda n: f"{n} problem(s): nothing was changed")
+        if not args.numbers:
+            raise Failure(EXIT_USAGE, "routes set: give numbers and a target, or --from-file")
+        route_type, target = _target_of(args)
+        wanted = routes_from_numbers(config, args.numbers, route_type, target, by,
+                                     target_where=f"--{route_type}")
+    with store(config, args.database):
+        notes = write_routes(config, wanted, by, utc_now())
+    emit(set_lines(wanted, notes, by))
+    return EXIT_OK
+
+
+def routes_from_numbers(config: Config, texts: Sequence[str], route_type: str,
+                        target: str | None, by: str, target_where: str = "target"
+                        ) -> list[Wanted]:
+    """Numbers as typed, all to one target: checked, or :class:`Failure` with every problem
+    (``target_where`` names the target in its message)."""
+    errors = []
+    if route_type not in ROUTE_TYPES:
+        errors.append(f"unknown type {shown(route_type, 20)!r} "
+                      "(agent, queue, unassigned or custom)")
+    else:
+        problem = target_problem(route_type, target, config)
+        if problem:
+            errors.append(f"{target_where}: {problem}")
+    wanted = []
+    for text in texts:
+        try:
+            wanted.append(Wanted(shown(text, 40), parse_number(text, config), route_type,
+                                 target))
+        except ValueError as error:
+            errors.append(f"{shown(text, 40)}: {error}")
+    errors += [f"{later.where}: {later.number} is also given as {first.where}"
+               for first, later in _duplicates(wanted)]
+    _check(errors, by, wanted, "no numbers given: nothing was changed")
+    return wanted
+
+
+def routes_from_csv(config: Config, text: str, name: str, by: str,
+                    where: Callable[[int], str] | None = None) -> list[Wanted]:
+    """The lines ``number,type,target`` of a CSV text: checked, or :class:`Failure` with
+    every bad line (``where(line)`` starts its message; ``name:line`` by default)."""
+    rows, broken = parse_csv(text, header_first="number")
+    return _checked_csv(config, rows, broken, name, by,
+                        where or (lambda line: f"{name}:{line}"))
+
+
+def _checked_csv(config: Config, rows: list[CsvRow], broken: list[CsvRow], name: str,
+                 by: str, where: Callable[[int], str]) -> list[Wanted]:
+    problems = [(row.line, row.cells[0]) for row in broken]
+    wanted = []
+    for row in rows:
+        item, problem = _parse_row(config, row.cells, where(row.line), row.line)
+        if problem:
+            problems.append((row.line, problem))
+        elif item is not None:
+            wanted.append(item)
+    problems += [(later.line, f"{later.number} is also on line {first.line}")
+                 for first, later in _duplicates(wanted)]
+    errors = [f"{where(line)}: {reason}" for line, reason in sorted(problems)]
+    _check(errors, by, wanted, f"{name}: no routes in the file: nothing was changed")
+    return wanted
+
+
+def _check(errors: list[str], by: str, wanted: list[Wanted], empty: str) -> None:
+    """Every problem at once (exit 2, nothing written), then: is there anything to do?"""
+    fail_if(errors + _by_problem(by), lambda n: f"{n} problem(s): nothing was changed")
     if not wanted:
-        raise Failure(EXIT_USAGE, f"{args.from_file}: no routes in the file: nothing was changed")
+        raise Failure(EXIT_USAGE, empty)
+
+
+def write_routes(config: Config, wanted: list[Wanted], by: str, now: datetime) -> list[str]:
+    """Write checked routes, all or none, audited as ``by`` (the database bound); returns the
+    notes on what the change means."""
     notes = [note for item in wanted for note in _notes(config, item)]
     items = [queries.Assignment(w.number, w.route_type, w.target) for w in wanted]
-    with store(config, args.database):
-        try:
-            set_audited(items, by, utc_now())
-        except StoreInputError as error:
-            raise Failure(EXIT_USAGE, f"{error}: nothing was changed") from None
-    emit(f"set {w.number} -> {describe_assignment(w.route_type, w.target)}" for w in wanted)
-    emit(f"note: {note}" for note in notes)
-    emit([f"{len(wanted)} route(s) set by {shown(by, 40)}; they apply to the next call"])
-    return EXIT_OK
+    try:
+        set_audited(items, by, now)
+    except StoreInputError as error:
+        raise Failure(EXIT_USAGE, f"{error}: nothing was changed") from None
+    return notes
+
+
+def set_lines(wanted: list[Wanted], notes: list[str], by: str) -> list[str]:
+    """What ``routes set`` reports after writing."""
+    return [*(f"set {w.number} -> {describe_assignment(w.route_type, w.target)}"
+              for w in wanted),
+            *(f"note: {note}" for note in notes),
+            f"{len(wanted)} route(s) set by {shown(by, 40)}; they apply to the next call"]
 
 
 def route_value(row: NumberAssignment | None) -> dict[str, Any] | None:
@@ -200,24 +313,6 @@ def set_audited(items: list[queries.Assignment], by: str, now: datetime) -> None
                            for row in rows], by, now)
 
 
-def _from_args(config: Config, args: argparse.Namespace) -> tuple[list[Wanted], list[str]]:
-    if not args.numbers:
-        raise Failure(EXIT_USAGE, "routes set: give numbers and a target, or --from-file")
-    route_type, target = _target_of(args)
-    errors = []
-    problem = target_problem(route_type, target, config)
-    if problem:
-        errors.append(f"--{route_type}: {problem}")
-    wanted = []
-    for text in args.numbers:
-        try:
-            wanted.append(Wanted(shown(text, 40), parse_number(text, config), route_type,
-                                 target))
-        except ValueError as error:
-            errors.append(f"{shown(text, 40)}: {error}")
-    return wanted, errors
-
-
 def _target_of(args: argparse.Namespace) -> tuple[str, str | None]:
     if args.agent is not None:
         return "agent", args.agent
@@ -229,21 +324,6 @@ def _target_of(args: argparse.Namespace) -> tuple[str, str | None]:
         return "unassigned", None
     raise Failure(EXIT_USAGE,
                   "routes set: give one of --agent, --queue, --unassigned or --custom")
-
-
-def _from_file(config: Config, path: Path) -> tuple[list[Wanted], list[str]]:
-    rows, broken = read_csv(path, header_first="number")
-    problems = [(row.line, row.cells[0]) for row in broken]
-    wanted = []
-    for row in rows:
-        item, problem = _parse_row(config, row.cells, f"{path}:{row.line}", row.line)
-        if problem:
-            problems.append((row.line, problem))
-        elif item is not None:
-            wanted.append(item)
-    problems += [(later.line, f"{later.number} is also on line {first.line}")
-                 for first, later in _duplicates(wanted)]
-    return wanted, line_errors(path, problems)
 
 
 def _parse_row(config: Config, cells: tuple[str, ...], where: str, line: int
@@ -332,26 +412,42 @@ def run_reset(args: argparse.Namespace) -> int:
     config = load(args.config)
     if args.all == bool(args.numbers):
         raise Failure(EXIT_USAGE, "routes reset: give numbers or --all (not both)")
+    numbers = parse_numbers(config, args.numbers)
+    by = by_of(args)
+    with store(config, args.database):
+        lines = reset_routes(config, None if args.all else numbers, by, utc_now())
+    emit(lines)
+    return EXIT_OK
+
+
+def parse_numbers(config: Config, texts: Sequence[str]) -> list[str]:
+    """Numbers as typed, in E.164; :class:`Failure` naming every one that is not a number."""
     numbers, errors = [], []
-    for text in args.numbers:
+    for text in texts:
         try:
             numbers.append(parse_number(text, config))
         except ValueError as error:
             errors.append(f"{shown(text, 40)}: {error}")
     fail_if(errors, lambda n: f"{n} problem(s): nothing was changed")
-    by = by_of(args)
-    with store(config, args.database), session(immediate=True):
+    return numbers
+
+
+def reset_routes(config: Config, numbers: list[str] | None, by: str, now: datetime
+                 ) -> list[str]:
+    """Drop the run-time assignments of ``numbers`` (None: all), audited as ``by`` in the
+    same transaction (the database bound); returns what the next call to each gets."""
+    fail_if(_by_problem(by), lambda n: f"{n} problem(s): nothing was changed")
+    with session(immediate=True):
         rows = {row.number: row for row in queries.list_assignments()}
         had = list(rows)
-        numbers = had if args.all else list(dict.fromkeys(numbers))
+        numbers = had if numbers is None else list(dict.fromkeys(numbers))
         dropped = queries.reset_assignments(numbers)
         audit.record_many([("route.reset", number, route_value(rows[number]), None)
-                           for number in numbers if number in rows], by, utc_now())
-    emit(_after_reset(config, number) if number in had
-         else f"note: {number} had no run-time assignment; {_applies(config, number)}"
-         for number in numbers)
-    emit([f"{dropped} assignment(s) removed"])
-    return EXIT_OK
+                           for number in numbers if number in rows], by, now)
+    return [*(_after_reset(config, number) if number in had
+              else f"note: {number} had no run-time assignment; {_applies(config, number)}"
+              for number in numbers),
+            f"{dropped} assignment(s) removed"]
 
 
 def _applies(config: Config, number: str) -> str:

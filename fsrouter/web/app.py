@@ -28,6 +28,7 @@ __all__ = ["NAV", "PAGES", "create_app", "nav_items"]
 
 # One line per page module (each has ``bp: flask.Blueprint``).
 PAGES: tuple[str, ...] = (
+    "fsrouter.web.pages.routes",
 )
 
 MAX_REQUEST_BYTES = 11 * 1024 * 1024  # a 10 MB CSV import (commands.common.MAX_CSV_BYTES)
