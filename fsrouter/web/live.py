@@ -1,0 +1,155 @@
+"""What the Now page shows: who each hotline option rings at this moment and the next change,
+and the calls in progress and callers waiting per queue.
+
+On call comes from the same functions as ``fsrouter oncall`` (the configuration with the
+run-time overrides, :mod:`fsrouter.routing.coverage`). Calls come from the daemons' call
+records (:mod:`fsrouter.store.live`): the console never talks to the switch.
+
+A hotline caller waits in its option's queue from the incident (``open``) until someone
+accepts; an inbound-queue caller waits from the answer until an agent is bridged. The queue
+of an inbound-queue call is its number's queue as assigned now (the record does not keep it).
+The database must be bound for :func:`now_data`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from fsrouter.calls.call_routing import queue_name
+from fsrouter.commands.common import iso
+from fsrouter.commands.oncall import on_call, who, with_overrides
+from fsrouter.config import Config
+from fsrouter.config.schema import CallRoutingNumber, QueueNumber
+from fsrouter.routing.coverage import OptionCoverage, Segment
+from fsrouter.store import queries
+from fsrouter.store.live import LiveCall, live_calls
+
+# How far ahead the next change is looked for (beyond it: "no change in 8 days").
+HORIZON = timedelta(days=8)
+
+
+@dataclass
+class QueueNow:
+    name: str
+    waiting: list[dict[str, Any]] = field(default_factory=list)
+    talking: list[dict[str, Any]] = field(default_factory=list)
+
+
+def now_data(config: Config, now: datetime) -> dict[str, Any]:
+    """Everything the Now page shows, as JSON-ready values (times ISO in the default zone)."""
+    zone = config.defaults.timezone
+    return {"at": iso(now, zone), "timezone": zone,
+            "hotlines": hotlines_now(config, now),
+            **calls_now(config, now)}
+
+
+def hotlines_now(config: Config, now: datetime) -> list[dict[str, Any]]:
+    """Per hotline option: who it rings now, and the next change (when, to whom)."""
+    with_db, _ = with_overrides(config, now, now + HORIZON)
+    return [_option_now(option, config.defaults.timezone)
+            for option in on_call(with_db, now, now + HORIZON)]
+
+
+def _option_now(option: OptionCoverage, zone: str) -> dict[str, Any]:
+    current = option.segments[0]
+    following = option.segments[1] if len(option.segments) > 1 else None
+    return {"number": option.number, "name": option.name, "digit": option.digit,
+            "label": option.label, "policy": option.policy,
+            "now": _segment(current, zone),
+            "next": _segment(following, zone) if following else None}
+
+
+def _segment(segment: Segment, zone: str) -> dict[str, Any]:
+    return {"from": iso(segment.start, zone), "to": iso(segment.end, zone),
+            "who": who(segment.state), "gap": segment.state.gap,
+            "out_of_hours": segment.state.out_of_hours,
+            "first_level": list(segment.state.first_level),
+            "later": list(segment.state.later), "problems": list(segment.state.problems)}
+
+
+def calls_now(config: Config, now: datetime) -> dict[str, Any]:
+    """The calls in progress: per queue (waiting, talking) and the others."""
+    zone = config.defaults.timezone
+    queue_of_number = _inbound_queues(config)
+    queues: dict[str, QueueNow] = {name: QueueNow(name) for name in _queue_names(config)}
+    other: list[dict[str, Any]] = []
+    calls = live_calls()
+    for call in calls:
+        queue, waiting = _place(call, config, queue_of_number)
+        item = _call_item(call, now, zone, waiting, queue)
+        if queue is None:
+            other.append(item)
+        else:
+            bucket = queues.setdefault(queue, QueueNow(queue))
+            (bucket.waiting if waiting else bucket.talking).append(item)
+    return {"calls": len(calls),
+            "waiting": sum(len(q.waiting) for q in queues.values()),
+            "queues": [{"name": q.name, "waiting": q.waiting, "talking": q.talking}
+                       for q in sorted(queues.values(), key=lambda q: q.name)],
+            "other_calls": other}
+
+
+def _queue_names(config: Config) -> list[str]:
+    """Every queue a caller can wait in: the contact-center queues and the hotline options'."""
+    names = dict.fromkeys(config.queues)
+    for entry in config.numbers:
+        if isinstance(entry, CallRoutingNumber):
+            names.update(dict.fromkeys(queue_name(entry, option) for option in entry.options))
+    return list(names)
+
+
+def _inbound_queues(config: Config) -> dict[str, str]:
+    """number -> queue for the numbers that go to a queue now (configuration, then the
+    run-time assignments)."""
+    result = {entry.number: entry.queue for entry in config.numbers
+              if isinstance(entry, QueueNumber)}
+    for row in queries.list_assignments():
+        if row.route_type == "queue" and row.target:
+            result[row.number] = row.target
+        else:
+            result.pop(row.number, None)
+    return result
+
+
+def _place(call: LiveCall, config: Config, queue_of_number: dict[str, str]
+           ) -> tuple[str | None, bool]:
+    """The queue a call is in (None: not a queue call, or not in a queue yet) and whether
+    its caller is still waiting."""
+    if call.route_type == "call_routing":
+        entry = config.number_by_e164(call.number)
+        if call.option_digit is None or not isinstance(entry, CallRoutingNumber) \
+                or call.incident_reason == "out_of_hours":
+            return None, False  # in the menu, or out of hours (not queued)
+        option = next((o for o in entry.options if str(o.digit) == call.option_digit), None)
+        if option is None:
+            return None, False
+        return queue_name(entry, option), call.incident_state == "open"
+    if call.route_type == "queue" and call.number in queue_of_number:
+        return queue_of_number[call.number], call.bridged_to_user is None
+    return None, False
+
+
+def _call_item(call: LiveCall, now: datetime, zone: str, waiting: bool, queue: str | None
+               ) -> dict[str, Any]:
+    since = call.answered_at or call.started_at
+    return {"call": call.call_uuid, "state": _state(call, waiting, queue),
+            "number": call.number, "route_type": call.route_type,
+            "caller": call.caller_number or "", "caller_name": call.caller_name or "",
+            "option": call.option_digit, "incident": call.incident_id,
+            "with": None if waiting else (call.accepted_by or call.bridged_to_user),
+            "started": iso(call.started_at, zone),
+            "seconds": max(0, int((now - since).total_seconds())), "host": call.host}
+
+
+def _state(call: LiveCall, waiting: bool, queue: str | None) -> str:
+    """waiting, talking, in_menu, out_of_hours or in_progress (anything else)."""
+    if queue is not None:
+        return "waiting" if waiting else "talking"
+    if call.route_type == "call_routing":
+        if call.option_digit is None:
+            return "in_menu"
+        if call.incident_reason == "out_of_hours":
+            return "out_of_hours"
+    return "talking" if call.bridged_to_user else "in_progress"
