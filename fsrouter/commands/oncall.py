@@ -84,8 +84,13 @@ def with_overrides(config: Config, start: datetime, end: datetime
     """The configuration with the run-time overrides of [start, end) in its schedules, and
     those overrides. The database must be bound."""
     rows = overrides.list_overrides(ending_after=start, starting_before=end)
+    return applied(config, rows), rows
+
+
+def applied(config: Config, rows: list[OncallOverride]) -> Config:
+    """``config`` with these run-time overrides in its schedules."""
     schedules = with_runtime_overrides(config.schedules, as_runtime(rows), config.users)
-    return config.model_copy(update={"schedules": schedules}), rows
+    return config.model_copy(update={"schedules": schedules})
 
 
 def with_database(config: Config, args: argparse.Namespace, start: datetime, end: datetime
