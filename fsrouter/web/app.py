@@ -25,6 +25,9 @@ log = structlog.get_logger(__name__)
 
 # One line per page module (each has ``bp: flask.Blueprint``).
 PAGES: tuple[str, ...] = (
+    "fsrouter.web.pages.now",
+    "fsrouter.web.pages.agents",
+    "fsrouter.web.pages.oncall",
 )
 
 # The navigation, in this order; an entry shows once a page serves its path.

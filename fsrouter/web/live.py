@@ -1,5 +1,5 @@
 """What the Now page shows: who each hotline option rings at this moment and the next change,
-and the calls in progress and callers waiting per queue.
+the calls in progress and callers waiting per queue, and the agents (logged in, busy).
 
 On call comes from the same functions as ``fsrouter oncall`` (the configuration with the
 run-time overrides, :mod:`fsrouter.routing.coverage`). Calls come from the daemons' call
@@ -19,6 +19,7 @@ from typing import Any
 
 from fsrouter.calls.call_routing import queue_name
 from fsrouter.commands import EXIT_USAGE
+from fsrouter.commands.agents import agents
 from fsrouter.commands.common import Failure, iso
 from fsrouter.commands.oncall import applied, who
 from fsrouter.config import Config
@@ -43,7 +44,8 @@ def now_data(config: Config, now: datetime) -> dict[str, Any]:
     zone = config.defaults.timezone
     return {"at": iso(now, zone), "timezone": zone,
             "hotlines": hotlines_now(config, now),
-            **calls_now(config, now)}
+            **calls_now(config, now),
+            "agents": agents(config)}
 
 
 def hotlines_now(config: Config, now: datetime) -> list[dict[str, Any]]:

@@ -80,6 +80,13 @@
         " on " + c.number + (c.with ? " with " + c.with : ""));
     });
     replace("other-calls", others.length ? others : [el("li", "none")]);
+    var agents = data.agents.map(function (a) {
+      var item = el("li", a.user + ": " + (a.state === "logged_in" ? "logged in, " +
+        (a.busy ? "busy" : "free") : "logged out"), a.state + (a.busy ? " busy" : ""));
+      item.id = "now-agent-" + a.user;
+      return item;
+    });
+    replace("now-agents", agents.length ? agents : [el("li", "no agents")]);
   }
   function poll() {
     if (busy || document.hidden) return;
