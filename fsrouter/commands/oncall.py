@@ -18,6 +18,7 @@ bound): the web console's Now and On call pages call them too.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,13 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_GAPS if gaps else EXIT_OK
 
 
-def on_call(config: Config, start: datetime, end: datetime) -> list[OptionCoverage]:
-    """Coverage of every hotline option from ``start`` to ``end`` (``config`` as
-    :func:`with_overrides` gives it, for the run-time overrides); :class:`Failure` (exit 2)
-    for a rotation that hands over every few seconds."""
+def on_call(config: Config, start: datetime, end: datetime,
+            numbers: Collection[str] | None = None) -> list[OptionCoverage]:
+    """Coverage of every hotline option (of ``numbers`` when given) from ``start`` to ``end``
+    (``config`` as :func:`with_overrides` gives it, for the run-time overrides);
+    :class:`Failure` (exit 2) for a rotation that hands over every few seconds."""
     try:
-        return coverage(config, start, end)
+        return coverage(config, start, end, numbers)
     except ValueError as error:
         raise Failure(EXIT_USAGE, str(error)) from None
 

@@ -15,7 +15,7 @@ Pure: the configuration and the moments are passed in; no clock, no database.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -65,10 +65,13 @@ class OptionCoverage:
         return tuple(segment for segment in self.segments if segment.state.gap)
 
 
-def coverage(config: Config, start: datetime, end: datetime) -> list[OptionCoverage]:
-    """Coverage of every option of every call-routing number, in configuration order."""
+def coverage(config: Config, start: datetime, end: datetime,
+             numbers: Collection[str] | None = None) -> list[OptionCoverage]:
+    """Coverage of every option of every call-routing number (only ``numbers``, E.164, when
+    given), in configuration order."""
     return [option_coverage(config, number, option, start, end)
             for number in config.numbers if isinstance(number, CallRoutingNumber)
+            and (numbers is None or number.number in numbers)
             for option in sorted(number.options, key=lambda option: option.digit)]
 
 

@@ -140,3 +140,22 @@ def test_api(at_wednesday: Callable[[str | None], Any]) -> None:
     removed = supervisor.api("DELETE", f"/api/v1/oncall/overrides/{item['id']}")
     assert removed.status_code == 200 and removed.get_json()["removed"][0]["id"] == item["id"]
     assert supervisor.get("/api/v1/oncall/overrides").get_json() == []
+
+
+def test_many_hotlines_are_drawn_one_number_at_a_time(
+        web_env: WebEnv, web_app_with: Callable[..., flask.Flask]) -> None:
+    """Past five hotline numbers the page draws one (two weeks of a large configuration take
+    seconds to work out): the first, or the one picked."""
+    extra = "".join(f"  - number: +49 30 23125 30{i}\n    type: call_routing\n"
+                    "    options:\n      - {digit: 1, label: Extra, policy: it_infra}\n"
+                    for i in range(5))
+    web_env.config_path.write_text(web_env.config_path.read_text("utf-8") + extra, "utf-8")
+    viewer = logged_in(web_app_with(clock=Clock(WEDNESDAY)), web_env, "viewer")
+    first = viewer.get("/oncall").get_data(as_text=True)
+    assert first.count('<svg class="bar"') == 2 and "+493023125000 (Bereitschaft IT), key 2" \
+        in first
+    assert '<option value="+493023125304">' in first and 'value="all"' not in first
+    picked = viewer.get("/oncall?number=%2B493023125304").get_data(as_text=True)
+    assert picked.count('<svg class="bar"') == 1 and "+493023125304, key 1: Extra" in picked
+    assert viewer.get("/oncall?number=all").get_data(as_text=True).count(
+        '<svg class="bar"') == 2  # refused: the first number again

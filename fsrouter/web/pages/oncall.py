@@ -24,6 +24,7 @@ from fsrouter.commands import EXIT_USAGE, overrides
 from fsrouter.commands.common import Failure, iso, parse_moment
 from fsrouter.commands.oncall import on_call, option_data, origins_text, who, with_overrides
 from fsrouter.config import Config
+from fsrouter.config.schema import CallRoutingNumber
 from fsrouter.routing.coverage import OptionCoverage, Segment
 from fsrouter.web.auth import require
 from fsrouter.web.context import config, db, now
@@ -36,6 +37,7 @@ DAYS = 14
 MAX_API_DAYS = 31
 PALETTE = 6  # colour classes on-0 .. on-5 for the people on call
 FIELDS = ("schedule", "user", "from", "to")
+MAX_ALL = 5  # up to this many hotline numbers, all are drawn at once
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,12 @@ def page() -> str:
     zone = current.defaults.timezone
     start = _start_of_today(moment, zone)
     end = start + timedelta(days=DAYS)
+    hotlines = [(n.number, n.name) for n in current.numbers if isinstance(n, CallRoutingNumber)]
+    shown_numbers = _chosen(hotlines)
     with db():
         with_db, _ = with_overrides(current, start, end)
         rows = overrides.listed(moment)
-    options = on_call(with_db, start, end)
+    options = on_call(with_db, start, end, shown_numbers)
     now_x = round((moment - start).total_seconds() / (end - start).total_seconds() * 100, 3)
     default_from = (moment.astimezone(ZoneInfo(zone)) + timedelta(hours=1)).replace(
         minute=0, second=0, microsecond=0)
@@ -104,8 +108,23 @@ def page() -> str:
         timeline=_timeline(options, start, end), days=_days(start),
         overrides=[overrides.item(row, zone, moment) for row in rows],
         schedules=sorted(current.schedules), users=sorted(current.users),
+        hotlines=hotlines, chosen=flask.request.args.get("number", ""),
+        all_allowed=len(hotlines) <= MAX_ALL,
         default_from=f"{default_from:%Y-%m-%dT%H:%M}",
         default_to=f"{default_from + timedelta(days=1):%Y-%m-%dT%H:%M}")
+
+
+def _chosen(hotlines: list[tuple[str, str | None]]) -> set[str]:
+    """The hotline numbers to draw: ``?number=`` (one, or ``all`` for up to :data:`MAX_ALL`
+    numbers), else the first. Two weeks of a large configuration's options take seconds to
+    work out: one number at a time keeps the page fast (and under 100 KB)."""
+    numbers = [number for number, _ in hotlines]
+    wanted = flask.request.args.get("number", "")
+    if wanted == "all" and len(numbers) <= MAX_ALL:
+        return set(numbers)
+    if wanted in numbers:
+        return {wanted}
+    return set(numbers[:1] if len(numbers) > MAX_ALL else numbers)
 
 
 def _add(values: dict[str, Any]) -> dict[str, Any]:
