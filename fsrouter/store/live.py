@@ -40,28 +40,19 @@ class LiveCall:
 
 def live_calls(limit: int = MAX_LIVE_CALLS) -> list[LiveCall]:
     """The open call records (oldest first, at most ``limit``) with their incident."""
+    # Plain tuples, not model instances: the page asks every few seconds (bench/console.py).
+    columns = (CallRecord.call_uuid, CallRecord.number, CallRecord.route_type,
+               CallRecord.caller_number, CallRecord.caller_name, CallRecord.started_at,
+               CallRecord.answered_at, CallRecord.bridged_to_user, Incident.option_digit,
+               CallRecord.incident, Incident.state, Incident.outcome_reason,
+               Incident.accepted_by, Incident.accepted_at, CallRecord.host)
     with session():
         query = (CallRecord
-                 .select(CallRecord, Incident)
+                 .select(*columns)
                  .join(Incident, join_type=peewee.JOIN.LEFT_OUTER,
                        on=(CallRecord.incident == Incident.id))
                  .where(CallRecord.ended_at.is_null())
                  .order_by(CallRecord.started_at, CallRecord.id)
-                 .limit(limit))
-        return [_live(record) for record in query]
-
-
-def _live(record: CallRecord) -> LiveCall:
-    incident = record.incident if record.incident_id is not None else None
-    return LiveCall(
-        call_uuid=record.call_uuid, number=record.number, route_type=record.route_type,
-        caller_number=record.caller_number, caller_name=record.caller_name,
-        started_at=record.started_at, answered_at=record.answered_at,
-        bridged_to_user=record.bridged_to_user,
-        option_digit=incident.option_digit if incident else None,
-        incident_id=record.incident_id,
-        incident_state=incident.state if incident else None,
-        incident_reason=incident.outcome_reason if incident else None,
-        accepted_by=incident.accepted_by if incident else None,
-        accepted_at=incident.accepted_at if incident else None,
-        host=record.host)
+                 .limit(limit)
+                 .tuples())
+        return [LiveCall(*row) for row in query]
