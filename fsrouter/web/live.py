@@ -13,6 +13,7 @@ The database must be bound for :func:`now_data`.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,20 +62,22 @@ class _Entry:
 
 
 class HotlineCache:
-    """The on-call part of the Now page, kept per option until that option's next change.
+    """The on-call part of the Now page, kept until each option's next change.
 
     Working out who an option rings costs about a millisecond per change point on a large
-    configuration (1,000 users, 300 options: a second for all of them), while the page is
-    asked every few seconds. An option's answer holds until its next change, as long as the
+    configuration (1,000 users, 240 options: seconds for all of them), while the page is
+    asked every few seconds. An answer holds until the option's next change, as long as the
     configuration object is the same (the console re-reads the YAML into a new one) and the
     run-time overrides of the schedules it uses are the same (read on every request, one
-    small query): then only options whose time has come are worked out again.
+    small query): then only the options whose time has come are worked out again. Options
+    that route alike (same policy, hours and out-of-hours action: several numbers behind
+    one team) are worked out once.
     """
 
     def __init__(self) -> None:
         self._config: Config | None = None
-        self._entries: dict[tuple[str, int], _Entry] = {}
-        self._schedules: dict[tuple[str, int], tuple[str, ...]] = {}
+        self._entries: dict[Hashable, _Entry] = {}
+        self._schedules: dict[Hashable, tuple[str, ...]] = {}
 
     def hotlines(self, config: Config, now: datetime) -> list[dict[str, Any]]:
         if config is not self._config:
@@ -90,7 +93,7 @@ class HotlineCache:
             if not isinstance(number, CallRoutingNumber):
                 continue
             for option in sorted(number.options, key=lambda option: option.digit):
-                key = (number.number, option.digit)
+                key = _route_key(number, option)
                 used = self._schedules.get(key)
                 if used is None:
                     used = self._schedules[key] = tuple(sorted(schedules_used(config, option)))
@@ -98,20 +101,31 @@ class HotlineCache:
                 entry = self._entries.get(key)
                 if entry is None or now >= entry.until or entry.overrides != mine:
                     with_db = with_db or applied(config, rows)
-                    entry = self._entries[key] = _work_out(with_db, number, option, now, mine)
-                result.append(entry.data)
+                    entry = self._entries[key] = _work_out(with_db, option, now, mine)
+                result.append({"number": number.number, "name": number.name,
+                               "digit": option.digit, "label": option.label,
+                               "policy": option.policy, **entry.data})
         return result
 
 
-def _work_out(config: Config, number: CallRoutingNumber, option: Option, now: datetime,
-              mine: tuple[Any, ...]) -> _Entry:
+def _route_key(number: CallRoutingNumber, option: Option) -> Hashable:
+    """What decides an option's on-call state (see routing.hours.option_route): options
+    with the same key are rung alike."""
+    key = (option.policy, option.hours, option.out_of_hours)
+    try:
+        hash(key)
+    except TypeError:  # not expected (the configuration is frozen): one entry per option
+        return (number.number, option.digit)
+    return key
+
+
+def _work_out(config: Config, option: Option, now: datetime, mine: tuple[Any, ...]) -> _Entry:
     zone = config.defaults.timezone
     try:
         state, change, following = next_change(config, option, now, HORIZON)
     except ValueError as error:  # a rotation that hands over every few seconds
         raise Failure(EXIT_USAGE, str(error)) from None
-    data = {"number": number.number, "name": number.name, "digit": option.digit,
-            "label": option.label, "policy": option.policy, "now": _state(state),
+    data = {"now": _state(state),
             "next": None if change is None or following is None
             else {"from": iso(change, zone), **_state(following)}}
     # Without a change in sight, look again in an hour (the horizon moves on).
