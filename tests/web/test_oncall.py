@@ -45,6 +45,8 @@ def test_two_weeks_per_option_as_a_timeline(web_env: WebEnv,
     assert "Wed 16 Dec 00:00 to Wed 16 Dec 09:00: <strong class=\"gap-word\">GAP</strong>" \
         in html
     assert '<rect class="now" x="2.976"' in html  # 10:00 Berlin
+    # What each colour stands for, under the bar.
+    assert re.search(r'<li><span class="swatch on-0"></span> (anna|bernd)</li>', html)
     assert "Add an override" not in html  # a viewer
 
 

@@ -49,11 +49,18 @@ class Bar:
     start: datetime
     end: datetime
     origins: str
+    first: str  # who the first level rings (what the colour stands for)
 
 
 def _start_of_today(moment: datetime, zone: str) -> datetime:
     local = moment.astimezone(ZoneInfo(zone))
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _legend(bars: list[Bar]) -> list[tuple[str, str]]:
+    """(colour class, who) of the people an option's bar shows, once each, in order."""
+    return list(dict.fromkeys((bar.css, bar.first) for bar in bars
+                              if bar.css.startswith("on-")))
 
 
 def _timeline(options: list[OptionCoverage], start: datetime, end: datetime
@@ -69,7 +76,8 @@ def _timeline(options: list[OptionCoverage], start: datetime, end: datetime
                                         / total * 100, 3),
                             css=_css(segment, colours), who=who(segment.state),
                             start=segment.start, end=segment.end,
-                            origins=origins_text(segment.state).strip(" []")))
+                            origins=origins_text(segment.state).strip(" []"),
+                            first=", ".join(segment.state.first_level)))
         result.append((option, bars))
     return result
 
@@ -105,7 +113,7 @@ def page() -> str:
         minute=0, second=0, microsecond=0)
     return flask.render_template(
         "oncall/oncall.html", zone=zone, start=start, end=end, now_x=now_x,
-        timeline=_timeline(options, start, end), days=_days(start),
+        timeline=_timeline(options, start, end), days=_days(start), legend=_legend,
         overrides=[overrides.item(row, zone, moment) for row in rows],
         schedules=sorted(current.schedules), users=sorted(current.users),
         hotlines=hotlines, chosen=flask.request.args.get("number", ""),
