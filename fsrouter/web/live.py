@@ -80,9 +80,11 @@ class HotlineCache:
         self._schedules: dict[Hashable, tuple[str, ...]] = {}
 
     def hotlines(self, config: Config, now: datetime) -> list[dict[str, Any]]:
+        # The query first: it may let another request run (gevent, PostgreSQL); from here
+        # on nothing yields, so no other request resets the entries under this one.
+        rows = overrides.list_overrides(ending_after=now, starting_before=now + HORIZON)
         if config is not self._config:
             self._config, self._entries, self._schedules = config, {}, {}
-        rows = overrides.list_overrides(ending_after=now, starting_before=now + HORIZON)
         by_schedule: dict[str, list[tuple[Any, ...]]] = {}
         for row in rows:
             by_schedule.setdefault(row.schedule, []).append(
