@@ -96,3 +96,18 @@ def test_a_token_logs_agents_in_without_csrf(client: Callable[[str | None], Any]
     audit = [(e.kind, e.who) for e in web_env.audit("agent.")]
     assert audit == [("agent.login", "web:token:dialler")]
     assert anonymous.get("/api/v1/agents").status_code == 401
+
+
+def test_the_api_lists_what_the_command_prints(client: Callable[[str | None], Any],
+                                               web_env: WebEnv) -> None:
+    """One code path: /api/v1/agents and ``fsrouter agents list --json`` (a real process)."""
+    import json
+    import subprocess
+    import sys
+
+    supervisor = client("supervisor")
+    supervisor.api("POST", "/api/v1/agents/login", {"agents": ["greta"]})
+    done = subprocess.run([sys.executable, "-m", "fsrouter", "agents", "list", "--json", "-c",
+                           str(web_env.config_path)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert supervisor.get("/api/v1/agents").get_json() == json.loads(done.stdout)

@@ -161,3 +161,28 @@ def test_many_hotlines_are_drawn_one_number_at_a_time(
     assert picked.count('<svg class="bar"') == 1 and "+493023125304, key 1: Extra" in picked
     assert viewer.get("/oncall?number=all").get_data(as_text=True).count(
         '<svg class="bar"') == 2  # refused: the first number again
+
+
+def test_the_api_answers_what_the_command_prints(at_wednesday: Callable[[str | None], Any],
+                                                 web_env: WebEnv) -> None:
+    """One code path: /api/v1/oncall and ``fsrouter oncall --json`` (a real process on the
+    same files) give the same options, with the same run-time override in them."""
+    import json
+    import subprocess
+    import sys
+
+    supervisor = at_wednesday("supervisor")
+    assert supervisor.api("POST", "/api/v1/oncall/overrides", {
+        "schedule": "it_infra", "user": "dirk", "from": "2026-12-16T12:00",
+        "to": "2026-12-16T20:00", "reason": "swap"}).status_code == 201
+    moment = "2026-12-16T10:00:00+01:00"
+    api = supervisor.get(f"/api/v1/oncall?from={moment.replace('+', '%2B')}&days=3"
+                         ).get_json()
+    done = subprocess.run([sys.executable, "-m", "fsrouter", "oncall", "-c",
+                           str(web_env.config_path), "--from", moment, "--days", "3", "--json"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert api["options"] == printed["options"] and api["gaps"] == printed["gaps"] == 0
+    assert any(origin["reason"] == "swap" for option in api["options"]
+               for segment in option["segments"] for origin in segment["origins"])
