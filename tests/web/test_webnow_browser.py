@@ -81,3 +81,20 @@ def test_an_override_is_added_with_the_keyboard_only(browser: Any,
     assert "web:sam" in text_of(browser, "override-1")
     listed = fsrouter(web_server, "oncall", "override", "list", "--json")
     assert '"created_by": "web:sam"' in listed and '"user": "carla"' in listed
+
+
+def test_pages_fit_a_phone_screen(browser: Any, web_server: WebServer) -> None:
+    """At 390 px (a phone), Now, Agents and On call scroll only down, never sideways (wide
+    tables scroll inside their own box)."""
+    login(browser, web_server, "supervisor")
+    size = browser.get_window_size()
+    try:
+        browser.set_window_size(390, 844)
+        for page in ("now", "agents", "oncall"):
+            browser.get(f"{web_server.url}/{page}")
+            wait_for(lambda: browser.execute_script("return document.readyState") == "complete",
+                     TIMEOUT, f"/{page} to load")
+            assert browser.execute_script(
+                "return document.documentElement.scrollWidth <= window.innerWidth;"), page
+    finally:
+        browser.set_window_size(size["width"], size["height"])
