@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from fsrouter.store import queries
 from fsrouter.testing.waiting import wait_for
 from tests.web.conftest import WebServer, login
 
@@ -45,6 +47,18 @@ def test_now_page_follows_an_agent_logged_out_elsewhere(browser: Any,
              "the Now page to show eva logged out")
     assert browser.execute_script("return window.fsrNotReloaded === true;")
     assert "live, updated every 3 s" in text_of(browser, "now-live")
+
+    # A caller the daemon put in the sales queue shows up too, drawn by the script.
+    now = datetime.now(UTC)
+    queries.create_call_record("live-1", "+493023125200", "queue", "+4930123456",
+                               "<i>Kim</i>", now)
+    queries.mark_answered("live-1", now)
+    wait_for(lambda: "sales: 1 waiting, 0 talking" in text_of(browser, "queues"), TIMEOUT,
+             "the Now page to show the caller waiting")
+    assert "+4930123456 (<i>Kim</i>) on +493023125200" in text_of(browser, "queues")
+    assert browser.execute_script("return document.querySelector('#queues i') === null;")
+    assert text_of(browser, "now-waiting") == "1"
+    assert browser.execute_script("return window.fsrNotReloaded === true;")
 
 
 def press(browser: Any, *keys: str) -> None:
