@@ -383,7 +383,7 @@ def _add_web(sub: Any) -> None:
     web.add_argument("--trusted-proxy", metavar="ADDRESS",
                      help="the reverse proxy's address: its X-Forwarded-For/-Proto are used")
     web.set_defaults(func=_command("web", "run_serve"))
-    web_sub = web.add_subparsers(dest="web_command", metavar="user|token")
+    web_sub = web.add_subparsers(dest="web_command", metavar="[user|token]")
     groups = {"user": ("console log-ins", ("add", "passwd", "remove", "list")),
               "token": ("API tokens for scripts", ("add", "remove", "list"))}
     for group, (text, verbs) in groups.items():

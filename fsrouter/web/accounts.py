@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from gevent import get_hub
+from gevent.threadpool import ThreadPool
 
 from fsrouter.commands import EXIT_USAGE
 from fsrouter.commands.common import Failure, shown
@@ -40,6 +40,7 @@ ADDRESS_FAILURES = 20
 WINDOW = timedelta(minutes=15)
 TOKEN_PREFIX = "fsr_"
 MAX_TOKEN_CHARS = 100
+HASHING_THREADS = 2  # log-ins checked at once: argon2's memory cost is 64 MiB each
 
 _hasher = PasswordHasher()
 # Verified when the name is unknown, so a wrong name costs as long as a wrong password.
@@ -144,9 +145,18 @@ def log_in(name: str, password: str, address: str, now: datetime) -> Account | N
 def _verify(password_hash: str, password: str) -> bool:
     if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
         return False
-    # argon2 takes tens of ms of CPU (the C code lets go of the GIL): in gevent's thread
-    # pool, so the console's other requests go on meanwhile.
-    return bool(get_hub().threadpool.apply(_matches, (password_hash, password)))
+    # argon2 takes tens of ms of CPU (the C code lets go of the GIL): in threads, so the
+    # console's other requests go on meanwhile; two at most, as each takes 64 MiB.
+    return bool(_pool().apply(_matches, (password_hash, password)))
+
+
+_POOLS: list[ThreadPool] = []
+
+
+def _pool() -> ThreadPool:
+    if not _POOLS:
+        _POOLS.append(ThreadPool(HASHING_THREADS))
+    return _POOLS[0]
 
 
 def _matches(password_hash: str, password: str) -> bool:

@@ -19,27 +19,18 @@ from werkzeug.wrappers import Response
 
 from fsrouter.web import auth, errors
 from fsrouter.web.context import ConfigHolder, config_problem
+from fsrouter.web.nav import NAV, nav_items
 from fsrouter.web.settings import WebSettings, secret_key
 
 log = structlog.get_logger(__name__)
+
+__all__ = ["NAV", "PAGES", "create_app", "nav_items"]
 
 # One line per page module (each has ``bp: flask.Blueprint``).
 PAGES: tuple[str, ...] = (
     "fsrouter.web.pages.now",
     "fsrouter.web.pages.agents",
     "fsrouter.web.pages.oncall",
-)
-
-# The navigation, in this order; an entry shows once a page serves its path.
-NAV: tuple[tuple[str, str], ...] = (
-    ("/now", "Now"),
-    ("/routes", "Inbound routes"),
-    ("/agents", "Agents"),
-    ("/oncall", "On call"),
-    ("/incidents", "Incidents"),
-    ("/calls", "Calls"),
-    ("/voicemails", "Voicemails"),
-    ("/audit", "Audit"),
 )
 
 MAX_REQUEST_BYTES = 11 * 1024 * 1024  # a 10 MB CSV import (commands.common.MAX_CSV_BYTES)
@@ -127,12 +118,6 @@ def _key_path(settings: WebSettings) -> Any:
     if settings.secret_key_file is not None:
         return settings.secret_key_file
     raise ValueError("WebSettings.secret_key_file is not set")
-
-
-def nav_items() -> list[tuple[str, str]]:
-    """The navigation entries whose page is registered: (path, label)."""
-    paths = {rule.rule for rule in flask.current_app.url_map.iter_rules()}
-    return [(path, label) for path, label in NAV if path in paths]
 
 
 def _started() -> None:

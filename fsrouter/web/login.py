@@ -9,6 +9,7 @@ from werkzeug.wrappers import Response
 from fsrouter.web import accounts
 from fsrouter.web.auth import start_session
 from fsrouter.web.context import now
+from fsrouter.web.nav import nav_items
 
 log = structlog.get_logger(__name__)
 
@@ -56,8 +57,6 @@ def logout() -> Response:
 @bp.route("/")
 def home() -> Response:
     """The first page of the navigation (the Now page once it is there)."""
-    from fsrouter.web.app import nav_items
-
     items = nav_items()
     return flask.redirect(items[0][0] if items else flask.url_for("login.account"))
 

@@ -255,11 +255,13 @@ def browser(_chromium: Any) -> Any:
 
 
 def login(browser: Any, server: WebServer, role: str, timeout: float = 30.0) -> None:
-    """Log in through the form as the ``role``'s account; returns on the first page after."""
+    """Log in through the form as the ``role``'s account (on the log-in page the browser is
+    on, so its ``?next=`` is followed, else on /login); returns on the first page after."""
     from selenium.webdriver.common.by import By
 
     name, password = ACCOUNTS[role]
-    browser.get(f"{server.url}/login")
+    if not browser.current_url.startswith(f"{server.url}/login"):  # else keep its ?next=
+        browser.get(f"{server.url}/login")
     browser.find_element(By.ID, "name").send_keys(name)
     browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()

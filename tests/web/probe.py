@@ -25,3 +25,18 @@ def api(item: int) -> flask.Response:
     if flask.request.method != "GET":
         CHANGES.append(who())
     return flask.jsonify({"item": item, "method": flask.request.method, "who": who()})
+
+
+@bp.route("/probe/fail/<int:code>", methods=["POST"])
+@bp.route("/api/v1/probe/fail/<int:code>", methods=["POST"])
+def fail(code: int) -> str:
+    """An operation refusing, as the commands' functions do (``Failure(exit code, lines)``),
+    or a bug (code 99), or an ApiError (code 409)."""
+    from fsrouter.commands.common import Failure
+    from fsrouter.web.errors import ApiError
+
+    if code == 99:
+        raise RuntimeError("secret detail of a bug")
+    if code == 409:
+        raise ApiError(409, "already changed by someone else")
+    raise Failure(code, "number <script>alert(1)</script>: not a number", "second line")

@@ -349,6 +349,22 @@ def test_a_session_ends_after_its_maximum_age(web_app_with, web_env):
     assert is_login_redirect(sam.get("/probe"))
 
 
+def test_a_session_ends_after_its_idle_time(web_app_with, web_env):
+    from fsrouter.testing.waiting import wait_for
+
+    app = web_app_with(pages=(PROBE,), session_idle=timedelta(seconds=1))
+    sam = logged_in(app, web_env, "supervisor")
+    cookie = sam.get_cookie("fsrouter_session").value
+    idle = app.test_client(use_cookies=False)  # asks without refreshing the cookie it sends
+
+    def refused() -> bool:
+        response = idle.get("/probe", headers={"Cookie": f"fsrouter_session={cookie}"})
+        assert response.status_code in (200, 302)
+        return is_login_redirect(response)
+    assert not refused()
+    wait_for(refused, 30, "the idle session to end", every=0.2)
+
+
 def test_security_headers_on_pages_api_and_errors(app, client):
     sam = client("supervisor")
     for response in (sam.get("/account"), sam.get("/api/v1/probe/1"), sam.get("/nowhere"),
@@ -382,3 +398,24 @@ def test_next_after_log_in_stays_on_this_site(app, web_env):
         response = browser.post("/login", data={"name": name, "password": password,
                                                 "next": wanted, "csrf_token": browser.csrf()})
         assert response.status_code == 302 and response.location == lands, wanted
+
+
+def test_failures_become_json_on_the_api_and_flash_messages_on_pages(client):
+    sam = client("supervisor")
+    for code, status in ((2, 422), (3, 503), (1, 400)):
+        response = sam.api("POST", f"/api/v1/probe/fail/{code}")
+        assert response.status_code == status
+        assert response.get_json() == {"errors": [
+            "number <script>alert(1)</script>: not a number", "second line"]}
+    assert sam.api("POST", "/api/v1/probe/fail/409").get_json() == {
+        "errors": ["already changed by someone else"]}
+    bug = sam.api("POST", "/api/v1/probe/fail/99")
+    assert bug.status_code == 500 and "secret detail" not in bug.get_data(as_text=True)
+    # A page's form: back to the page it came from, the lines as flash messages (escaped).
+    response = sam.post_form("/probe/fail/2", headers={"Referer": "http://localhost/account"})
+    assert response.status_code == 302 and response.location == "/account"
+    page = sam.get("/account").get_data(as_text=True)
+    assert "number &lt;script&gt;alert(1)&lt;/script&gt;: not a number" in page
+    assert "<script>alert" not in page
+    elsewhere = sam.post_form("/probe/fail/2", headers={"Referer": "https://evil.example/x"})
+    assert elsewhere.location == "/"
