@@ -10,11 +10,15 @@ Run-time overrides (``fsrouter oncall override add``) are read from the configur
 (``--database URL`` another one; ``--no-db``, or a SQLite file that does not exist yet: the
 configuration alone). Every segment says where each schedule's person comes from: the
 rotation, a YAML override or a run-time override.
+
+:func:`on_call` and :func:`with_overrides` take plain values (the latter needs the database
+bound): the web console's Now and On call pages call them too.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ from fsrouter.routing.coverage import OptionCoverage, Segment, State, coverage
 from fsrouter.routing.schedules import Origin, with_runtime_overrides
 from fsrouter.store import StoreError, overrides
 from fsrouter.store.db import SqliteTarget, parse_url
+from fsrouter.store.models import OncallOverride
 
 MAX_DAYS = 366
 
@@ -53,19 +58,41 @@ def run(args: argparse.Namespace) -> int:
         raise Failure(EXIT_USAGE, f"--from: {error}") from None
     end = start + timedelta(days=args.days)
     config, source = with_database(config, args, start, end)
-    try:
-        options = coverage(config, start, end)
-    except ValueError as error:  # a rotation that hands over every few seconds
-        raise Failure(EXIT_USAGE, str(error)) from None
+    options = on_call(config, start, end)
     gaps = sum(len(option.gaps) for option in options)
     if args.json:
         emit_json({"from": iso(start, zone), "to": iso(end, zone), "database": source,
-                   "options": [_option_data(option, zone) for option in options],
+                   "options": [option_data(option, zone) for option in options],
                    "gaps": gaps})
     else:
         lines = render(config, options, start, end)
         emit([lines[0], f"run-time overrides: {source}", *lines[1:]])
     return EXIT_GAPS if gaps else EXIT_OK
+
+
+def on_call(config: Config, start: datetime, end: datetime,
+            numbers: Collection[str] | None = None) -> list[OptionCoverage]:
+    """Coverage of every hotline option (of ``numbers`` when given) from ``start`` to ``end``
+    (``config`` as :func:`with_overrides` gives it, for the run-time overrides);
+    :class:`Failure` (exit 2) for a rotation that hands over every few seconds."""
+    try:
+        return coverage(config, start, end, numbers)
+    except ValueError as error:
+        raise Failure(EXIT_USAGE, str(error)) from None
+
+
+def with_overrides(config: Config, start: datetime, end: datetime
+                   ) -> tuple[Config, list[OncallOverride]]:
+    """The configuration with the run-time overrides of [start, end) in its schedules, and
+    those overrides. The database must be bound."""
+    rows = overrides.list_overrides(ending_after=start, starting_before=end)
+    return applied(config, rows), rows
+
+
+def applied(config: Config, rows: list[OncallOverride]) -> Config:
+    """``config`` with these run-time overrides in its schedules."""
+    schedules = with_runtime_overrides(config.schedules, as_runtime(rows), config.users)
+    return config.model_copy(update={"schedules": schedules})
 
 
 def with_database(config: Config, args: argparse.Namespace, start: datetime, end: datetime
@@ -83,10 +110,9 @@ def with_database(config: Config, args: argparse.Namespace, start: datetime, end
             and not Path(target.path).is_file():
         return config, f"none (no database at {target.path})"
     with store(config, url, must_exist=True) as db:
-        rows = overrides.list_overrides(ending_after=start, starting_before=end)
+        config, rows = with_overrides(config, start, end)
         label = str(getattr(db, "label", "database"))
-    schedules = with_runtime_overrides(config.schedules, as_runtime(rows), config.users)
-    return config.model_copy(update={"schedules": schedules}), f"{len(rows)} from {label}"
+    return config, f"{len(rows)} from {label}"
 
 
 def render(config: Config, options: list[OptionCoverage], start: Any, end: Any) -> list[str]:
@@ -97,23 +123,23 @@ def render(config: Config, options: list[OptionCoverage], start: Any, end: Any) 
     warnings = []
     for option in options:
         lines.append("")
-        lines.append(f"{_title(option)}, policy {option.policy}")
+        lines.append(f"{title(option)}, policy {option.policy}")
         for segment in option.segments:
-            lines.append(f"  {_span(segment, zone)}  {who(segment.state)}"
+            lines.append(f"  {span(segment, zone)}  {who(segment.state)}"
                          + origins_text(segment.state))
-        warnings += [f"WARN {_title(option)}: nobody to ring {_span(gap, zone)}"
+        warnings += [f"WARN {title(option)}: nobody to ring {span(gap, zone)}"
                      + _reasons(gap.state) for gap in option.gaps]
     lines.append("")
     lines += warnings or ["no gaps"]
     return lines
 
 
-def _title(option: OptionCoverage) -> str:
+def title(option: OptionCoverage) -> str:
     name = f" ({shown(option.name, 40)})" if option.name else ""
     return f"{option.number}{name} option {option.digit} {shown(option.label, 40)}"
 
 
-def _span(segment: Segment, zone: str) -> str:
+def span(segment: Segment, zone: str) -> str:
     return f"{local_text(segment.start, zone)} -> {local_text(segment.end, zone)}"
 
 
@@ -151,7 +177,7 @@ def _reasons(state: State) -> str:
     return f" ({'; '.join(state.problems)})" if state.problems else ""
 
 
-def _option_data(option: OptionCoverage, zone: str) -> dict[str, Any]:
+def option_data(option: OptionCoverage, zone: str) -> dict[str, Any]:
     return {"number": option.number, "name": option.name, "digit": option.digit,
             "label": option.label, "policy": option.policy,
             "segments": [{"from": iso(s.start, zone), "to": iso(s.end, zone),

@@ -6,11 +6,15 @@ YAML overrides; the daemon reads it on the next call, ``simulate --with-db`` and
 show it. ``add`` checks everything first (user and schedule in the configuration, times, no
 overlap with another run-time override of the schedule) and writes the row and its audit
 entry in one transaction, or nothing.
+
+:func:`checked`, :func:`add`, :func:`listed` and :func:`remove` take plain values (the last
+three need the database bound): the web console calls them too, with the same rules.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -44,16 +48,10 @@ def run_add(args: argparse.Namespace) -> int:
     zone = config.defaults.timezone
     by = by_of(args)
     now = utc_now()
-    start, end = _checked(config, args, now)
+    start, end = checked(config, args.schedule, args.user, args.reason, args.start, args.end,
+                         now)
     with store(config, args.database):
-        try:
-            row = overrides.add_override(args.schedule, args.user, start, end, args.reason,
-                                         by, now)
-        except overrides.OverlapError as error:
-            raise Failure(EXIT_USAGE, *_overlap_lines(error, zone),
-                          "nothing was changed") from None
-        except StoreInputError as error:
-            raise Failure(EXIT_USAGE, f"{error}: nothing was changed") from None
+        row = add(config, args.schedule, args.user, start, end, args.reason, by, now)
     emit([f"override #{row.id}: {row.user_id} is on call for {row.schedule} from "
           f"{local_text(row.starts_at, zone)} to {local_text(row.ends_at, zone)}"
           + (f" ({shown(row.reason, 60)})" if row.reason else ""),
@@ -61,23 +59,36 @@ def run_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _checked(config: Config, args: argparse.Namespace, now: datetime
-             ) -> tuple[datetime, datetime]:
+def add(config: Config, schedule: str, user: str, start: datetime, end: datetime,
+        reason: str | None, by: str, now: datetime) -> OncallOverride:
+    """Store the override (checked by :func:`checked`) and its audit entry; :class:`Failure`
+    (exit 2) on an overlap or a value the store refuses. The database must be bound."""
+    try:
+        return overrides.add_override(schedule, user, start, end, reason, by, now)
+    except overrides.OverlapError as error:
+        raise Failure(EXIT_USAGE, *_overlap_lines(error, config.defaults.timezone),
+                      "nothing was changed") from None
+    except StoreInputError as error:
+        raise Failure(EXIT_USAGE, f"{error}: nothing was changed") from None
+
+
+def checked(config: Config, schedule: str, user: str, reason: str | None, start_text: str,
+            end_text: str, now: datetime) -> tuple[datetime, datetime]:
     """The override's instants; every problem at once (exit 2), nothing written."""
     zone = config.defaults.timezone
     errors = []
-    if args.user not in config.users:
-        errors.append(f"unknown user {shown(args.user, 40)!r}"
-                      f"{did_you_mean(args.user, config.users)}")
-    if args.schedule not in config.schedules:
+    if user not in config.users:
+        errors.append(f"unknown user {shown(user, 40)!r}"
+                      f"{did_you_mean(user, config.users)}")
+    if schedule not in config.schedules:
         known = ", ".join(sorted(config.schedules)) or "none configured"
-        errors.append(f"unknown schedule {shown(args.schedule, 40)!r}"
-                      f"{did_you_mean(args.schedule, config.schedules)} (schedules: {known})")
-    if args.reason is not None and (len(args.reason) > overrides.MAX_REASON
-                                    or not args.reason.isprintable()):
+        errors.append(f"unknown schedule {shown(schedule, 40)!r}"
+                      f"{did_you_mean(schedule, config.schedules)} (schedules: {known})")
+    if reason is not None and (len(reason) > overrides.MAX_REASON
+                               or not reason.isprintable()):
         errors.append(f"--reason: at most {overrides.MAX_REASON} printable characters")
     bounds: list[datetime | None] = []
-    for flag, text in (("--from", args.start), ("--to", args.end)):
+    for flag, text in (("--from", start_text), ("--to", end_text)):
         try:
             bounds.append(parse_moment(text, zone))
         except ValueError as error:
@@ -108,11 +119,16 @@ def run_list(args: argparse.Namespace) -> int:
     zone = config.defaults.timezone
     now = utc_now()
     with store(config, args.database):
-        rows = overrides.list_overrides(ending_after=None if args.all else now,
-                                        schedule=args.schedule)
+        rows = listed(None if args.all else now, args.schedule)
     items = [item(row, zone, now) for row in rows]
     emit_listing(args, items, COLUMNS, lambda: _text(items, rows, zone, config))
     return EXIT_OK
+
+
+def listed(ending_after: datetime | None, schedule: str | None = None
+           ) -> list[OncallOverride]:
+    """The run-time overrides (those ending after ``ending_after``; None: all), by start."""
+    return overrides.list_overrides(ending_after=ending_after, schedule=schedule)
 
 
 def item(row: OncallOverride, zone: str, now: datetime) -> dict[str, Any]:
@@ -143,12 +159,18 @@ def run_remove(args: argparse.Namespace) -> int:
     by = by_of(args)
     ids = list(dict.fromkeys(args.ids))
     with store(config, args.database):
-        try:
-            rows = overrides.remove_overrides(ids, by, utc_now())
-        except NotFound as error:
-            raise Failure(EXIT_USAGE, f"{error}: nothing was changed") from None
+        rows = remove(ids, by, utc_now())
     emit(f"removed override #{row.id}: {row.user_id} for {row.schedule} "
          f"{local_text(row.starts_at, zone)} -> {local_text(row.ends_at, zone)}"
          for row in rows)
     emit([f"{len(rows)} override(s) removed by {shown(by, 40)}"])
     return EXIT_OK
+
+
+def remove(ids: Sequence[int], by: str, now: datetime) -> list[OncallOverride]:
+    """Remove these overrides (audited as ``by``), all or none: :class:`Failure` (exit 2) when
+    one does not exist. The database must be bound."""
+    try:
+        return overrides.remove_overrides(list(dict.fromkeys(ids)), by, now)
+    except NotFound as error:
+        raise Failure(EXIT_USAGE, f"{error}: nothing was changed") from None

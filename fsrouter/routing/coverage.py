@@ -15,9 +15,9 @@ Pure: the configuration and the moments are passed in; no clock, no database.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fsrouter.config.schema import CallRoutingNumber, Config, Option, Policy
 from fsrouter.routing.escalation import level_users, plan_escalation
@@ -65,10 +65,13 @@ class OptionCoverage:
         return tuple(segment for segment in self.segments if segment.state.gap)
 
 
-def coverage(config: Config, start: datetime, end: datetime) -> list[OptionCoverage]:
-    """Coverage of every option of every call-routing number, in configuration order."""
+def coverage(config: Config, start: datetime, end: datetime,
+             numbers: Collection[str] | None = None) -> list[OptionCoverage]:
+    """Coverage of every option of every call-routing number (only ``numbers``, E.164, when
+    given), in configuration order."""
     return [option_coverage(config, number, option, start, end)
             for number in config.numbers if isinstance(number, CallRoutingNumber)
+            and (numbers is None or number.number in numbers)
             for option in sorted(number.options, key=lambda option: option.digit)]
 
 
@@ -87,11 +90,36 @@ def option_coverage(config: Config, number: CallRoutingNumber, option: Option,
                           option.policy, tuple(_merge(segments)))
 
 
+def next_change(config: Config, option: Option, moment: datetime, horizon: timedelta
+                ) -> tuple[State, datetime | None, State | None]:
+    """What the option does at ``moment``, and when that next changes (and to what) within
+    ``horizon``; (state, None, None) when it does not. Cheaper than :func:`option_coverage`
+    over the horizon: change points are looked at in order, first within a day, and only
+    until the state differs (the Now page asks this for every option)."""
+    if moment.tzinfo is None:
+        raise ValueError("moment must be timezone-aware")
+    moment = moment.astimezone(UTC)
+    current = option_state(config, option, moment)
+    end = moment + horizon
+    low = moment
+    for high in (min(moment + timedelta(days=1), end), end):
+        for point in _option_points(config, option, low, high):
+            state = option_state(config, option, point)
+            if state != current:
+                return current, point, state
+        # Points are strictly inside (low, high): start the next window just before ``high``
+        # so a change exactly at ``high`` is not missed.
+        low = high - timedelta(microseconds=1)
+        if high >= end:
+            break
+    return current, None, None
+
+
 def _option_points(config: Config, option: Option, start: datetime, end: datetime
                    ) -> list[datetime]:
     """Every instant in (start, end) at which the option's state may change."""
     points: set[datetime] = set()
-    for schedule_id in _schedules_used(config, option):
+    for schedule_id in schedules_used(config, option):
         points.update(change_points(config.schedules[schedule_id], start, end))
     if option.hours is not None:
         zone = option.hours.timezone or config.defaults.timezone
@@ -100,7 +128,7 @@ def _option_points(config: Config, option: Option, start: datetime, end: datetim
     return sorted(points)
 
 
-def _schedules_used(config: Config, option: Option) -> set[str]:
+def schedules_used(config: Config, option: Option) -> set[str]:
     policies = [option.policy]
     if option.out_of_hours is not None and option.out_of_hours.kind == "policy":
         policies.append(option.out_of_hours.target)

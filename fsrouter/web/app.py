@@ -28,6 +28,9 @@ __all__ = ["NAV", "PAGES", "create_app", "nav_items"]
 
 # One line per page module (each has ``bp: flask.Blueprint``).
 PAGES: tuple[str, ...] = (
+    "fsrouter.web.pages.now",
+    "fsrouter.web.pages.agents",
+    "fsrouter.web.pages.oncall",
     "fsrouter.web.pages.routes",
 )
 
