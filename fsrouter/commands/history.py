@@ -49,6 +49,21 @@ VOICEMAIL_COLUMNS = ("id", "created_at", "user", "caller_number", "caller_name",
                      "mail_error", "path")
 
 
+class Missing(Failure):
+    """No such incident or voicemail (exit 2 for a command; the console answers 404)."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__(EXIT_USAGE, *lines)
+
+
+class Refused(Failure):
+    """A row asks for what may not be done, e.g. a file outside its directory (exit 2; the
+    console answers 403)."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__(EXIT_USAGE, *lines)
+
+
 def window(args: argparse.Namespace, config: Config) -> history.Window:
     return window_of(config, args.since, args.until, args.limit)
 
@@ -157,7 +172,7 @@ def incident_timeline(incident_id: int) -> history.Timeline:
     try:
         return history.incident_timeline(incident_id)
     except NotFound as error:
-        raise Failure(EXIT_USAGE, str(error)) from None
+        raise Missing(str(error)) from None
 
 
 def incident_data(timeline: history.Timeline, zone: str) -> dict[str, Any]:
@@ -332,16 +347,16 @@ def voicemail_item(row: Voicemail, zone: str) -> dict[str, Any]:
 def voicemail_file(config: Config, voicemail_id: int) -> Path:
     """The recording of a voicemail (store bound), only when its stored path is a regular file
     inside ``voicemail.directory`` (symbolic links resolved): a row is data, not a licence to
-    read any file. :class:`Failure` (exit 2) otherwise."""
+    read any file. :class:`Missing` or :class:`Refused` otherwise."""
     try:
         row = history.get_voicemail(voicemail_id)
     except NotFound as error:
-        raise Failure(EXIT_USAGE, str(error)) from None
+        raise Missing(str(error)) from None
     folder = Path(os.path.realpath(config.voicemail.directory))
     path = Path(os.path.realpath(row.path))
     if not path.is_relative_to(folder) or path == folder:
-        raise Failure(EXIT_USAGE, f"voicemail {voicemail_id}: its file is outside "
+        raise Refused(f"voicemail {voicemail_id}: its file is outside "
                       f"{config.voicemail.directory}")
     if not path.is_file():
-        raise Failure(EXIT_USAGE, f"voicemail {voicemail_id}: no recording on this host")
+        raise Missing(f"voicemail {voicemail_id}: no recording on this host")
     return path
