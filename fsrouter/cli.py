@@ -367,6 +367,46 @@ def _add_prompts(sub: Any) -> None:
     render.set_defaults(func=_command("prompts", "run_render"), quiet_logs=True)
 
 
+def _add_web(sub: Any) -> None:
+    web = sub.add_parser(
+        "web", help="serve the console (a separate process); its accounts and API tokens",
+        description="Without a sub-command: serve the console until SIGTERM. It binds to "
+        "loopback; put a TLS reverse proxy in front (README).")
+    _add_store_args(web)
+    web.add_argument("--bind", default="127.0.0.1", help="address (default 127.0.0.1)")
+    web.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any)")
+    web.add_argument("--secret-file", type=Path, metavar="FILE",
+                     help="the key signing session cookies, made on first start (default: "
+                     "$STATE_DIRECTORY/web-secret, else next to the SQLite database)")
+    web.add_argument("--secure-cookies", action="store_true",
+                     help="send the session cookie over HTTPS only (behind a TLS proxy)")
+    web.add_argument("--trusted-proxy", metavar="ADDRESS",
+                     help="the reverse proxy's address: its X-Forwarded-For/-Proto are used")
+    web.set_defaults(func=_command("web", "run_serve"))
+    web_sub = web.add_subparsers(dest="web_command", metavar="user|token")
+    groups = {"user": ("console log-ins", ("add", "passwd", "remove", "list")),
+              "token": ("API tokens for scripts", ("add", "remove", "list"))}
+    for group, (text, verbs) in groups.items():
+        parser = web_sub.add_parser(group, help=text)
+        verbs_sub = parser.add_subparsers(dest=f"web_{group}_command", metavar="ACTION",
+                                          required=True)
+        for verb in verbs:
+            action = verbs_sub.add_parser(verb, help=f"{verb} {text}")
+            _add_store_args(action, json=verb == "list")
+            if verb != "list":
+                action.add_argument("name", metavar="NAME")
+            if verb == "add":
+                action.add_argument("--role", choices=("viewer", "supervisor"),
+                                    default="viewer", help="default: viewer")
+            if group == "user" and verb in ("add", "passwd"):
+                action.add_argument("--password-stdin", action="store_true",
+                                    help="read the password from the first line of stdin")
+            action.set_defaults(func=_command("web", f"run_{group}_{verb}"), quiet_logs=True)
+            for option in action._actions:  # as for `oncall ... override`
+                if option.dest in ("config", "database"):
+                    option.default = argparse.SUPPRESS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fsrouter",
@@ -408,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     version.set_defaults(func=cmd_version)
 
     for add in (_add_routes, _add_agents, _add_two_way, _add_simulate, _add_oncall,
-                _add_prompts, _add_history, _add_audit):
+                _add_prompts, _add_history, _add_audit, _add_web):
         add(sub)
     return parser
 

@@ -26,14 +26,17 @@ from playhouse.migrate import migrate as run_operations
 from fsrouter.store.db import session
 from fsrouter.store.models import (
     ALL_MODELS,
+    ApiToken,
     AuditEntry,
     BaseModel,
     Incident,
+    LoginFailure,
     OncallOverride,
     OutboxMessage,
     SchemaVersion,
     UTCDateTimeField,
     Voicemail,
+    WebAccount,
 )
 
 log = structlog.get_logger(__name__)
@@ -99,11 +102,20 @@ def _m003_overrides_audit(db: peewee.Database) -> None:
         db.create_tables([OncallOverride, AuditEntry], safe=True)
 
 
+def _m004_web_accounts(db: peewee.Database) -> None:
+    """The console's accounts, API tokens and failed log-ins (issue 20; if a model changes
+    later, freeze its current shape here first, as for migration 2)."""
+    models = [WebAccount, ApiToken, LoginFailure]
+    with db.bind_ctx(models, bind_refs=False, bind_backrefs=False):
+        db.create_tables(models, safe=True)
+
+
 Migration = Callable[[peewee.Database], None]
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _m001_initial),
     (2, _m002_notify),
     (3, _m003_overrides_audit),
+    (4, _m004_web_accounts),
 ]
 
 

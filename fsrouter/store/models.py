@@ -264,6 +264,55 @@ class AuditEntry(BaseModel):
         indexes = ((("subject", "at"), False),)
 
 
+WEB_ROLES = ("viewer", "supervisor")
+
+
+class WebAccount(BaseModel):
+    """A console log-in (``fsrouter web user add``); created by migration 4. The password is
+    kept only as an argon2 hash. Sessions issued before ``sessions_after`` are void (log-out,
+    a new password)."""
+
+    id = peewee.AutoField()
+    name = peewee.CharField(max_length=64, unique=True)
+    role = peewee.CharField(max_length=16)
+    password_hash = peewee.CharField(max_length=255)
+    created_at = UTCDateTimeField()
+    changed_at = UTCDateTimeField()
+    sessions_after = UTCDateTimeField()
+
+    class Meta:
+        table_name = "web_accounts"
+
+
+class ApiToken(BaseModel):
+    """A token for scripts calling the console's API (``fsrouter web token add``); created by
+    migration 4. Only the SHA-256 of the token is kept: it is shown once, when made."""
+
+    id = peewee.AutoField()
+    name = peewee.CharField(max_length=64, unique=True)
+    token_sha256 = peewee.CharField(max_length=64, unique=True)
+    role = peewee.CharField(max_length=16)
+    created_at = UTCDateTimeField()
+    created_by = peewee.CharField(max_length=128)
+    last_used_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "web_tokens"
+
+
+class LoginFailure(BaseModel):
+    """One failed console log-in, kept for the rate limit's window; created by migration 4.
+    ``name`` is the name as typed (it need not exist), ``address`` the client's address."""
+
+    id = peewee.AutoField()
+    name = peewee.CharField(max_length=64, index=True)
+    address = peewee.CharField(max_length=64, index=True)
+    at = UTCDateTimeField(index=True)
+
+    class Meta:
+        table_name = "web_login_failures"
+
+
 # Creation order respects foreign keys.
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,
@@ -276,4 +325,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Voicemail,
 )
 # Tables that later migrations create (migration 1 creates ALL_MODELS in their first shape).
-LATER_MODELS: tuple[type[BaseModel], ...] = (OutboxMessage, OncallOverride, AuditEntry)
+LATER_MODELS: tuple[type[BaseModel], ...] = (OutboxMessage, OncallOverride, AuditEntry,
+                                              WebAccount, ApiToken, LoginFailure)
