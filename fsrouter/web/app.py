@@ -25,6 +25,9 @@ log = structlog.get_logger(__name__)
 
 # One line per page module (each has ``bp: flask.Blueprint``).
 PAGES: tuple[str, ...] = (
+    "fsrouter.web.pages.history",
+    "fsrouter.web.pages.voicemails",
+    "fsrouter.web.pages.audit",
 )
 
 # The navigation, in this order; an entry shows once a page serves its path.
