@@ -41,6 +41,12 @@ class Filled:
     incidents: list[int] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     voicemails: list[int] = field(default_factory=list)
+    rung: dict[int, int] = field(default_factory=dict)  # incident -> dial attempts
+
+    def busiest(self) -> int:
+        """The incident with the most dial attempts (the newest of those)."""
+        return max(self.incidents, key=lambda incident: (self.rung.get(incident, 0),
+                                                         incident))
 
 
 def write_recording(path: Path, seconds: float, pitch: float = 220.0) -> None:
@@ -92,6 +98,7 @@ def _hotline_call(rng: random.Random, filled: Filled, moment: datetime, key: str
     taken_by = None
     for seq, user in enumerate(team[: rng.randint(1, 3)]):
         attempt = q.record_attempt(uuid, seq, user, PHONES[user], at, "mobile", incident.id)
+        filled.rung[incident.id] = seq + 1
         rang = timedelta(seconds=rng.randint(6, 30))
         if rng.random() < 0.45:
             q.end_attempt(attempt.id, "accepted", "NORMAL_CLEARING", at + rang)

@@ -103,7 +103,12 @@ def test_an_incident_shows_its_attempt_timeline(client: Client, night: Night):
                       html, re.S)
     assert rows == [("anna", "2026-12-05 02:10 +01:00", "no_answer", "NO_ANSWER"),
                     ("bernd", "2026-12-05 02:11 +01:00", "accepted", "NORMAL_CLEARING")]
-    assert html.count('<rect class="hist-bar') == 2  # the timeline's bars
+    # The chart: one bar per attempt from the menu choice (x=160) to bernd's acceptance
+    # (x=980, 48 s later): anna rang 6-30 s, bernd 30-48 s.
+    bars = [(int(x), int(w)) for x, w in re.findall(
+        r'<rect class="hist-bar [^"]*" x="(\d+)" y="\d+" width="(\d+)"', html)]
+    assert bars == [(262, 410), (672, 308)]
+    assert "48 s</text>" in html
     assert "accepted by bernd" in html and "incident resolved (call ended)" in html
     data = api(viewer, f"/api/v1/incidents/{night.unanswered}")
     assert [(a["user"], a["result"]) for a in data["attempts"]] == [("dirk", "no_answer")]

@@ -17,7 +17,6 @@ from fsrouter.commands.common import local_text
 from fsrouter.commands.history import (
     call_item,
     call_query,
-    events,
     incident_data,
     incident_item,
     incident_query,
@@ -81,8 +80,8 @@ def incidents_page() -> str:
 
 @dataclass(frozen=True)
 class Bar:
-    """One dial attempt on the timeline: who, when, how it ended, where its bar sits (0-1000
-    of the incident's span)."""
+    """One dial attempt on the timeline: who, when, how it ended, and where its bar sits in
+    the chart's :data:`CHART` units (x from the menu choice to the last attempt's end)."""
 
     seq: int
     user: str
@@ -95,28 +94,46 @@ class Bar:
     cause: str
     x: int
     width: int
+    y: int
 
 
-def _bars(timeline: Any, zone: str) -> list[Bar]:
-    moments: list[datetime] = [at for at, _ in events(timeline)]
-    start, end = min(moments), max(moments)
-    span = max((end - start).total_seconds(), 1.0)
+CHART_LEFT, CHART_RIGHT, ROW = 160, 980, 30  # units of the SVG's 1000-wide view box
+
+
+@dataclass(frozen=True)
+class Chart:
+    bars: list[Bar]
+    span_s: int  # seconds from the menu choice to the right edge
+    height: int
+
+
+def _chart(timeline: Any, zone: str) -> Chart:
+    """The attempts as bars from the menu choice (x = 0 s) to the last attempt's end (or
+    the acceptance): who was rung when, for how long, and how it ended."""
+    incident = timeline.incident
+    start = incident.created_at
+    ends = [moment for a in timeline.attempts for moment in (a.started_at, a.ended_at)
+            if moment is not None]
+    if incident.accepted_at is not None:
+        ends.append(incident.accepted_at)
+    span = max([(moment - start).total_seconds() for moment in ends] + [10.0])
+    scale = (CHART_RIGHT - CHART_LEFT) / span
 
     def place(moment: datetime) -> int:
-        return round((moment - start).total_seconds() / span * 1000)
+        return CHART_LEFT + round(max((moment - start).total_seconds(), 0.0) * scale)
 
     bars = []
-    for attempt in timeline.attempts:
+    for row, attempt in enumerate(timeline.attempts):
         x = place(attempt.started_at)
-        stop = place(attempt.ended_at) if attempt.ended_at is not None else 1000
+        stop = place(attempt.ended_at) if attempt.ended_at is not None else CHART_RIGHT
         seconds = (attempt.ended_at - attempt.started_at).total_seconds() \
             if attempt.ended_at is not None else None
         bars.append(Bar(attempt.seq, attempt.user_id, attempt.phone,
                         attempt.phone_type or "", local_text(attempt.started_at, zone),
                         local_text(attempt.ended_at, zone), seconds,
                         attempt.result or ("ringing" if attempt.ended_at is None else "?"),
-                        attempt.cause or "", x, max(stop - x, 4)))
-    return bars
+                        attempt.cause or "", x, max(stop - x, 4), row * ROW))
+    return Chart(bars, round(span), len(bars) * ROW + 24)
 
 
 @bp.get("/incidents/<int(max=1000000000000):incident_id>")
@@ -128,7 +145,7 @@ def incident_page(incident_id: int) -> str:
         timeline = incident_timeline(incident_id)
     data = incident_data(timeline, zone)
     return flask.render_template("incidents/show.html", incident=data,
-                                 bars=_bars(timeline, zone), when=short_time)
+                                 chart=_chart(timeline, zone), when=short_time)
 
 
 @bp.get("/calls")
