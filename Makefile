@@ -33,6 +33,8 @@ lint: $(STAMP)
 TEST_WORKERS ?= 3
 
 test: lint tools
+	@# Headless Chromium for the console's browser tests (apt-get when root on Debian).
+	$(BIN)/python -m fsrouter.testing.browser
 	@status=0; \
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" || status=1; \
 	$(BIN)/pytest -m serial || status=1; \

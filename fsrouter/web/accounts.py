@@ -146,10 +146,15 @@ def log_in(name: str, password: str, address: str, now: datetime) -> Account | N
 def _verify(password_hash: str, password: str) -> bool:
     if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
         return False
+    # argon2 takes tens of ms of CPU (the C code lets go of the GIL): in gevent's thread
+    # pool, so the console's other requests go on meanwhile.
+    return bool(get_hub().threadpool.apply(_matches, (password_hash, password)))
+
+
+def _matches(password_hash: str, password: str) -> bool:
+    """In a pool thread: errors stay here (the pool would print them as crashes)."""
     try:
-        # argon2 takes tens of ms of CPU (the C code lets go of the GIL): in gevent's thread
-        # pool, so the console's other requests go on meanwhile.
-        return bool(get_hub().threadpool.apply(_hasher.verify, (password_hash, password)))
+        return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

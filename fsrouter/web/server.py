@@ -45,8 +45,11 @@ def run(app: Any, settings: WebSettings) -> None:
                 for number in (signal.SIGTERM, signal.SIGINT)]
     server = start(app, settings)
     systemd.notify("READY=1")
+    watchdog = systemd.start_watchdog()
     stop.wait()
     systemd.notify("STOPPING=1")
+    if watchdog is not None:
+        watchdog.kill()
     log.info("web.stopping")
     server.stop(timeout=STOP_GRACE_S)
     for watcher in watchers:

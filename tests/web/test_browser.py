@@ -1,0 +1,143 @@
+"""The console in a real headless Chromium against a real ``fsrouter web`` process
+(issue 20, point 5): log in and out, and a form forged on another origin refused."""
+
+from __future__ import annotations
+
+import html
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+
+from fsrouter.testing.waiting import wait_for
+from tests.web.conftest import ACCOUNTS, WebServer, login
+
+pytestmark = pytest.mark.browser
+
+
+_SITE = """
+import http.server, sys
+page = sys.stdin.buffer.read()
+class Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Page)
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+class Attacker:
+    """Another site (another port of loopback, so another origin) whose page auto-submits
+    a form to the console, as a page the supervisor opens in another tab would. A process
+    of its own: Selenium's calls block this one."""
+
+    def __init__(self, target: str, fields: dict[str, str]) -> None:
+        inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" '
+                         f'value="{html.escape(v)}">' for k, v in fields.items())
+        page = (f'<!doctype html><title>win a prize</title><form method="post" '
+                f'action="{html.escape(target)}">{inputs}</form>'
+                "<script>document.forms[0].submit()</script>").encode()
+        self.process = subprocess.Popen([sys.executable, "-c", _SITE], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(page)
+        self.process.stdin.close()
+        self.port = int(self.process.stdout.readline())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.fixture
+def attackers() -> Iterator[list[Attacker]]:
+    made: list[Attacker] = []
+    yield made
+    for attacker in made:
+        attacker.stop()
+
+
+def text(browser: Any) -> str:
+    return str(browser.find_element(By.TAG_NAME, "body").text)
+
+
+def test_log_in_and_out(browser, web_server: WebServer):
+    browser.get(f"{web_server.url}/account")
+    assert "/login?next=/account" in browser.current_url
+    login(browser, web_server, "supervisor")
+    assert browser.current_url == f"{web_server.url}/account"
+    assert "sam" in text(browser) and "supervisor" in text(browser)
+    browser.find_element(By.CSS_SELECTOR, ".who button[type=submit]").click()
+    wait_for(lambda: "/login" in browser.current_url, 30, "the log-out")
+    browser.get(f"{web_server.url}/account")
+    assert "/login" in browser.current_url
+
+
+def test_wrong_password_in_the_browser(browser, web_server: WebServer):
+    browser.get(f"{web_server.url}/login")
+    browser.find_element(By.ID, "name").send_keys("sam")
+    browser.find_element(By.ID, "password").send_keys("not-the-password")
+    browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+    wait_for(lambda: "Wrong name or password" in text(browser), 30, "the refusal")
+
+
+def test_a_form_forged_on_another_origin_is_refused(browser, web_server: WebServer,
+                                                    attackers: list[Attacker]):
+    login(browser, web_server, "supervisor")
+    # 1. Log the supervisor out from the attacker's page (a change: it ends every session).
+    attacker = Attacker(f"{web_server.url}/logout", {})
+    attackers.append(attacker)
+    assert attacker.url != web_server.url + "/"
+    browser.get(attacker.url)
+    wait_for(lambda: browser.current_url.startswith(web_server.url), 30,
+             "the forged form to reach the console")
+    wait_for(lambda: "CSRF token missing" in text(browser), 30, "the CSRF refusal")
+    # The browser did send the session cookie (same site: SameSite does not stop it); the
+    # refusal is the CSRF check's: the page knows who is logged in, and they still are.
+    assert "sam" in text(browser)
+    browser.get(f"{web_server.url}/account")
+    assert browser.current_url == f"{web_server.url}/account" and "sam" in text(browser)
+    # 2. Log the supervisor into the attacker's account (log-in CSRF) with a guessed token.
+    name, password = ACCOUNTS["viewer"]
+    attacker = Attacker(f"{web_server.url}/login",
+                        {"name": name, "password": password, "csrf_token": "guessed"})
+    attackers.append(attacker)
+    browser.get(attacker.url)
+    wait_for(lambda: "CSRF token missing" in text(browser), 30, "the CSRF refusal")
+    browser.get(f"{web_server.url}/account")
+    assert "sam" in text(browser) and "vera" not in text(browser)
+    refused = [line for line in web_server.log_lines() if line.get("event") == "web.request"
+               and line.get("status") == 403]
+    assert [(line["method"], line["path"]) for line in refused] == [
+        ("POST", "/logout"), ("POST", "/login")]
+
+
+def test_fsr_api_sends_the_csrf_header(browser, web_server: WebServer):
+    login(browser, web_server, "supervisor")
+    browser.get(f"{web_server.url}/account")
+    script = """
+        const done = arguments[arguments.length - 1];
+        const raw = fetch("/api/v1/nothing", {method: "POST"}).then(r => r.status);
+        const api = fsr.api("POST", "/api/v1/nothing", {a: 1}).then(
+            () => 200, error => error.status + " " + error.lines.join(" "));
+        Promise.all([raw, api]).then(done);
+    """
+    raw, through_api = browser.execute_async_script(script)
+    assert raw == 403  # a change without the header: refused
+    assert through_api.startswith("404 ")  # with it: past the CSRF check, to routing
