@@ -172,25 +172,32 @@ def test_every_page_is_local_and_small(web_app: flask.Flask, client: Any, week: 
 # ---------------------------------------------------------------- in the browser
 
 # Every control a keyboard user must reach; those not rendered (display: none, a closed
-# dialog) are left out.
-CONTROLS = """
+# dialog) are left out. Each is known by a key made of what it is and does (tag, id or
+# name or link, text) and its place among controls with the same: a page that redraws
+# itself (the Now page, live) keeps the keys of the controls it redraws.
+KEYS = """
 const wanted = 'a[href], button:not([disabled]), input:not([type=hidden]):not([disabled]),' +
   'select:not([disabled]), textarea:not([disabled]), audio[controls], video[controls],' +
   'summary, [tabindex]:not([tabindex="-1"]), [contenteditable]';
 const found = [...document.querySelectorAll(wanted)].filter(
   e => e.getClientRects().length && getComputedStyle(e).visibility !== 'hidden');
-found.forEach((e, i) => { e.dataset.kb = String(i); });
-return found.map(e => e.outerHTML.slice(0, 120));
+const seen = {};
+const keys = found.map(e => {
+  const what = [e.tagName, e.id || e.getAttribute('name') || e.getAttribute('href') || '',
+                (e.textContent || e.value || '').trim().slice(0, 40)].join('|');
+  seen[what] = (seen[what] || 0) + 1;
+  return what + '#' + seen[what];
+});
 """
-
-FOCUSED = """
+CONTROLS = KEYS + "return keys;"
+FOCUSED = KEYS + """
 const a = document.activeElement;
 if (!a || a === document.body || a === document.documentElement) return null;
 const s = getComputedStyle(a);
 const ring = (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0)
   || s.boxShadow !== 'none';
-return {kb: a.dataset.kb === undefined ? null : a.dataset.kb, ring: ring,
-        html: a.outerHTML.slice(0, 120)};
+const at = found.indexOf(a);
+return {key: at < 0 ? null : keys[at], ring: ring, html: a.outerHTML.slice(0, 120)};
 """
 
 
@@ -241,15 +248,14 @@ def tab_through(browser: Any) -> tuple[list[str], list[str]]:
             if reached:
                 break  # round the page once
             continue
-        if focused["kb"] is None:
+        if focused["key"] is None:
             continue
-        reached.add(focused["kb"])
+        reached.add(focused["key"])
         if not focused["ring"]:
-            unringed[focused["kb"]] = focused["html"]
-        if len(reached) == len(controls):
+            unringed[focused["key"]] = focused["html"]
+        if reached >= set(controls):
             break
-    missing = [html for i, html in enumerate(controls) if str(i) not in reached]
-    return missing, sorted(unringed.values())
+    return [key for key in controls if key not in reached], sorted(unringed.values())
 
 
 @pytest.mark.browser
