@@ -35,6 +35,7 @@ from fsrouter.web.pages.listing import (
     page_url,
     page_window,
     short_time,
+    suggestions,
     text_arg,
     trimmed,
 )
@@ -75,7 +76,8 @@ def incidents_page() -> str:
     return flask.render_template("incidents/list.html", items=items, paging=paging,
                                  errors=errors, filters=filters(),
                                  states=INCIDENT_STATES,
-                                 page_url=page_url, when=short_time)
+                                 page_url=page_url, when=short_time,
+                                 suggest=suggestions(config()))
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,8 @@ def calls_page() -> str:
     items, paging, errors = listing_or_errors(lambda: _calls(paged=True))
     return flask.render_template("calls/list.html", items=items, paging=paging,
                                  errors=errors, filters=filters(),
-                                 page_url=page_url, when=short_time)
+                                 page_url=page_url, when=short_time,
+                                 suggest=suggestions(config()))
 
 
 # ---------------------------------------------------------------- API

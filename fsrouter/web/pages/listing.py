@@ -141,3 +141,10 @@ def listing_or_errors(read: Callable[[], tuple[list[dict[str, Any]], Paging]]
             raise
         return [], Paging(0, PAGE_SIZE), [str(line) for line in failure.lines]
     return items[::-1], paging, []
+
+
+def suggestions(config: Config) -> dict[str, list[str]]:
+    """What the filter fields offer while typing: the configured numbers (with their names)
+    and users (anything else may still be typed)."""
+    return {"numbers": [number.number for number in config.numbers],
+            "users": sorted(config.users)}

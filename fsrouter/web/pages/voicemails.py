@@ -34,6 +34,7 @@ from fsrouter.web.pages.listing import (
     page_url,
     page_window,
     short_time,
+    suggestions,
     text_arg,
     trimmed,
 )
@@ -86,7 +87,8 @@ def voicemails_page() -> str:
     return flask.render_template("voicemails/list.html", items=items, paging=paging,
                                  errors=errors, filters=filters(),
                                  mail_states=MAIL_STATES,
-                                 supervisor=supervisor, page_url=page_url, when=short_time)
+                                 supervisor=supervisor, page_url=page_url, when=short_time,
+                                 suggest=suggestions(config()))
 
 
 @bp.get(f"/voicemails/{ID}/audio")
