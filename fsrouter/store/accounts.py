@@ -108,26 +108,24 @@ def token_used(token_id: int, now: datetime) -> None:
 # ---------------------------------------------------------------- failed log-ins
 
 
-def failures_since(since: datetime, name: str | None = None,
-                   address: str | None = None) -> int:
-    """Failed log-ins from ``since`` on, for the name typed or from the address."""
-    query = LoginFailure.select().where(LoginFailure.at >= since)
-    if name is not None:
-        query = query.where(LoginFailure.name == name)
-    if address is not None:
-        query = query.where(LoginFailure.address == address)
-    with session():
-        return query.count()
-
-
-def add_failure(name: str, address: str, now: datetime, forget_before: datetime) -> None:
-    """Count one failure; rows older than ``forget_before`` go (the table stays small)."""
+def claim_attempt(name: str, address: str, now: datetime, since: datetime,
+                  name_limit: int, address_limit: int) -> bool:
+    """Count a log-in attempt as a failure before its password is checked, unless the name
+    or the address already has its limit of failures since ``since`` (then False, nothing
+    counted). One transaction: attempts made at the same moment cannot slip past the limit
+    together. A good password then clears the name's failures (:func:`clear_failures`)."""
     with session(immediate=True):
-        LoginFailure.delete().where(LoginFailure.at < forget_before).execute()
+        recent = LoginFailure.select().where(LoginFailure.at >= since)
+        if recent.where(LoginFailure.address == address).count() >= address_limit \
+                or recent.where(LoginFailure.name == name).count() >= name_limit:
+            return False
+        LoginFailure.delete().where(LoginFailure.at < since).execute()  # the table stays small
         LoginFailure.create(name=name, address=address, at=now)
+    return True
 
 
 def clear_failures(name: str) -> None:
-    """A successful log-in: the name's count starts again (the address's does not)."""
+    """A successful log-in: the name's count starts again (the address's other failures
+    stay)."""
     with session(immediate=True):
         LoginFailure.delete().where(LoginFailure.name == name).execute()

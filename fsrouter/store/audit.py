@@ -8,7 +8,8 @@ audit entry are written together or not at all.
 
 Kinds (``noun.verb``): ``route.set``, ``route.reset``, ``agent.login``, ``agent.logout``,
 ``override.add``, ``override.remove``, ``two_way.import``, ``reload.accepted``,
-``reload.refused``, ``delivery.retry``.
+``reload.refused``, ``delivery.retry``; the console's accounts and tokens: ``web_user.add``,
+``web_user.passwd``, ``web_user.remove``, ``web_token.add``, ``web_token.remove``.
 """
 
 from __future__ import annotations

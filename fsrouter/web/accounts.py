@@ -129,14 +129,12 @@ def log_in(name: str, password: str, address: str, now: datetime) -> Account | N
     """The account for a right name and password, None for a wrong one (counted);
     :class:`LockedOut` while the name or the address is over its limit."""
     typed = name.strip().lower()[:64]
-    since = now - WINDOW
-    if store.failures_since(since, address=address) >= ADDRESS_FAILURES \
-            or store.failures_since(since, name=typed) >= NAME_FAILURES:
+    if not store.claim_attempt(typed, address[:64], now, now - WINDOW, NAME_FAILURES,
+                               ADDRESS_FAILURES):
         raise LockedOut(int(WINDOW.total_seconds() // 60))
     row = store.get_account(typed) if NAME.fullmatch(typed) else None
     if not _verify(row.password_hash if row else _DUMMY_HASH, password) or row is None:
-        store.add_failure(typed, address, now, forget_before=since)
-        return None
+        return None  # the attempt stays counted as a failure
     store.clear_failures(typed)
     if _hasher.check_needs_rehash(row.password_hash):
         store.rehash(row.name, row.password_hash, _hasher.hash(password))

@@ -6,7 +6,8 @@ Order, for every request except the log-in page and static files (:data:`PUBLIC`
 2. A change (any method but GET, HEAD, OPTIONS) made with the session cookie must carry the
    session's CSRF token (header ``X-CSRF-Token`` or form field ``csrf_token``): 403 without.
    Token-authenticated calls are exempt: a browser never sends a bearer token by itself.
-3. A change needs the supervisor role, whatever the handler says: 403 for a viewer.
+3. A change needs the supervisor role, whatever the handler says: 403 for a viewer (except
+   logging out, :data:`ANY_ROLE`).
    :func:`require` adds a role check per view (``@require("supervisor")`` on a GET).
 
 So a page added without a decorator is still closed to anonymous callers and to viewers'
@@ -37,6 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC = frozenset({"login.login", "static"})  # reachable without an account
+ANY_ROLE = frozenset({"login.logout"})  # changes of one's own session: viewers too
 
 
 def require(role: str) -> Callable[[F], F]:
@@ -88,7 +90,7 @@ def before_request() -> Response | None:
     refused = _check_csrf() if account.via == "session" else None
     if refused is not None:
         return refused
-    if not account.may("supervisor"):
+    if not account.may("supervisor") and flask.request.endpoint not in ANY_ROLE:
         return answer(403, [f"viewers cannot change anything: {account.name} is a viewer"])
     return None
 

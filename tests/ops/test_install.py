@@ -222,14 +222,22 @@ def test_the_readme_install_in_a_throwaway_root(root):
                            capture_output=True, text=True, timeout=120, check=False)
     assert other.returncode == 2 and "Permission denied" in other.stderr, other.stderr
 
-    # The unit as installed: verify and security against the root.
-    verify = subprocess.run(["systemd-analyze", "verify", f"--root={root}", "fsrouter.service"],
+    # The units as installed (the daemon's, and the console's when the README installs it):
+    # verify and security against the root.
+    units = sorted(path.name for path in (root / "etc/systemd/system").glob("fsrouter*.service"))
+    assert "fsrouter.service" in units
+    for name in units:
+        verify_unit(root, name)
+
+
+def verify_unit(root: Path, name: str) -> None:
+    verify = subprocess.run(["systemd-analyze", "verify", f"--root={root}", name],
                             capture_output=True, text=True, timeout=120, check=False)
     assert verify.returncode == 0 and verify.stdout + verify.stderr == "", verify.stderr
     security = subprocess.run(["systemd-analyze", "security", f"--root={root}",
-                               "--offline=true", "--no-pager", "fsrouter.service"],
+                               "--offline=true", "--no-pager", name],
                               capture_output=True, text=True, timeout=120, check=False)
-    found = re.search(r"Overall exposure level for fsrouter.service: (\d+\.\d+)",
+    found = re.search(rf"Overall exposure level for {re.escape(name)}: (\d+\.\d+)",
                       security.stdout)
     assert found, security.stdout[-500:] + security.stderr[-500:]
     assert float(found[1]) <= MAX_EXPOSURE

@@ -141,3 +141,20 @@ def test_fsr_api_sends_the_csrf_header(browser, web_server: WebServer):
     raw, through_api = browser.execute_async_script(script)
     assert raw == 403  # a change without the header: refused
     assert through_api.startswith("404 ")  # with it: past the CSRF check, to routing
+
+
+def test_a_viewer_cannot_change_anything_but_may_log_out(browser, web_server: WebServer):
+    login(browser, web_server, "viewer")
+    browser.get(f"{web_server.url}/account")
+    assert "vera" in text(browser) and "viewer" in text(browser)
+    script = """
+        const done = arguments[arguments.length - 1];
+        Promise.all(["POST", "PUT", "DELETE"].map(method =>
+            fsr.api(method, "/api/v1/routes", {}).then(() => "allowed",
+                                                       error => error.status + " " + error.lines)))
+            .then(done);
+    """
+    answers = browser.execute_async_script(script)
+    assert answers == ["403 viewers cannot change anything: vera is a viewer"] * 3
+    browser.find_element(By.CSS_SELECTOR, ".who button[type=submit]").click()
+    wait_for(lambda: "/login" in browser.current_url, 30, "the log-out")

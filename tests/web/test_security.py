@@ -134,6 +134,10 @@ def test_log_in_and_log_out_forms_need_the_csrf_token(app, web_env):
     assert sam.get("/account").status_code == 200  # still logged in
     assert sam.post_form("/logout").status_code == 302
     assert is_login_redirect(sam.get("/account"))
+    vera = logged_in(app, web_env, "viewer")  # a viewer may log out (her own session)
+    assert vera.post("/logout").status_code == 403
+    assert vera.post_form("/logout").status_code == 302
+    assert is_login_redirect(vera.get("/account"))
 
 
 # ---------------------------------------------------------------- tokens
