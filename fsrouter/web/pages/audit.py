@@ -28,7 +28,8 @@ from fsrouter.web.pages.listing import (
 
 bp = flask.Blueprint("audit", __name__)
 
-KINDS = ("route.", "agent.", "override.", "two_way.", "reload.", "delivery.", "web.")
+KINDS = ("route.", "agent.", "override.", "two_way.", "reload.", "delivery.", "web_user.",
+         "web_token.")
 
 
 def _entries(paged: bool) -> tuple[list[dict[str, Any]], Paging]:
