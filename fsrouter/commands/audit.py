@@ -14,9 +14,8 @@ import re
 from datetime import datetime
 from typing import Any
 
-from fsrouter.commands import EXIT_OK, EXIT_USAGE
+from fsrouter.commands import EXIT_OK
 from fsrouter.commands.common import (
-    Failure,
     emit_listing,
     iso,
     load,
@@ -25,10 +24,11 @@ from fsrouter.commands.common import (
     shown,
     store,
     table,
-    time_range,
 )
-from fsrouter.commands.history import MAX_LIMIT
+from fsrouter.commands.history import filter_text, window_of
+from fsrouter.config import Config
 from fsrouter.store import audit
+from fsrouter.store.history import Window
 from fsrouter.store.models import AuditEntry
 
 COLUMNS = ("id", "at", "who", "kind", "subject", "before", "after")
@@ -38,16 +38,8 @@ _FIRST = ("user", "agent", "type", "target", "state", "from", "to", "reason")  #
 def run(args: argparse.Namespace) -> int:
     config = load(args.config)
     zone = config.defaults.timezone
-    since, until = time_range(args, zone)
-    if not 1 <= args.limit <= MAX_LIMIT:
-        raise Failure(EXIT_USAGE, f"--limit must be 1-{MAX_LIMIT}, got {args.limit}")
-    subject = args.subject
-    if subject is not None and subject[:1] in "+0123456789":
-        try:  # a number in any form the configuration accepts
-            subject = parse_number(subject, config)
-        except ValueError:
-            pass
-    wanted = audit.AuditFilter(since, until, args.kind, subject, args.who, args.limit)
+    wanted = audit_filter(config, window_of(config, args.since, args.until, args.limit),
+                          args.kind, args.subject, args.who)
     with store(config, args.database, must_exist=True):
         rows = audit.entries(wanted)
     items = [item(row, zone) for row in rows]
@@ -56,6 +48,19 @@ def run(args: argparse.Namespace) -> int:
                   "after": _compact(entry["after"])} for entry in items]
     emit_listing(args, items, COLUMNS, lambda: _text(items, zone))
     return EXIT_OK
+
+
+def audit_filter(config: Config, wanted: Window, kind: str | None = None,
+                 subject: str | None = None, who: str | None = None) -> audit.AuditFilter:
+    """The trail's filters from plain values (the command and the console share it)."""
+    subject = filter_text(subject, "subject")
+    if subject is not None and subject[:1] in "+0123456789":
+        try:  # a number in any form the configuration accepts
+            subject = parse_number(subject, config)
+        except ValueError:
+            pass
+    return audit.AuditFilter(wanted.since, wanted.until, filter_text(kind, "kind"), subject,
+                             filter_text(who, "who"), wanted.limit, wanted.offset)
 
 
 def item(row: AuditEntry, zone: str) -> dict[str, Any]:

@@ -287,9 +287,14 @@ def by_of(args: Any) -> str:
 
 def time_range(args: Any, zone: str) -> tuple[datetime | None, datetime | None]:
     """``--since``/``--until`` (ISO; without an offset in ``zone``), exit 2 if unreadable."""
+    return parse_range(getattr(args, "since", None), getattr(args, "until", None), zone)
+
+
+def parse_range(since_text: str | None, until_text: str | None, zone: str
+                ) -> tuple[datetime | None, datetime | None]:
+    """:func:`time_range` for plain values (the commands and the console share it)."""
     bounds = []
-    for flag in ("since", "until"):
-        text = getattr(args, flag, None)
+    for flag, text in (("since", since_text), ("until", until_text)):
         try:
             bounds.append(parse_moment(text, zone) if text else None)
         except ValueError as error:

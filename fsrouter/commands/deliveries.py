@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -40,12 +41,46 @@ def run_list(args: argparse.Namespace) -> int:
     zone = config.defaults.timezone
     wanted = window(args, config)
     with store(config, args.database, must_exist=True):
-        mails = history.failed_mails(wanted)
-        hooks = history.failed_webhooks(wanted)
-    items = sorted([*(_mail(row, zone) for row in mails), *(_hook(row, zone) for row in hooks)],
-                   key=lambda item: (item["created_at"], item["id"]))
+        items = failed(wanted, zone)
     emit_listing(args, items, COLUMNS, lambda: _text(items, zone))
     return EXIT_OK
+
+
+def parse_ids(texts: Sequence[str]) -> tuple[list[int], list[int]]:
+    """``mail:N``/``webhook:N`` ids as (mail ids, webhook ids); :class:`Failure` listing every
+    bad one."""
+    mails: list[int] = []
+    hooks: list[int] = []
+    errors = []
+    for text in dict.fromkeys(texts):
+        match = _ID.fullmatch(text)
+        if match is None:
+            errors.append(f"{shown(text, 40)!r}: an id is mail:N or webhook:N (see "
+                          "fsrouter deliveries list)")
+        else:
+            (mails if match[1] == "mail" else hooks).append(int(match[2]))
+    if errors:
+        raise Failure(EXIT_USAGE, *errors, "nothing was changed")
+    return mails, hooks
+
+
+def retry(mails: Sequence[int], hooks: Sequence[int], who: str, now: datetime) -> list[str]:
+    """Make these failed deliveries due again, all or none, audited as ``who`` (store bound);
+    the ids done, or :class:`Failure` (exit 2) when one is missing or not failed."""
+    with session(immediate=True):
+        try:
+            return [f"mail:{row.id}" for row in history.retry_mails(mails, who, now)] + \
+                [f"webhook:{row.id}" for row in history.retry_webhooks(hooks, who, now)]
+        except NotFound as error:
+            raise Failure(EXIT_USAGE, f"{error}: nothing was changed") from None
+
+
+def failed(wanted: history.Window, zone: str) -> list[dict[str, Any]]:
+    """Every delivery given up on in ``wanted``, oldest first (store bound)."""
+    mails = history.failed_mails(wanted)
+    hooks = history.failed_webhooks(wanted)
+    return sorted([*(_mail(row, zone) for row in mails), *(_hook(row, zone) for row in hooks)],
+                  key=lambda item: (item["created_at"], item["id"]))
 
 
 def _mail(row: Voicemail, zone: str) -> dict[str, Any]:
@@ -75,23 +110,9 @@ def _text(items: list[dict[str, Any]], zone: str) -> list[str]:
 def run_retry(args: argparse.Namespace) -> int:
     config = load(args.config)
     by = by_of(args)
-    mails, hooks, errors = [], [], []
-    for text in dict.fromkeys(args.ids):
-        match = _ID.fullmatch(text)
-        if match is None:
-            errors.append(f"{shown(text, 40)!r}: an id is mail:N or webhook:N (see "
-                          "fsrouter deliveries list)")
-        else:
-            (mails if match[1] == "mail" else hooks).append(int(match[2]))
-    if errors:
-        raise Failure(EXIT_USAGE, *errors, "nothing was changed")
-    now = utc_now()
-    with store(config, args.database, must_exist=True), session(immediate=True):
-        try:
-            done = [f"mail:{row.id}" for row in history.retry_mails(mails, by, now)] + \
-                [f"webhook:{row.id}" for row in history.retry_webhooks(hooks, by, now)]
-        except NotFound as error:
-            raise Failure(EXIT_USAGE, f"{error}: nothing was changed") from None
+    mails, hooks = parse_ids(args.ids)
+    with store(config, args.database, must_exist=True):
+        done = retry(mails, hooks, by, utc_now())
     emit(f"{item}: due again" for item in done)
     emit([f"{len(done)} deliver(ies) queued again by {shown(by, 40)}; the daemon sends them "
           "on its next poll"])

@@ -10,7 +10,10 @@ every ``--json`` output), ``2026-12-05 03:12 +01:00`` in tables.
 from __future__ import annotations
 
 import argparse
+import os
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from fsrouter.commands import EXIT_OK, EXIT_USAGE
@@ -23,16 +26,18 @@ from fsrouter.commands.common import (
     load,
     local_text,
     parse_number,
+    parse_range,
     shown,
     store,
     table,
-    time_range,
 )
 from fsrouter.config import Config
 from fsrouter.store import NotFound, history
 from fsrouter.store.models import INCIDENT_STATES, Attempt, CallRecord, Incident, Voicemail
 
 MAX_LIMIT = 100_000
+MAX_OFFSET = 10_000_000
+MAX_FILTER = 128  # characters of a free-text filter (an outcome, a user...)
 INCIDENT_COLUMNS = ("id", "created_at", "number", "option", "label", "caller_number",
                     "caller_name", "state", "accepted_by", "accepted_at", "resolved_at",
                     "reason")
@@ -44,15 +49,49 @@ VOICEMAIL_COLUMNS = ("id", "created_at", "user", "caller_number", "caller_name",
                      "mail_error", "path")
 
 
+class Missing(Failure):
+    """No such incident or voicemail (exit 2 for a command; the console answers 404)."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__(EXIT_USAGE, *lines)
+
+
+class Refused(Failure):
+    """A row asks for what may not be done, e.g. a file outside its directory (exit 2; the
+    console answers 403)."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__(EXIT_USAGE, *lines)
+
+
 def window(args: argparse.Namespace, config: Config) -> history.Window:
-    since, until = time_range(args, config.defaults.timezone)
-    if not 1 <= args.limit <= MAX_LIMIT:
-        raise Failure(EXIT_USAGE, f"--limit must be 1-{MAX_LIMIT}, got {args.limit}")
-    return history.Window(since, until, args.limit)
+    return window_of(config, args.since, args.until, args.limit)
+
+
+def window_of(config: Config, since: str | None, until: str | None, limit: int,
+              offset: int = 0) -> history.Window:
+    """The time range and page of a listing from plain values (ISO texts; without an offset
+    in ``defaults.timezone``); :class:`Failure` (exit 2) naming the bad one."""
+    start, end = parse_range(since, until, config.defaults.timezone)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Failure(EXIT_USAGE, f"--limit must be 1-{MAX_LIMIT}, got {limit}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise Failure(EXIT_USAGE, f"offset must be 0-{MAX_OFFSET}, got {offset}")
+    return history.Window(start, end, limit, offset)
+
+
+def filter_text(text: str | None, flag: str) -> str | None:
+    """A free-text filter (matched exactly, never interpreted): printable and short."""
+    if text is None or text == "":
+        return None
+    if len(text) > MAX_FILTER or not text.isprintable():
+        raise Failure(EXIT_USAGE, f"--{flag}: at most {MAX_FILTER} printable characters, "
+                      f"got {shown(text, 40)!r}")
+    return text
 
 
 def _number(text: str | None, config: Config) -> str | None:
-    if text is None:
+    if text is None or text == "":
         return None
     try:
         return parse_number(text, config)
@@ -67,15 +106,33 @@ def _when(moment: datetime | None, zone: str) -> str:
 # ---------------------------------------------------------------- incidents
 
 
+@dataclass(frozen=True)
+class IncidentQuery:
+    """Checked filters of an incident listing; :meth:`rows` reads them (store bound)."""
+
+    window: history.Window
+    number: str | None = None
+    option: str | None = None
+    state: str | None = None
+
+    def rows(self) -> list[Incident]:
+        return history.list_incidents(self.window, self.number, self.option, self.state)
+
+
+def incident_query(config: Config, wanted: history.Window, number: str | None = None,
+                   option: str | None = None, state: str | None = None) -> IncidentQuery:
+    if state is not None and state != "" and state not in INCIDENT_STATES:
+        raise Failure(EXIT_USAGE, f"--state must be one of {', '.join(INCIDENT_STATES)}")
+    return IncidentQuery(wanted, _number(number, config), filter_text(option, "option"),
+                         state or None)
+
+
 def run_incidents(args: argparse.Namespace) -> int:
     config = load(args.config)
     zone = config.defaults.timezone
-    wanted = window(args, config)
-    number = _number(args.number, config)
-    if args.state is not None and args.state not in INCIDENT_STATES:
-        raise Failure(EXIT_USAGE, f"--state must be one of {', '.join(INCIDENT_STATES)}")
+    query = incident_query(config, window(args, config), args.number, args.option, args.state)
     with store(config, args.database, must_exist=True):
-        rows = history.list_incidents(wanted, number, args.option, args.state)
+        rows = query.rows()
     items = [incident_item(row, zone) for row in rows]
     emit_listing(args, items, INCIDENT_COLUMNS, lambda: [
         *table(("id", "created", "number", "option", "caller", "state", "accepted by",
@@ -102,21 +159,30 @@ def run_incident_show(args: argparse.Namespace) -> int:
     config = load(args.config)
     zone = config.defaults.timezone
     with store(config, args.database, must_exist=True):
-        try:
-            timeline = history.incident_timeline(args.id)
-        except NotFound as error:
-            raise Failure(EXIT_USAGE, str(error)) from None
-    data = {**incident_item(timeline.incident, zone),
+        timeline = incident_timeline(args.id)
+    if args.json:
+        emit_json(incident_data(timeline, zone))
+    else:
+        emit(_show_lines(timeline, zone))
+    return EXIT_OK
+
+
+def incident_timeline(incident_id: int) -> history.Timeline:
+    """One incident's story (store bound); :class:`Failure` (exit 2) when there is none."""
+    try:
+        return history.incident_timeline(incident_id)
+    except NotFound as error:
+        raise Missing(str(error)) from None
+
+
+def incident_data(timeline: history.Timeline, zone: str) -> dict[str, Any]:
+    """``incidents show --json``: the incident, its calls, attempts, voicemails, events."""
+    return {**incident_item(timeline.incident, zone),
             "calls": [call_item(call, zone, None) for call in timeline.calls],
             "attempts": [attempt_item(a, zone) for a in timeline.attempts],
             "voicemails": [voicemail_item(v, zone) for v in timeline.voicemails],
             "events": [{"at": iso(at, zone), "event": text}
                        for at, text in events(timeline)]}
-    if args.json:
-        emit_json(data)
-    else:
-        emit(_show_lines(timeline, zone))
-    return EXIT_OK
 
 
 def events(timeline: history.Timeline) -> list[tuple[datetime, str]]:
@@ -169,14 +235,29 @@ def _show_lines(timeline: history.Timeline, zone: str) -> list[str]:
 # ---------------------------------------------------------------- calls
 
 
+@dataclass(frozen=True)
+class CallQuery:
+    window: history.Window
+    number: str | None = None
+    outcome: str | None = None
+
+    def rows(self) -> tuple[list[CallRecord], dict[int, int]]:
+        """The calls and how many dial attempts each made (store bound)."""
+        rows = history.list_calls(self.window, self.number, self.outcome)
+        return rows, history.attempt_counts([row.id for row in rows])
+
+
+def call_query(config: Config, wanted: history.Window, number: str | None = None,
+               outcome: str | None = None) -> CallQuery:
+    return CallQuery(wanted, _number(number, config), filter_text(outcome, "outcome"))
+
+
 def run_calls(args: argparse.Namespace) -> int:
     config = load(args.config)
     zone = config.defaults.timezone
-    wanted = window(args, config)
-    number = _number(args.number, config)
+    query = call_query(config, window(args, config), args.number, args.outcome)
     with store(config, args.database, must_exist=True):
-        rows = history.list_calls(wanted, number, args.outcome)
-        counts = history.attempt_counts([row.id for row in rows])
+        rows, counts = query.rows()
     items = [call_item(row, zone, counts.get(row.id, 0)) for row in rows]
     emit_listing(args, items, CALL_COLUMNS, lambda: [
         *table(("started", "number", "type", "caller", "outcome", "cause", "incident",
@@ -212,12 +293,29 @@ def attempt_item(row: Attempt, zone: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- voicemails
 
 
+@dataclass(frozen=True)
+class VoicemailQuery:
+    window: history.Window
+    user: str | None = None
+    mail: str | None = None
+
+    def rows(self) -> list[Voicemail]:
+        return history.list_voicemails(self.window, self.user, self.mail)
+
+
+def voicemail_query(wanted: history.Window, user: str | None = None,
+                    mail: str | None = None) -> VoicemailQuery:
+    if mail is not None and mail != "" and mail not in history.MAIL_STATES:
+        raise Failure(EXIT_USAGE, f"--mail must be one of {', '.join(history.MAIL_STATES)}")
+    return VoicemailQuery(wanted, filter_text(user, "user"), mail or None)
+
+
 def run_voicemails(args: argparse.Namespace) -> int:
     config = load(args.config)
     zone = config.defaults.timezone
-    wanted = window(args, config)
+    query = voicemail_query(window(args, config), args.user, args.mail)
     with store(config, args.database, must_exist=True):
-        rows = history.list_voicemails(wanted, args.user, args.mail)
+        rows = query.rows()
     items = [voicemail_item(row, zone) for row in rows]
     emit_listing(args, items, VOICEMAIL_COLUMNS, lambda: [
         *table(("id", "left", "for", "caller", "length", "incident", "mail"),
@@ -244,3 +342,21 @@ def voicemail_item(row: Voicemail, zone: str) -> dict[str, Any]:
             "mail": history.mail_state(row), "emailed_at": iso(row.emailed_at, zone),
             "mail_attempts": row.email_attempts, "mail_error": row.email_error,
             "path": row.path}
+
+
+def voicemail_file(config: Config, voicemail_id: int) -> Path:
+    """The recording of a voicemail (store bound), only when its stored path is a regular file
+    inside ``voicemail.directory`` (symbolic links resolved): a row is data, not a licence to
+    read any file. :class:`Missing` or :class:`Refused` otherwise."""
+    try:
+        row = history.get_voicemail(voicemail_id)
+    except NotFound as error:
+        raise Missing(str(error)) from None
+    folder = Path(os.path.realpath(config.voicemail.directory))
+    path = Path(os.path.realpath(row.path))
+    if not path.is_relative_to(folder) or path == folder:
+        raise Refused(f"voicemail {voicemail_id}: its file is outside "
+                      f"{config.voicemail.directory}")
+    if not path.is_file():
+        raise Missing(f"voicemail {voicemail_id}: no recording on this host")
+    return path

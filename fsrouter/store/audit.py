@@ -89,6 +89,7 @@ class AuditFilter:
     subject: str | None = None
     who: str | None = None
     limit: int = 1000
+    offset: int = 0  # skip the newest N (a page of the console)
 
 
 def entries(wanted: AuditFilter) -> list[AuditEntry]:
@@ -107,7 +108,7 @@ def entries(wanted: AuditFilter) -> list[AuditEntry]:
         query = query.where(AuditEntry.who == wanted.who)
     with session():
         rows = list(query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
-                    .limit(wanted.limit))
+                    .limit(wanted.limit).offset(wanted.offset or None))
     return rows[::-1]
 
 

@@ -25,11 +25,13 @@ DEFAULT_LIMIT = 200
 
 @dataclass(frozen=True)
 class Window:
-    """Rows from ``since`` (inclusive) to ``until`` (exclusive); the newest ``limit``."""
+    """Rows from ``since`` (inclusive) to ``until`` (exclusive); the newest ``limit`` after
+    skipping the newest ``offset`` (a page of the console)."""
 
     since: datetime | None = None
     until: datetime | None = None
     limit: int = DEFAULT_LIMIT
+    offset: int = 0
 
 
 def _in_window(query: peewee.ModelSelect, column: peewee.Field, window: Window
@@ -42,10 +44,12 @@ def _in_window(query: peewee.ModelSelect, column: peewee.Field, window: Window
 
 
 def _newest(query: peewee.ModelSelect, column: peewee.Field, key: peewee.Field,
-            limit: int) -> list[peewee.Model]:
-    """The newest ``limit`` rows, oldest first (a listing reads like a log)."""
+            window: Window) -> list[peewee.Model]:
+    """The newest ``limit`` rows (after ``offset``), oldest first (a listing reads like a
+    log)."""
     with session():
-        rows = list(query.order_by(column.desc(), key.desc()).limit(limit))
+        rows = list(query.order_by(column.desc(), key.desc()).limit(window.limit)
+                    .offset(window.offset or None))
     return rows[::-1]
 
 
@@ -61,7 +65,7 @@ def list_incidents(window: Window, number: str | None = None, option: str | None
         query = query.where(Incident.option_digit == option)
     if state is not None:
         query = query.where(Incident.state == state)
-    return _newest(query, Incident.created_at, Incident.id, window.limit)
+    return _newest(query, Incident.created_at, Incident.id, window)
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ def list_calls(window: Window, number: str | None = None, outcome: str | None = 
         query = query.where(CallRecord.number == number)
     if outcome is not None:
         query = query.where(CallRecord.outcome == outcome)
-    return _newest(query, CallRecord.started_at, CallRecord.id, window.limit)
+    return _newest(query, CallRecord.started_at, CallRecord.id, window)
 
 
 def attempt_counts(call_ids: Sequence[int]) -> dict[int, int]:
@@ -108,6 +112,15 @@ def attempt_counts(call_ids: Sequence[int]) -> dict[int, int]:
         rows = (Attempt.select(Attempt.call, peewee.fn.COUNT(Attempt.id).alias("n"))
                 .where(Attempt.call.in_(list(call_ids))).group_by(Attempt.call).tuples())
         return {call_id: count for call_id, count in rows}
+
+
+def get_voicemail(voicemail_id: int) -> Voicemail:
+    """One voicemail, or :class:`NotFound`."""
+    with session():
+        row = Voicemail.get_or_none(Voicemail.id == voicemail_id)
+    if row is None:
+        raise NotFound(f"no voicemail {voicemail_id}")
+    return row
 
 
 MAIL_STATES = ("sent", "pending", "failed")
@@ -136,7 +149,7 @@ def list_voicemails(window: Window, user: str | None = None, mail: str | None = 
         query = query.where(Voicemail.user_id == user)
     if mail is not None:
         query = query.where(_mail_state_is(mail))
-    return _newest(query, Voicemail.created_at, Voicemail.id, window.limit)
+    return _newest(query, Voicemail.created_at, Voicemail.id, window)
 
 
 # ---------------------------------------------------------------- failed deliveries
@@ -145,13 +158,13 @@ def list_voicemails(window: Window, user: str | None = None, mail: str | None = 
 def failed_mails(window: Window) -> list[Voicemail]:
     query = _in_window(Voicemail.select().where(_mail_state_is("failed")),
                        Voicemail.created_at, window)
-    return _newest(query, Voicemail.created_at, Voicemail.id, window.limit)
+    return _newest(query, Voicemail.created_at, Voicemail.id, window)
 
 
 def failed_webhooks(window: Window) -> list[OutboxMessage]:
     query = _in_window(OutboxMessage.select().where(OutboxMessage.state == "failed"),
                        OutboxMessage.created_at, window)
-    return _newest(query, OutboxMessage.created_at, OutboxMessage.id, window.limit)
+    return _newest(query, OutboxMessage.created_at, OutboxMessage.id, window)
 
 
 def _mail_value(row: Voicemail) -> dict[str, object]:

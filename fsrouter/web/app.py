@@ -32,6 +32,9 @@ PAGES: tuple[str, ...] = (
     "fsrouter.web.pages.agents",
     "fsrouter.web.pages.oncall",
     "fsrouter.web.pages.routes",
+    "fsrouter.web.pages.history",
+    "fsrouter.web.pages.voicemails",
+    "fsrouter.web.pages.audit",
 )
 
 MAX_REQUEST_BYTES = 11 * 1024 * 1024  # a 10 MB CSV import (commands.common.MAX_CSV_BYTES)

@@ -176,6 +176,9 @@ def test_audit_filters_and_limit(db):
     assert [e.subject for e in audit.entries(window)] == ["+49301", "+49302"]
     assert [e.subject for e in audit.entries(audit.AuditFilter(limit=2))] == [
         "+49304", "/etc/fsrouter/config.yaml"]
+    # A page further back (the console): skip the newest two, the next two, oldest first.
+    assert [e.subject for e in audit.entries(audit.AuditFilter(limit=2, offset=2))] == [
+        "+49302", "+49303"]
 
 
 # ---------------------------------------------------------------- history
@@ -193,6 +196,9 @@ def test_incidents_filter_by_time_number_option_and_state(db):
     assert history.list_incidents(everything, number=AGENT_LINE) == []
     assert [i.id for i in history.list_incidents(history.Window(since=at(60)))] == [
         night.unanswered]
+    assert [i.id for i in history.list_incidents(history.Window(limit=1, offset=1))] == [
+        night.accepted]  # one page back
+    assert history.list_incidents(history.Window(offset=2)) == []
     assert [i.id for i in history.list_incidents(history.Window(until=at(60)))] == [
         night.accepted]
     assert [i.id for i in history.list_incidents(history.Window(limit=1))] == [
