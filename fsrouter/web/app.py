@@ -17,6 +17,7 @@ import structlog
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
+from fsrouter.store.db import database_proxy, open_database
 from fsrouter.web import auth, errors
 from fsrouter.web.context import ConfigHolder, config_problem
 from fsrouter.web.nav import NAV, nav_items
@@ -100,7 +101,10 @@ def create_app(settings: WebSettings, clock: Callable[[], datetime] | None = Non
     )
     app.session_interface = SessionCookies()
     app.extensions["fsrouter.settings"] = settings
-    app.extensions["fsrouter.config"] = ConfigHolder.load(settings.config_path)
+    holder = ConfigHolder.load(settings.config_path)
+    app.extensions["fsrouter.config"] = holder
+    if database_proxy.obj is None:  # `fsrouter web` opened it (and checked the schema)
+        open_database(settings.database_url or holder.config.database.url)
     if clock is not None:
         app.extensions["fsrouter.clock"] = clock
     app.wsgi_app = TrustedProxy(app.wsgi_app, settings.trusted_proxy)  # type: ignore[method-assign]
