@@ -26,10 +26,13 @@ class Result:
 
 
 def run(env: WebEnv, *args: str, stdin: str | None = None) -> Result:
-    done = subprocess.run([str(FSROUTER), *args, "-c", str(env.config_path)], input=stdin,
+    # Either input or stdin, never both keys: gevent's patched subprocess.run (this worker
+    # may have monkey-patched it) refuses `stdin=None` next to `input`.
+    feed: dict[str, object] = ({"input": stdin} if stdin is not None
+                               else {"stdin": subprocess.DEVNULL})
+    done = subprocess.run([str(FSROUTER), *args, "-c", str(env.config_path)],
                           capture_output=True, text=True, timeout=120, check=False,
-                          stdin=None if stdin is not None else subprocess.DEVNULL,
-                          env={**os.environ, "SUDO_USER": "olga"})
+                          env={**os.environ, "SUDO_USER": "olga"}, **feed)  # type: ignore[call-overload]
     return Result(done.returncode, done.stdout, done.stderr)
 
 
