@@ -1,0 +1,134 @@
+"""Agent claims: no agent is rung by two calls at once, across daemons and switches.
+
+Wiring in the call flows (fsrouter/calls/dialer.py, inbound.py)::
+
+    claim = claims.claim(user_id, call.uuid, leg_uuid)   # before the originate / bridge
+    if claim is None: ...                                  # busy: exactly as a busy agent
+    ...
+    claims.release(claim)                                  # the leg did not get through
+    claims.release_when_ended(claim, call_gone, exists)    # answered: when the agent's leg ends
+
+A claim that fails (held by a live node, our lease over, the database unreachable) counts as
+busy: the safe side for "never two legs to one agent". A release the database refuses is
+tried again after each lease renewal; until then the claim simply blocks that agent on every
+node, and it never outlives this node's lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gevent
+import gevent.event
+import structlog
+
+from fsrouter.cluster import sql
+from fsrouter.cluster.lease import Lease
+from fsrouter.store import StoreError
+
+log = structlog.get_logger(__name__)
+
+# Seconds between looks at an answered leg when its hang-up event has not come: the event
+# connection may have been down when it ended. Only after the caller's call is gone.
+LEG_POLL_S = 5.0
+MAX_UNRELEASED = 10_000  # releases kept for retry; beyond, the lease's end frees them
+
+
+@dataclass
+class Claim:
+    agent: str
+    call_uuid: str
+    leg_uuid: str
+    released: bool = False
+
+
+class Claims:
+    """This node's claims: take, hold while the agent's leg lives, release."""
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+        self._ended: dict[str, gevent.event.Event] = {}  # leg uuid -> its hang-up seen
+        self._unreleased: list[Claim] = []
+        lease.renewed.append(self._retry_releases)
+
+    @property
+    def node(self) -> str:
+        return self.lease.node
+
+    def claim(self, agent: str, call_uuid: str, leg_uuid: str) -> Claim | None:
+        """The agent for this leg, or None: treat the agent as busy."""
+        if not self.lease.valid():
+            log.warning("claim.no_lease", agent=agent, call=call_uuid)
+            return None
+        try:
+            won = sql.try_claim(agent, self.node, call_uuid, leg_uuid)
+        except StoreError as error:
+            log.warning("claim.store_failed", agent=agent, call=call_uuid, error=str(error))
+            return None
+        if not won:
+            log.info("claim.taken", agent=agent, call=call_uuid)
+            return None
+        self._ended[leg_uuid] = gevent.event.Event()
+        log.debug("claim.won", agent=agent, call=call_uuid, leg=leg_uuid)
+        return Claim(agent, call_uuid, leg_uuid)
+
+    def release(self, claim: Claim | None) -> None:
+        """Give the agent back (idempotent; never raises)."""
+        if claim is None or claim.released:
+            return
+        claim.released = True
+        self._ended.pop(claim.leg_uuid, None)
+        try:
+            sql.release_claim(claim.agent, self.node, claim.leg_uuid)
+        except StoreError as error:
+            log.warning("claim.release_failed", agent=claim.agent, error=str(error))
+            if len(self._unreleased) < MAX_UNRELEASED:
+                self._unreleased.append(claim)
+            return
+        log.debug("claim.released", agent=claim.agent, leg=claim.leg_uuid)
+
+    def release_when_ended(self, claim: Claim | None, call_gone: Callable[[], bool],
+                           leg_exists: Callable[[str], bool]) -> gevent.Greenlet | None:
+        """Keep an answered leg's claim until the agent's leg has hung up (its
+        CHANNEL_HANGUP_COMPLETE, see :meth:`handle`), so the agent stays busy for every node
+        while talking. Should that event be missed, once the caller's call is gone the leg
+        is looked up on the switch every LEG_POLL_S seconds."""
+        if claim is None or claim.released:
+            return None
+        ended = self._ended.get(claim.leg_uuid) or gevent.event.Event()
+
+        def hold() -> None:
+            try:
+                while not ended.wait(LEG_POLL_S):
+                    if call_gone() and not _exists(leg_exists, claim.leg_uuid):
+                        break
+            finally:
+                self.release(claim)
+
+        return gevent.spawn(hold)
+
+    def handle(self, event: object) -> None:
+        """An event from the switch's event connection: the hang-up of a claimed leg."""
+        if getattr(event, "name", None) != "CHANNEL_HANGUP_COMPLETE":
+            return
+        ended = self._ended.get(getattr(event, "uuid", None) or "")
+        if ended is not None:
+            ended.set()
+
+    def held(self) -> int:
+        """Claims this node holds right now (for health and tests)."""
+        return len(self._ended)
+
+    def _retry_releases(self) -> None:
+        waiting, self._unreleased = self._unreleased, []
+        for claim in waiting:
+            claim.released = False
+            self.release(claim)
+
+
+def _exists(leg_exists: Callable[[str], bool], leg_uuid: str) -> bool:
+    try:
+        return leg_exists(leg_uuid)
+    except Exception:  # the switch cannot be asked: the call is gone, so is its leg
+        return False
