@@ -306,6 +306,8 @@ def _start_switch_connection(daemon: Daemon) -> None:
         if metrics is not None:
             metrics.set_switch_connected(True)
             gevent.spawn(_report_loss, client.conn, metrics)
+        if daemon.services.claims is not None:  # hang-ups missed while disconnected
+            daemon.services.claims.recheck()
         watcher.resync(client)
         # After the listener is up: adopted callers come back through it.
         recovery.schedule(client, ready=daemon.accepting)

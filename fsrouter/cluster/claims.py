@@ -30,8 +30,9 @@ from fsrouter.store import StoreError
 log = structlog.get_logger(__name__)
 
 # Seconds between looks at an answered leg when its hang-up event has not come: the event
-# connection may have been down when it ended. Only after the caller's call is gone.
-LEG_POLL_S = 5.0
+# connection may have been down when it ended. Only after the caller's call is gone, so it
+# costs one ``uuid_exists`` a second only for a call whose agent leg outlives it.
+LEG_POLL_S = 1.0
 MAX_UNRELEASED = 10_000  # releases kept for retry; beyond, the lease's end frees them
 
 
@@ -50,6 +51,7 @@ class Claims:
         self.lease = lease
         self._ended: dict[str, gevent.event.Event] = {}  # leg uuid -> its hang-up seen
         self._unreleased: list[Claim] = []
+        self._recheck = gevent.event.Event()  # set by recheck(): look at the switch now
         lease.renewed.append(self._retry_releases)
 
     @property
@@ -100,13 +102,21 @@ class Claims:
 
         def hold() -> None:
             try:
-                while not ended.wait(LEG_POLL_S):
-                    if call_gone() and not _exists(leg_exists, claim.leg_uuid):
+                while not ended.is_set():
+                    gevent.wait([ended, self._recheck], count=1, timeout=LEG_POLL_S)
+                    missed = not ended.is_set() and call_gone()
+                    if missed and not _exists(leg_exists, claim.leg_uuid):
                         break
             finally:
                 self.release(claim)
 
         return gevent.spawn(hold)
+
+    def recheck(self) -> None:
+        """The event connection (re)connected: hang-ups may have been missed meanwhile, so
+        every answered leg whose call is gone is looked up on the switch now."""
+        recheck, self._recheck = self._recheck, gevent.event.Event()
+        recheck.set()
 
     def handle(self, event: object) -> None:
         """An event from the switch's event connection: the hang-up of a claimed leg."""
