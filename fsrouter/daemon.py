@@ -334,7 +334,11 @@ def _start_cluster(daemon: Daemon) -> None:
     lease = Lease(node_id(daemon.services.host), daemon.services.host,
                   settings.heartbeat_seconds, settings.lease_seconds)
     lease.start()
-    daemon.services.claims = Claims(lease)
+    # SQLite: one node (a second daemon on the file is refused), see cluster/claims.py.
+    from fsrouter.store.db import SqliteStore
+
+    single = isinstance(daemon.database, SqliteStore)
+    daemon.services.claims = Claims(lease, single_node=single)
     daemon.parts["lease"] = lease
 
 

@@ -12,6 +12,11 @@ A claim that fails (held by a live node, our lease over, the database unreachabl
 busy: the safe side for "never two legs to one agent". A release the database refuses is
 tried again after each lease renewal; until then the claim simply blocks that agent on every
 node, and it never outlives this node's lease.
+
+Single node (SQLite: a second daemon on the file is refused): no other node can ring the
+agent, so when the database refuses the claim (full disk, locked) or the lease could not be
+renewed, the claim is taken in this process alone and the call goes on, as every other call
+step does when the store is down. The process-local table is checked first in both modes.
 """
 
 from __future__ import annotations
@@ -47,8 +52,10 @@ class Claim:
 class Claims:
     """This node's claims: take, hold while the agent's leg lives, release."""
 
-    def __init__(self, lease: Lease) -> None:
+    def __init__(self, lease: Lease, single_node: bool = False) -> None:
         self.lease = lease
+        self.single_node = single_node
+        self._local: dict[str, str] = {}  # agent -> leg uuid, every claim this process holds
         self._ended: dict[str, gevent.event.Event] = {}  # leg uuid -> its hang-up seen
         self._unreleased: list[Claim] = []
         self._recheck = gevent.event.Event()  # set by recheck(): look at the switch now
@@ -60,20 +67,30 @@ class Claims:
 
     def claim(self, agent: str, call_uuid: str, leg_uuid: str) -> Claim | None:
         """The agent for this leg, or None: treat the agent as busy."""
-        if not self.lease.valid():
-            log.warning("claim.no_lease", agent=agent, call=call_uuid)
+        if agent in self._local:
+            log.info("claim.taken", agent=agent, call=call_uuid, by="this node")
             return None
-        try:
-            won = sql.try_claim(agent, self.node, call_uuid, leg_uuid)
-        except StoreError as error:
-            log.warning("claim.store_failed", agent=agent, call=call_uuid, error=str(error))
+        if not self._claim_in_store(agent, call_uuid, leg_uuid):
             return None
-        if not won:
-            log.info("claim.taken", agent=agent, call=call_uuid)
-            return None
+        self._local[agent] = leg_uuid
         self._ended[leg_uuid] = gevent.event.Event()
         log.debug("claim.won", agent=agent, call=call_uuid, leg=leg_uuid)
         return Claim(agent, call_uuid, leg_uuid)
+
+    def _claim_in_store(self, agent: str, call_uuid: str, leg_uuid: str) -> bool:
+        if not self.lease.valid():
+            log.warning("claim.no_lease", agent=agent, call=call_uuid,
+                        local_only=self.single_node)
+            return self.single_node
+        try:
+            won = sql.try_claim(agent, self.node, call_uuid, leg_uuid)
+        except StoreError as error:
+            log.warning("claim.store_failed", agent=agent, call=call_uuid, error=str(error),
+                        local_only=self.single_node)
+            return self.single_node
+        if not won:
+            log.info("claim.taken", agent=agent, call=call_uuid)
+        return won
 
     def release(self, claim: Claim | None) -> None:
         """Give the agent back (idempotent; never raises)."""
@@ -81,6 +98,8 @@ class Claims:
             return
         claim.released = True
         self._ended.pop(claim.leg_uuid, None)
+        if self._local.get(claim.agent) == claim.leg_uuid:
+            del self._local[claim.agent]
         try:
             sql.release_claim(claim.agent, self.node, claim.leg_uuid)
         except StoreError as error:
