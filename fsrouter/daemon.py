@@ -343,6 +343,8 @@ def _start_cluster(daemon: Daemon) -> None:
 
 
 def _stop_cluster(daemon: Daemon) -> None:
+    if daemon.services.claims is not None:
+        daemon.services.claims.close()
     lease = daemon.parts.get("lease")
     if lease is not None:
         lease.stop()  # this node's claims are free at once

@@ -59,6 +59,7 @@ class Claims:
         self._ended: dict[str, gevent.event.Event] = {}  # leg uuid -> its hang-up seen
         self._unreleased: list[Claim] = []
         self._recheck = gevent.event.Event()  # set by recheck(): look at the switch now
+        self._holding: set[gevent.Greenlet] = set()  # release_when_ended's greenlets
         lease.renewed.append(self._retry_releases)
 
     @property
@@ -97,9 +98,13 @@ class Claims:
         if claim is None or claim.released:
             return
         claim.released = True
-        self._ended.pop(claim.leg_uuid, None)
+        if self._ended.pop(claim.leg_uuid, None) is None:
+            return  # after close(): retiring the node released it
         if self._local.get(claim.agent) == claim.leg_uuid:
             del self._local[claim.agent]
+        self._delete(claim)
+
+    def _delete(self, claim: Claim) -> None:
         try:
             sql.release_claim(claim.agent, self.node, claim.leg_uuid)
         except StoreError as error:
@@ -120,6 +125,7 @@ class Claims:
         ended = self._ended.get(claim.leg_uuid) or gevent.event.Event()
 
         def hold() -> None:
+            self._holding.add(gevent.getcurrent())
             try:
                 while not ended.is_set():
                     gevent.wait([ended, self._recheck], count=1, timeout=LEG_POLL_S)
@@ -127,9 +133,20 @@ class Claims:
                     if missed and not _exists(leg_exists, claim.leg_uuid):
                         break
             finally:
+                self._holding.discard(gevent.getcurrent())
                 self.release(claim)
 
         return gevent.spawn(hold)
+
+    def close(self) -> None:
+        """At shutdown, before the lease is retired (which drops every claim of this node
+        in one statement): stop holding answered legs' claims, without a release each."""
+        for claim_holder in list(self._holding):
+            claim_holder.kill(block=False)
+        self._holding.clear()
+        self._unreleased.clear()
+        self._ended.clear()
+        self._local.clear()
 
     def recheck(self) -> None:
         """The event connection (re)connected: hang-ups may have been missed meanwhile, so
@@ -152,8 +169,7 @@ class Claims:
     def _retry_releases(self) -> None:
         waiting, self._unreleased = self._unreleased, []
         for claim in waiting:
-            claim.released = False
-            self.release(claim)
+            self._delete(claim)
 
 
 def _exists(leg_exists: Callable[[str], bool], leg_uuid: str) -> bool:
