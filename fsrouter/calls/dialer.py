@@ -8,9 +8,13 @@ called person sees the routing number as caller ID. With press-to-accept, FreeSW
 mailbox picking up does not). A failed wave is followed at once by the next: escalation delays
 do not apply on the phone. When the caller leaves, every ringing leg is killed at once.
 
-Each person is claimed (fsrouter/cluster) before their leg is originated: a person another
-call holds, here or on another node, is skipped as busy (no leg, no attempt row). The claim
-ends with the attempt; an answered leg keeps it until the person's leg hangs up.
+Contact-center agents (``Ringing.kind == "agent"``: queue distribution) are claimed
+(fsrouter/cluster) before their leg is originated: an agent another call holds, here or on
+another node, is skipped as busy (no leg, no attempt row; the queue's next pass tries again).
+The claim ends with the attempt; an answered leg keeps it until the agent's leg hangs up.
+On-call staff of an escalation are not claimed: they are rung on their own mobile or landline,
+where a second incident shows as call waiting, and "the next person at once" (product.md)
+must not turn a person who is being rung for another incident into a skipped level.
 """
 
 from __future__ import annotations
@@ -242,7 +246,7 @@ class Dialer:
     def _start(self, attempt: Attempt) -> Leg | None:
         """The attempt's leg, or None when the person is claimed by another call (busy)."""
         leg_uuid = str(uuidlib.uuid4())
-        claims = self.call.services.claims
+        claims = self.call.services.claims if self.ringing.kind == "agent" else None
         claim = None
         if claims is not None:
             claim = claims.claim(attempt.user_id, self.call.uuid, leg_uuid)
@@ -356,7 +360,7 @@ class Dialer:
         finally:
             # After the kill: another node may ring the person the moment this is released.
             claims = self.call.services.claims
-            if claims is not None:
+            if claims is not None and leg.claim is not None:
                 claims.release(leg.claim)
         self._finish(leg, result, "ORIGINATOR_CANCEL")
 
