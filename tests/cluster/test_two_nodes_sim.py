@@ -134,6 +134,9 @@ def _start(*nodes: Node) -> None:
         node.daemon.start()
     for node in nodes:
         node.daemon.wait_logged("agents.resynced", timeout=30)
+        # The start's recovery pass over open records "of this host" is over before calls
+        # come (on one host, a pass would close the other daemon's calls: issue 18.3).
+        node.daemon.wait_logged("recovery.done", timeout=30)
 
 
 def _agent_free() -> bool:
@@ -174,24 +177,23 @@ def test_one_free_agent_two_callers_on_two_switches_never_two_legs(
     seconds = time.monotonic() - began
     overlaps = legs.overlaps()
     # Both daemons run on this one host and share the database: the other daemon's recovery
-    # pass (fsrouter/recovery.py: open records "of this host" it does not drive) may close
-    # the talking caller's record as lost_in_restart (1 round in 200 seen). That is issue
-    # 18.3's node identity for recovery, not the claim; the switches' legs are what count.
-    talked = {"bridged", "lost_in_restart"}
-    per_round = [{outcomes[x]: side for x, side in zip(pair, "ab", strict=True)}
-                 for pair in pairs]
-    one_each = sum(1 for got in per_round if "busy_tone" in got and set(got) - {"busy_tone"}
-                   and set(got) - {"busy_tone"} <= talked)
-    won = {"a": sum(1 for x, _ in pairs if outcomes[x] in talked),
-           "b": sum(1 for _, y in pairs if outcomes[y] in talked)}
-    lost = sum(1 for x in every if outcomes[x] == "lost_in_restart")
+    # pass (fsrouter/recovery.py: open records "of this host" it does not drive) may close a
+    # caller's record as lost_in_restart (1 round in 200 seen, either caller). That is issue
+    # 18.3's node identity for recovery, not the claim: the switches' legs are what count.
+    per_round = [sorted(outcomes[x] for x in pair) for pair in pairs]
+    one_each = sum(1 for got in per_round if got == ["bridged", "busy_tone"])
+    lost = [got for got in per_round if "lost_in_restart" in got]
+    won = {"a": sum(1 for x, _ in pairs if outcomes[x] == "bridged"),
+           "b": sum(1 for _, y in pairs if outcomes[y] == "bridged")}
     print(f"\n{ROUNDS} rounds in {seconds:.1f} s: {len(legs.legs)} agent legs, "
           f"double rings {len(overlaps)}, rounds with one talking and one busy tone "
-          f"{one_each}, won by switch a/b {won['a']}/{won['b']}, records closed by the "
-          f"other daemon's recovery {lost}")
+          f"{one_each}, bridged on switch a/b {won['a']}/{won['b']}, rounds with a record "
+          f"closed by the other daemon's recovery {len(lost)}")
     assert overlaps == [], f"two legs to alice at once: {overlaps[:5]}"
     assert len(legs.legs) == ROUNDS  # exactly one leg per round
-    assert one_each == ROUNDS, [got for got in per_round if len(got) != 2][:5]
+    assert all(got.count("bridged") <= 1 for got in per_round)
+    assert one_each + len(lost) == ROUNDS, [got for got in per_round
+                                            if got != ["bridged", "busy_tone"]][:5]
     assert sql.holder_of("alice") is None
     assert _nodes() == []  # both daemons retired their leases at the stop
 
