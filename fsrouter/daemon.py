@@ -329,15 +329,14 @@ def _start_switch_connection(daemon: Daemon) -> None:
 def _start_cluster(daemon: Daemon) -> None:
     """This node's lease (heartbeat greenlet) and its agent claims (fsrouter/cluster)."""
     from fsrouter.cluster import Claims, Lease, node_id
-
-    settings = daemon.config.cluster
-    lease = Lease(node_id(daemon.services.host), daemon.services.host,
-                  settings.heartbeat_seconds, settings.lease_seconds)
-    lease.start()
-    # SQLite: one node (a second daemon on the file is refused), see cluster/claims.py.
     from fsrouter.store.db import SqliteStore
 
+    settings = daemon.config.cluster
+    # SQLite: one node (a second daemon on the file is refused), see cluster/claims.py.
     single = isinstance(daemon.database, SqliteStore)
+    lease = Lease(node_id(daemon.services.host), daemon.services.host,
+                  settings.heartbeat_seconds, settings.lease_seconds)
+    lease.start(only_node=single)
     daemon.services.claims = Claims(lease, single_node=single)
     daemon.parts["lease"] = lease
 

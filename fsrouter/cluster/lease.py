@@ -51,13 +51,17 @@ class Lease:
         self._loop: gevent.Greenlet | None = None
         self.renewed: list[Callable[[], None]] = []  # run after every renewal (retries)
 
-    def start(self) -> None:
+    def start(self, only_node: bool = False) -> None:
         """Register (StoreError if the database refuses: the daemon does not start) and
-        start the heartbeat."""
+        start the heartbeat. ``only_node``: no other daemon can use this database (SQLite),
+        so the nodes found there are earlier, dead processes: their claims go at once
+        instead of when their leases run out (a restarted daemon rings its agents again)."""
         began = self._clock()
         sql.register_node(self.node, self.host, os.getpid(), self.lease_s)
         self._good_until = began + self.lease_s
         try:
+            if only_node:
+                sql.forget_other_nodes(self.node)
             sql.forget_dead_nodes(FORGET_AFTER_S)
         except StoreError as error:
             log.warning("lease.cleanup_failed", error=str(error))

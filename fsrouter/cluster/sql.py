@@ -90,6 +90,18 @@ def forget_dead_nodes(older_than_s: float, db: Any = database_proxy) -> int:
     return int(gone)
 
 
+def forget_other_nodes(node: str, db: Any = database_proxy) -> int:
+    """Remove every node but ``node`` and their claims: only for a database that one daemon
+    alone may use (SQLite, held by the daemon lock), where any other node is a dead process
+    whose claims would otherwise block its agents until its lease ran out."""
+    with session(db, immediate=True) as bound:
+        real = _real(bound)
+        p = real.param
+        real.execute_sql(f"DELETE FROM agent_claims WHERE node <> {p}", (node,))
+        return int(real.execute_sql(f"DELETE FROM cluster_nodes WHERE id <> {p}",
+                                    (node,)).rowcount)
+
+
 def try_claim(agent: str, node: str, call_uuid: str, leg_uuid: str,
               db: Any = database_proxy) -> bool:
     """Claim ``agent`` for ``node``'s leg ``leg_uuid``: True if it is ours now."""

@@ -124,3 +124,19 @@ def _claims_locked(db_url: str) -> Iterator[None]:
     finally:
         other.rollback()
         other.close()
+
+
+@pytest.mark.parametrize("only_node", [False, True])
+def test_a_restart_on_a_single_node_database_frees_the_dead_process_claims(
+        quick_db: peewee.Database, only_node: bool) -> None:
+    """SQLite (one daemon at a time): the killed predecessor's claims go at the start, not
+    when its lease runs out; on a shared database another node's claims stay."""
+    sql.register_node("before", "host", 1, 60.0)
+    assert sql.try_claim("eva", "before", "call", "leg")
+    lease = Lease("after", "host", heartbeat_s=0.5, lease_s=2.0)
+    lease.start(only_node=only_node)
+    try:
+        assert (sql.holder_of("eva") is None) is only_node
+        assert Claims(lease).claim("eva", "call-2", "leg-2") is not None or not only_node
+    finally:
+        lease.stop()
