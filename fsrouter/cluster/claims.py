@@ -39,6 +39,9 @@ log = structlog.get_logger(__name__)
 # costs one ``uuid_exists`` a second only for a call whose agent leg outlives it.
 LEG_POLL_S = 1.0
 MAX_UNRELEASED = 10_000  # releases kept for retry; beyond, the lease's end frees them
+# Every this many lease renewals, this node's claims in the store are compared with the ones
+# it holds, and any other (a release lost beyond MAX_UNRELEASED, a bug) is dropped.
+RECONCILE_EVERY = 15
 
 
 @dataclass
@@ -60,7 +63,8 @@ class Claims:
         self._unreleased: list[Claim] = []
         self._recheck = gevent.event.Event()  # set by recheck(): look at the switch now
         self._holding: set[gevent.Greenlet] = set()  # release_when_ended's greenlets
-        lease.renewed.append(self._retry_releases)
+        self._renewals = 0
+        lease.renewed.append(self._after_renewal)
 
     @property
     def node(self) -> str:
@@ -71,10 +75,14 @@ class Claims:
         if agent in self._local:
             log.info("claim.taken", agent=agent, call=call_uuid, by="this node")
             return None
-        if not self._claim_in_store(agent, call_uuid, leg_uuid):
-            return None
+        # Held here before the statement runs (it yields): a second call of this node waits
+        # for nothing, and the reconciliation never drops a claim being taken.
         self._local[agent] = leg_uuid
         self._ended[leg_uuid] = gevent.event.Event()
+        if not self._claim_in_store(agent, call_uuid, leg_uuid):
+            del self._local[agent]
+            del self._ended[leg_uuid]
+            return None
         log.debug("claim.won", agent=agent, call=call_uuid, leg=leg_uuid)
         return Claim(agent, call_uuid, leg_uuid)
 
@@ -166,10 +174,27 @@ class Claims:
         """Claims this node holds right now (for health and tests)."""
         return len(self._ended)
 
-    def _retry_releases(self) -> None:
+    def _after_renewal(self) -> None:
         waiting, self._unreleased = self._unreleased, []
         for claim in waiting:
             self._delete(claim)
+        self._renewals += 1
+        if self._renewals % RECONCILE_EVERY == 0:
+            self.reconcile()
+
+    def reconcile(self) -> int:
+        """Drop this node's claims in the store that it does not hold; how many."""
+        try:
+            stray = [(agent, leg) for agent, leg in sql.claims_of(self.node)
+                     if leg not in self._ended]
+            for agent, leg in stray:
+                sql.release_claim(agent, self.node, leg)
+        except StoreError as error:
+            log.warning("claim.reconcile_failed", error=str(error))
+            return 0
+        for agent, leg in stray:
+            log.warning("claim.stray_released", agent=agent, leg=leg)
+        return len(stray)
 
 
 def _exists(leg_exists: Callable[[str], bool], leg_uuid: str) -> bool:

@@ -140,3 +140,18 @@ def test_a_restart_on_a_single_node_database_frees_the_dead_process_claims(
         assert Claims(lease).claim("eva", "call-2", "leg-2") is not None or not only_node
     finally:
         lease.stop()
+
+
+def test_reconcile_drops_claims_this_node_does_not_hold(quick_db: peewee.Database) -> None:
+    lease = Lease("n1", "host", heartbeat_s=0.5, lease_s=2.0)
+    lease.start()
+    try:
+        claims = Claims(lease)
+        held = claims.claim("eva", "call", "leg")
+        assert held is not None
+        assert sql.try_claim("tom", "n1", "lost-call", "lost-leg")  # e.g. a lost release
+        assert claims.reconcile() == 1
+        assert sql.claims_of("n1") == [("eva", "leg")]
+        assert claims.reconcile() == 0
+    finally:
+        lease.stop()
