@@ -173,6 +173,7 @@ class Daemon:
             part = self.parts.get(name)
             if part is not None:
                 part.stop() if name == "metrics_server" else part.close()
+        _stop_cluster(self)
         _close_store(self.database)
         log.info("daemon.stopped", drained=drained)
         return drained
@@ -212,7 +213,7 @@ def _audit_reload(daemon: Daemon, kind: str, after: dict[str, Any]) -> None:
 
 # Sections a reload cannot change in a running process (they are bound or connected once);
 # the listener's drain time is the exception, it applies to the next stop.
-_RESTART_SECTIONS = ("listener", "switch", "database", "metrics")
+_RESTART_SECTIONS = ("listener", "switch", "database", "metrics", "cluster")
 _RELOADABLE = {"listener": ("drain_seconds",)}
 
 
@@ -305,6 +306,8 @@ def _start_switch_connection(daemon: Daemon) -> None:
         if metrics is not None:
             metrics.set_switch_connected(True)
             gevent.spawn(_report_loss, client.conn, metrics)
+        if daemon.services.claims is not None:  # hang-ups missed while disconnected
+            daemon.services.claims.recheck()
         watcher.resync(client)
         # After the listener is up: adopted callers come back through it.
         recovery.schedule(client, ready=daemon.accepting)
@@ -316,9 +319,34 @@ def _start_switch_connection(daemon: Daemon) -> None:
                            keepalive_timeout=KEEPALIVE_TIMEOUT, backoff_max=BACKOFF_MAX_S)
     client.on_event(watcher.handle)
     client.on_event(recovery.handle)
+    if daemon.services.claims is not None:  # hang-ups of claimed agent legs
+        client.on_event(daemon.services.claims.handle)
     client.start()
     daemon.services.switch_api = client.api
     daemon.parts |= {"switch": client, "watcher": watcher, "recovery": recovery}
+
+
+def _start_cluster(daemon: Daemon) -> None:
+    """This node's lease (heartbeat greenlet) and its agent claims (fsrouter/cluster)."""
+    from fsrouter.cluster import Claims, Lease, node_id
+    from fsrouter.store.db import SqliteStore
+
+    settings = daemon.config.cluster
+    # SQLite: one node (a second daemon on the file is refused), see cluster/claims.py.
+    single = isinstance(daemon.database, SqliteStore)
+    lease = Lease(node_id(daemon.services.host), daemon.services.host,
+                  settings.heartbeat_seconds, settings.lease_seconds)
+    lease.start(only_node=single)
+    daemon.services.claims = Claims(lease, single_node=single)
+    daemon.parts["lease"] = lease
+
+
+def _stop_cluster(daemon: Daemon) -> None:
+    if daemon.services.claims is not None:
+        daemon.services.claims.close()
+    lease = daemon.parts.get("lease")
+    if lease is not None:
+        lease.stop()  # this node's claims are free at once
 
 
 def _report_loss(conn: Any, metrics: Any) -> None:
@@ -412,9 +440,10 @@ def start_daemon(config_path: Path, database_url: str | None = None,
         _start_metrics(daemon)
         _render_prompts(config, daemon.parts.get("metrics"))
         _start_notify(daemon)
+        _start_cluster(daemon)
         _start_switch_connection(daemon)
         daemon.server = _start_listener(config, services)
-    except (OSError, ConfigError):
+    except (OSError, ConfigError, StoreError):
         _abort(daemon)
         raise
     daemon.accepting.set()
@@ -433,6 +462,7 @@ def _abort(daemon: Daemon) -> None:
         daemon.parts["switch"].close()
     if daemon.parts.get("metrics_server") is not None:
         daemon.parts["metrics_server"].stop()
+    _stop_cluster(daemon)
     _close_store(daemon.database)
 
 

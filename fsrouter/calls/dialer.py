@@ -7,6 +7,14 @@ called person sees the routing number as caller ID. With press-to-accept, FreeSW
 ``group_confirm_key`` makes the answer count only when the person presses the key (a mobile
 mailbox picking up does not). A failed wave is followed at once by the next: escalation delays
 do not apply on the phone. When the caller leaves, every ringing leg is killed at once.
+
+Contact-center agents (``Ringing.kind == "agent"``: queue distribution) are claimed
+(fsrouter/cluster) before their leg is originated: an agent another call holds, here or on
+another node, is skipped as busy (no leg, no attempt row; the queue's next pass tries again).
+The claim ends with the attempt; an answered leg keeps it until the agent's leg hangs up.
+On-call staff of an escalation are not claimed: they are rung on their own mobile or landline,
+where a second incident shows as call waiting, and "the next person at once" (product.md)
+must not turn a person who is being rung for another incident into a skipped level.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import gevent.event
 
 from fsrouter.calls.call import Call
 from fsrouter.calls.pending import settle
+from fsrouter.cluster import Claim
 from fsrouter.config.schema import Defaults
 from fsrouter.esl import ESLError, Job
 from fsrouter.esl.escape import UnsafeText, originate_command
@@ -67,6 +76,7 @@ class Leg:
     leg_uuid: str
     row_id: int | None
     row: AttemptRow
+    claim: Claim | None = None  # None: no claims (the call's services have none)
 
 
 @dataclass(frozen=True)
@@ -212,7 +222,8 @@ class Dialer:
         return Dialled(None, caller_left=self.call.gone.is_set())
 
     def _ring_wave(self, attempts: tuple[Attempt, ...]) -> Attempt | None:
-        legs = [self._start(attempt) for attempt in attempts]
+        started = [self._start(attempt) for attempt in attempts]
+        legs = [leg for leg in started if leg is not None]
         waiters = {gevent.spawn(self._wait, leg): leg for leg in legs}
         winner: Attempt | None = None
         pending = set(waiters)
@@ -232,8 +243,16 @@ class Dialer:
             self._cancel(waiters[greenlet], "cancelled")
         return winner
 
-    def _start(self, attempt: Attempt) -> Leg:
+    def _start(self, attempt: Attempt) -> Leg | None:
+        """The attempt's leg, or None when the person is claimed by another call (busy)."""
         leg_uuid = str(uuidlib.uuid4())
+        claims = self.call.services.claims if self.ringing.kind == "agent" else None
+        claim = None
+        if claims is not None:
+            claim = claims.claim(attempt.user_id, self.call.uuid, leg_uuid)
+            if claim is None:
+                self.call.log.info("attempt.claimed_elsewhere", user=attempt.user_id)
+                return None
         row = (self.call.uuid, self.seq, attempt.user_id, attempt.phone,
                self.call.services.now(), attempt.phone_type, self.ringing.incident_id, leg_uuid)
         try:
@@ -246,7 +265,7 @@ class Dialer:
         self.call.log.info("attempt.ringing", user=attempt.user_id, phone=attempt.phone,
                            level=attempt.level + 1, ring_timeout=attempt.ring_timeout,
                            leg_uuid=leg_uuid)
-        return Leg(attempt, leg_uuid, row_id, row)
+        return Leg(attempt, leg_uuid, row_id, row, claim)
 
     def _finish(self, leg: Leg, result: str, cause: str) -> None:
         now = self.call.services.now()
@@ -256,6 +275,32 @@ class Dialer:
             settle(_create_finished_attempt, leg.row, result, cause, now)
 
     def _wait(self, leg: Leg) -> str:
+        """Ring one leg; its claim ends with it (see :meth:`_end_claim`)."""
+        outcome = "failed"
+        try:
+            outcome = self._ring_leg(leg)
+        except gevent.GreenletExit:
+            outcome = "killed"  # _cancel kills the leg, then releases
+            raise
+        finally:
+            self._end_claim(leg, outcome)
+        return outcome
+
+    def _end_claim(self, leg: Leg, outcome: str) -> None:
+        """A leg that got through (or answered without a bridge: it may still be up) keeps
+        its person claimed until the leg hangs up; any other leg is over: release now."""
+        claims = self.call.services.claims
+        if claims is None or leg.claim is None or outcome == "killed":
+            return
+        if outcome in ("won", "not_bridged"):
+            claims.release_when_ended(leg.claim, self.call.gone.is_set, self._leg_exists)
+        else:
+            claims.release(leg.claim)
+
+    def _leg_exists(self, leg_uuid: str) -> bool:
+        return self.call.api(f"uuid_exists {leg_uuid}", 5.0).strip() == "true"
+
+    def _ring_leg(self, leg: Leg) -> str:
         try:
             command = leg_command(self.call, self.ringing, leg.attempt, leg.leg_uuid)
         except UnsafeText as error:  # never from caller text (cut or escaped above)
@@ -278,7 +323,7 @@ class Dialer:
         if result in ("answered", "accepted") and not self._bridged():
             self.call.log.warning("attempt.not_bridged", leg_uuid=leg.leg_uuid)
             self._finish(leg, "failed", "NOT_BRIDGED")
-            return "failed"
+            return "not_bridged"
         return "won" if result in ("answered", "accepted") else result
 
     def _job_result(self, job: Job, leg: Leg, timeout: float) -> str:
@@ -310,7 +355,13 @@ class Dialer:
 
     def _cancel(self, leg: Leg, result: str) -> None:
         """Stop a leg that may still ring (the switch does not cancel it for us)."""
-        self.call.api(f"uuid_kill {leg.leg_uuid} ORIGINATOR_CANCEL", timeout=5.0)
+        try:
+            self.call.api(f"uuid_kill {leg.leg_uuid} ORIGINATOR_CANCEL", timeout=5.0)
+        finally:
+            # After the kill: another node may ring the person the moment this is released.
+            claims = self.call.services.claims
+            if claims is not None and leg.claim is not None:
+                claims.release(leg.claim)
         self._finish(leg, result, "ORIGINATOR_CANCEL")
 
 

@@ -117,8 +117,9 @@ def serve(call: Call, number: str, entry: NumberEntry | None, dest: Destination)
     if isinstance(dest, RingAgent):
         timeout = entry.ring_timeout if isinstance(entry, AgentNumber) else DEFAULT_RING_TIMEOUT
         outcome = ring_agent(call, dest, timeout)
-        if outcome != "no_answer":
+        if outcome not in ("no_answer", "claimed_elsewhere"):
             return outcome
+        # Claimed by another call (here or on another node): busy, as a busy agent.
         return unavailable(call, dest.when_unanswered, dest.user_id)
     if isinstance(dest, BusyTone):
         return busy_tone(call)
@@ -150,9 +151,34 @@ def unavailable(call: Call, action: str, user_id: str) -> str:
 
 
 def ring_agent(call: Call, dest: RingAgent, ring_timeout: int) -> str:
-    """``bridge`` to the agent; ``bridged`` when they talked, ``no_answer`` otherwise."""
-    config = call.services.config
+    """``bridge`` to the agent; ``bridged`` when they talked, ``no_answer`` otherwise,
+    ``claimed_elsewhere`` when another call holds the agent (fsrouter/cluster). The claim
+    ends with the attempt, or with the agent's leg once it was bridged."""
     leg_uuid = str(uuidlib.uuid4())
+    claims = call.services.claims
+    claim = None
+    if claims is not None:
+        claim = claims.claim(dest.user_id, call.uuid, leg_uuid)
+        if claim is None:
+            call.log.info("agent.claimed_elsewhere", user=dest.user_id)
+            return "claimed_elsewhere"
+    outcome = "failed"
+    try:
+        outcome = _bridge_agent(call, dest, ring_timeout, leg_uuid)
+        return outcome
+    finally:
+        if claims is not None and (outcome == "bridged" or call.bridged.is_set()):
+            claims.release_when_ended(claim, call.gone.is_set, lambda leg: _leg_exists(call, leg))
+        elif claims is not None:
+            claims.release(claim)  # the leg is over (or cancelled in _bridge_agent)
+
+
+def _leg_exists(call: Call, leg_uuid: str) -> bool:
+    return call.api(f"uuid_exists {leg_uuid}", 5.0).strip() == "true"
+
+
+def _bridge_agent(call: Call, dest: RingAgent, ring_timeout: int, leg_uuid: str) -> str:
+    config = call.services.config
     row = queries.record_attempt(call.uuid, 0, dest.user_id, dest.dial_string,
                                  call.services.now(), phone_type="sip", leg_uuid=leg_uuid,
                                  call_id=call.record_id)

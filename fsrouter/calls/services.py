@@ -39,6 +39,9 @@ class CallServices:
     # ``api(command, timeout)`` over the inbound event connection (the daemon's
     # InboundClient.api): how a call whose socket the switch dropped still cancels its legs.
     switch_api: Callable[[str, float], str] | None = None
+    # fsrouter.cluster.Claims: agents are claimed before they are rung (None: no claims,
+    # tests that build their own services).
+    claims: Any = None
 
     @property
     def config(self) -> Config:

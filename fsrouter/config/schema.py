@@ -280,6 +280,22 @@ class Database(Strict):
         return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", self.url)
 
 
+class Cluster(Strict):
+    """This daemon's lease in the shared database (fsrouter/cluster, docs/two-nodes-claims.md):
+    renewed every ``heartbeat_seconds``; its agent claims are free for other nodes
+    ``lease_seconds`` after the last renewal (a killed daemon)."""
+
+    heartbeat_seconds: float = Field(default=2.0, gt=0, le=60)
+    lease_seconds: float = Field(default=10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _lease_outlives_beats(self) -> Cluster:
+        if self.lease_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError("lease_seconds must be at least twice heartbeat_seconds "
+                             "(one late heartbeat must not end the lease)")
+        return self
+
+
 def _dial_template(value: str) -> str:
     if value.count("{number}") != 1:
         raise ValueError(f"must contain {{number}} exactly once, got {value[:60]!r}")
@@ -837,6 +853,7 @@ class Config(Strict):
     listener: Listener = Listener()
     switch: Switch
     database: Database = Database()
+    cluster: Cluster = Cluster()
     defaults: Defaults = Defaults()
     users: dict[Id, User] = {}
     schedules: dict[Id, Schedule] = {}

@@ -110,12 +110,33 @@ def _m004_web_accounts(db: peewee.Database) -> None:
         db.create_tables(models, safe=True)
 
 
+def _m005_cluster(db: peewee.Database) -> None:
+    """Nodes with their leases, and agent claims (fsrouter/cluster; docs/two-nodes-claims.md).
+
+    Plain DDL, spelled out (frozen): times are epoch seconds of the database's own clock, so
+    nodes whose clocks differ still agree on when a lease ends.
+    """
+    real = "DOUBLE PRECISION" if isinstance(db, peewee.PostgresqlDatabase) else "REAL"
+    db.execute_sql(
+        "CREATE TABLE IF NOT EXISTS cluster_nodes ("
+        " id VARCHAR(128) NOT NULL PRIMARY KEY, host VARCHAR(255) NOT NULL,"
+        f" pid INTEGER NOT NULL, started_at {real} NOT NULL, heartbeat_at {real} NOT NULL,"
+        f" lease_until {real} NOT NULL)")
+    db.execute_sql(
+        "CREATE TABLE IF NOT EXISTS agent_claims ("
+        " agent VARCHAR(128) NOT NULL PRIMARY KEY, node VARCHAR(128) NOT NULL,"
+        " call_uuid VARCHAR(64) NOT NULL, leg_uuid VARCHAR(64) NOT NULL,"
+        f" claimed_at {real} NOT NULL)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS agent_claims_node ON agent_claims (node)")
+
+
 Migration = Callable[[peewee.Database], None]
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _m001_initial),
     (2, _m002_notify),
     (3, _m003_overrides_audit),
     (4, _m004_web_accounts),
+    (5, _m005_cluster),
 ]
 
 

@@ -202,7 +202,7 @@ schedules:
      "        length: 1w\n        restrictions: [{days: mon-fri, from: 08:00, to: 18:00}]\n"
      "users: {a: {name: A, phones: [{type: mobile, number: 0151 23456789}]}}\n"
      "holidays: BY\ndefaults: {country: DE}\n",
-     ["{f}:11:1: holidays: unknown key (allowed: database, defaults, features, "
+     ["{f}:11:1: holidays: unknown key (allowed: cluster, database, defaults, features, "
       "listener, metrics, numbers, policies, prompts, queues, schedules, smtp, switch, tones, "
       "tts, two_way, users, voicemail, webhooks)"]),
     ("unknown_holiday_country",
