@@ -259,6 +259,16 @@ class Switch(SecretSource):
         return value
 
 
+# The name the single ``switch:`` form gets in logs, /health and metrics.
+DEFAULT_SWITCH = "default"
+
+
+class NamedSwitch(Switch):
+    """One entry of ``switches:`` (several switches served by one daemon)."""
+
+    name: Id
+
+
 def _database_url(value: str) -> str:
     if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ValueError("must start with sqlite:/// or postgresql://")
@@ -835,7 +845,10 @@ class Config(Strict):
     """The whole configuration. Build it with :func:`fsrouter.config.load_config`."""
 
     listener: Listener = Listener()
-    switch: Switch
+    # One switch (``switch:``) or several (``switches:``, each with a name): exactly one of
+    # the two (config/crosscheck.py says which is missing or doubled, with its line).
+    switch: Switch | None = None
+    switches: tuple[NamedSwitch, ...] = ()
     database: Database = Database()
     defaults: Defaults = Defaults()
     users: dict[Id, User] = {}
@@ -892,6 +905,12 @@ class Config(Strict):
         self._by_e164 = {}
         for entry in self.numbers:
             self._by_e164.setdefault(entry.number, entry)
+
+    def named_switches(self) -> tuple[tuple[str, Switch], ...]:
+        """Every switch this daemon serves, by name (``switch:`` is named "default")."""
+        if self.switches:
+            return tuple((entry.name, entry) for entry in self.switches)
+        return ((DEFAULT_SWITCH, self.switch),) if self.switch is not None else ()
 
     def number_by_e164(self, e164: str) -> CallRoutingNumber | AgentNumber | QueueNumber | \
             UnassignedNumber | CustomNumber | None:
