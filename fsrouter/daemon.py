@@ -3,10 +3,14 @@
 Everything the running daemon consists of is wired here with plain constructor arguments, so
 a reader sees in one place what talks to what. The call flow itself lives in ``calls/``.
 
-- the outbound listener takes calls (``calls.CallHandler``);
-- one inbound connection to the switch's event socket feeds the agent watcher (busy agents,
-  2-way VoIP) and tells the metrics whether the switch is reachable; it reconnects with
-  backoff and resynchronises on every reconnect;
+- the outbound listener takes calls (``calls.CallHandler``) from every switch; each call is
+  matched to its switch (``fsrouter.switches``: the connect reply's Core-UUID) and whatever
+  goes over an event connection for it goes to that switch;
+- one inbound connection per switch's event socket (``switches:``, or the single
+  ``switch:``) feeds the one agent watcher (busy agents, merged over the switches; 2-way VoIP)
+  and tells /health and the metrics whether that switch is reachable; each reconnects with
+  backoff and resynchronises on every reconnect; a switch that stays away is forgotten by the
+  watcher (its calls ended with it) until it returns;
 - the mailer and the webhook sender work through their outboxes in the database;
 - the metrics/health endpoint, when enabled.
 
@@ -60,6 +64,9 @@ KEEPALIVE_TIMEOUT = 3.0
 # Reconnect attempts back off from 1 s (jittered) to at most this far apart: a switch that
 # comes back after a long outage is reconnected within a few seconds.
 BACKOFF_MAX_S = 4.0
+# A switch whose event connection stays closed this long is taken as gone: its agents'
+# channels are forgotten (a blip shorter than this keeps them; the reconnect resyncs).
+SWITCH_GONE_S = 5.0
 
 
 @dataclass
@@ -74,6 +81,7 @@ class Daemon:
     parts: dict[str, Any] = field(default_factory=dict)
     listen_port: int | None = None
     switch_endpoint: tuple[str, int, str] | None = None
+    switches: Any = None  # fsrouter.switches.SwitchSet, once connecting
     # Settings given on the command line / by a test, re-applied on every reload.
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     stopping: gevent.event.Event = field(default_factory=gevent.event.Event)
@@ -169,10 +177,9 @@ class Daemon:
         watcher = self.parts.get("watcher")
         if watcher is not None:
             watcher.close()
-        for name in ("switch", "metrics_server"):
-            part = self.parts.get(name)
-            if part is not None:
-                part.stop() if name == "metrics_server" else part.close()
+        _close_switches(self)
+        if self.parts.get("metrics_server") is not None:
+            self.parts["metrics_server"].stop()
         _close_store(self.database)
         log.info("daemon.stopped", drained=drained)
         return drained
@@ -212,7 +219,7 @@ def _audit_reload(daemon: Daemon, kind: str, after: dict[str, Any]) -> None:
 
 # Sections a reload cannot change in a running process (they are bound or connected once);
 # the listener's drain time is the exception, it applies to the next stop.
-_RESTART_SECTIONS = ("listener", "switch", "database", "metrics")
+_RESTART_SECTIONS = ("listener", "switch", "switches", "database", "metrics")
 _RELOADABLE = {"listener": ("drain_seconds",)}
 
 
@@ -221,10 +228,20 @@ def _keep_running_sections(old: Config, new: Config) -> tuple[Config, list[str]]
     kept: dict[str, Any] = {}
     for name in _RESTART_SECTIONS:
         before, after = getattr(old, name), getattr(new, name)
+        if not hasattr(before, "model_copy") or not hasattr(after, "model_copy"):
+            if _dump(before) != _dump(after):  # switches: a tuple; switch: None with them
+                kept[name] = before
+            continue
         reloadable = {key: getattr(after, key) for key in _RELOADABLE.get(name, ())}
         if before.model_copy(update=reloadable).model_dump() != after.model_dump():
             kept[name] = before.model_copy(update=reloadable)
     return (new.model_copy(update=kept) if kept else new), list(kept)
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_dump(item) for item in value]
+    return value.model_dump() if hasattr(value, "model_dump") else value
 
 
 def _with_overrides(config: Config, overrides: dict[str, dict[str, Any]]) -> Config:
@@ -254,31 +271,38 @@ def _open_store(url: str) -> Any:
     return database
 
 
-def _call_handler(services: CallServices) -> Callable[[Any], None]:
+def _call_handler(services: CallServices, switches: Any = None) -> Callable[[Any], None]:
     """Runs each call with the configuration in force when it arrived: a reload during the
-    call changes nothing for it (tones, fallbacks, queues it reads later)."""
+    call changes nothing for it (tones, fallbacks, queues it reads later); and with its own
+    switch's event connection (fsrouter.switches) for what goes over one."""
 
     def handle(session: Any) -> None:
         config = services.config
-        pinned = dataclasses.replace(services, config_source=lambda: config)
+        switch = switches.identify(session.channel) if switches is not None else None
+        if switch is None and switches is not None:
+            log.warning("call.switch_unknown", call_uuid=session.uuid,
+                        core_uuid=str(session.channel.get("Core-UUID", ""))[:64])
+        pinned = dataclasses.replace(
+            services, config_source=lambda: config, switch=switch,
+            switch_api=switch.api if switch is not None else services.switch_api)
         CallHandler(pinned)(session)
 
     return handle
 
 
-def _start_listener(config: Config, services: CallServices) -> Any:
-    from fsrouter.esl.outbound import UNREAD_EVENTS, OutboundServer, host_networks
+def _start_listener(config: Config, services: CallServices, switches: Any = None) -> Any:
+    from fsrouter.esl.outbound import UNREAD_EVENTS, OutboundServer
 
     listener = config.listener
     server = OutboundServer(
         config.listener.bind,
         config.listener.port,
-        handler=_call_handler(services),
+        handler=_call_handler(services, switches),
         max_calls=config.listener.max_calls,
         allow=config.listener.allow,
         setup_timeout=listener.setup_timeout,
-        switch_addresses=(host_networks(config.switch.host, listener.allow)
-                          if listener.switch_addresses is None else listener.switch_addresses),
+        switch_addresses=(_switch_networks(config) if listener.switch_addresses is None
+                          else listener.switch_addresses),
         reserved_calls=listener.reserve,
         max_setups_per_peer=listener.max_setups_per_peer,
         unread_events=UNREAD_EVENTS,  # a call reads few of myevents' events (bench/events.py)
@@ -287,43 +311,108 @@ def _start_listener(config: Config, services: CallServices) -> Any:
     return server
 
 
-def _start_switch_connection(daemon: Daemon) -> None:
-    """The inbound event connection: agent presence, 2-way VoIP, switch health, and the
-    reconciliation of records left open (after every (re)connect)."""
-    from fsrouter.calls.agents import AgentWatcher
-    from fsrouter.esl import InboundClient
-    from fsrouter.recovery import Recovery
+def _switch_networks(config: Config) -> list[Any] | None:
+    """The default ``listener.switch_addresses``: every switch's host (None when one of them
+    is a name or not allowed: then every allowed peer counts as a switch, as before)."""
+    from fsrouter.esl.outbound import host_networks
 
-    config = daemon.config
+    networks: list[Any] = []
+    for _name, switch in config.named_switches():
+        found = host_networks(switch.host, config.listener.allow)
+        if found is None:
+            return None
+        networks += [net for net in found if net not in networks]
+    return networks or None
+
+
+def _start_switch_connection(daemon: Daemon) -> None:
+    """One inbound event connection per switch: agent presence, 2-way VoIP, switch health,
+    and the reconciliation of records left open (after every (re)connect of any switch)."""
+    from fsrouter.calls.agents import AgentWatcher
+    from fsrouter.recovery import Recovery
+    from fsrouter.switches import AnySwitch, SwitchSet
+
     watcher = AgentWatcher(lambda: daemon.holder["config"], daemon.services.now)
-    metrics = daemon.parts.get("metrics")
     recovery = Recovery(daemon.services.host, daemon.services.now, daemon.live_calls,
                         can_adopt=daemon.accepting.is_set,
                         notify=lambda event, data: daemon.services.notify(event, data))
+    switches = SwitchSet()
+    daemon.switches = switches
+    daemon.parts |= {"watcher": watcher, "recovery": recovery}
+    anywhere = AnySwitch(switches)
+    for name, endpoint in _switch_endpoints(daemon):
+        _connect_switch(daemon, switches, name, endpoint, watcher, recovery, anywhere)
+    first = next(iter(switches))
+    daemon.services.switch_api = first.api  # the lone switch's (a call's own is per call)
+    daemon.parts["switch"] = first.client
+
+
+def _switch_endpoints(daemon: Daemon) -> list[tuple[str, tuple[str, int, str]]]:
+    """(name, (host, port, password)) of every switch; ``switch_endpoint`` (the demo's
+    simulator) replaces the first."""
+    named = daemon.config.named_switches()
+    endpoints = [(name, (switch.host, switch.port, switch.resolve_password()))
+                 for name, switch in named]
+    if daemon.switch_endpoint is not None:
+        endpoints[0] = (endpoints[0][0], daemon.switch_endpoint)
+    return endpoints
+
+
+def _connect_switch(daemon: Daemon, switches: Any, name: str, endpoint: tuple[str, int, str],
+                    watcher: Any, recovery: Any, anywhere: Any) -> None:
+    from fsrouter.esl import InboundClient
+    from fsrouter.switches import SwitchLink
+
+    metrics = daemon.parts.get("metrics")
+    link = switches.add(SwitchLink(name))
 
     def on_connect(client: Any) -> None:
+        link.connected_now(daemon.services.now())
+        link.learn_identity()  # before any call of this switch needs it
         if metrics is not None:
-            metrics.set_switch_connected(True)
-            gevent.spawn(_report_loss, client.conn, metrics)
-        watcher.resync(client)
+            metrics.set_switch_state(name, True, switches.any_connected())
+        lookout = gevent.spawn(_report_loss, daemon, link, client.conn, watcher)
+        daemon.parts.setdefault("switch_lookouts", set()).add(lookout)
+        lookout.link(daemon.parts["switch_lookouts"].discard)
+        watcher.resync(client, name)
         # After the listener is up: adopted callers come back through it.
-        recovery.schedule(client, ready=daemon.accepting)
+        recovery.schedule(anywhere, ready=daemon.accepting)
 
-    host, port, password = daemon.switch_endpoint or (
-        config.switch.host, config.switch.port, config.switch.resolve_password())
+    host, port, password = endpoint
     client = InboundClient(host, port, password, events=[*watcher.EVENTS, *recovery.EVENTS],
                            on_reconnect=on_connect, keepalive_s=KEEPALIVE_S,
                            keepalive_timeout=KEEPALIVE_TIMEOUT, backoff_max=BACKOFF_MAX_S)
-    client.on_event(watcher.handle)
+    link.client = client
+    client.on_event(watcher.for_switch(name))
     client.on_event(recovery.handle)
     client.start()
-    daemon.services.switch_api = client.api
-    daemon.parts |= {"switch": client, "watcher": watcher, "recovery": recovery}
+    daemon.parts[f"switch:{name}"] = client
 
 
-def _report_loss(conn: Any, metrics: Any) -> None:
+def _report_loss(daemon: Daemon, link: Any, conn: Any, watcher: Any) -> None:
+    """When the connection closes: report it; if the switch is still away after
+    SWITCH_GONE_S, forget its agents' channels (they ended with the switch)."""
     conn.wait_closed(None)
-    metrics.set_switch_connected(False)
+    link.lost_now(daemon.services.now(), conn.close_reason)
+    metrics = daemon.parts.get("metrics")
+    if metrics is not None:
+        metrics.set_switch_state(link.name, False, daemon.switches.any_connected())
+    if daemon.stopping.is_set():
+        return
+    log.warning("switch.lost", switch=link.name, reason=link.last_error)
+    if not daemon.stopping.wait(SWITCH_GONE_S) and not link.connected:
+        log.warning("switch.gone", switch=link.name, seconds=SWITCH_GONE_S)
+        watcher.drop_switch(link.name)
+
+
+def _switch_status(daemon: Daemon) -> dict[str, Any]:
+    return daemon.switches.status() if daemon.switches is not None else {}
+
+
+def _close_switches(daemon: Daemon) -> None:
+    gevent.killall(list(daemon.parts.get("switch_lookouts", ())), timeout=5)
+    for name in [key for key in daemon.parts if key.startswith("switch:")]:
+        daemon.parts[name].close()
 
 
 def _start_notify(daemon: Daemon) -> None:
@@ -381,7 +470,7 @@ def _start_metrics(daemon: Daemon) -> None:
     if config.metrics.enabled:
         daemon.parts["metrics_server"] = serve(
             metrics, str(config.metrics.bind), config.metrics.port,
-            standard_health(metrics, database_proxy))
+            standard_health(metrics, database_proxy, lambda: _switch_status(daemon)))
 
 
 def start_daemon(config_path: Path, database_url: str | None = None,
@@ -413,7 +502,7 @@ def start_daemon(config_path: Path, database_url: str | None = None,
         _render_prompts(config, daemon.parts.get("metrics"))
         _start_notify(daemon)
         _start_switch_connection(daemon)
-        daemon.server = _start_listener(config, services)
+        daemon.server = _start_listener(config, services, daemon.switches)
     except (OSError, ConfigError):
         _abort(daemon)
         raise
@@ -429,8 +518,7 @@ def _abort(daemon: Daemon) -> None:
     for name in ("mailer", "webhooks"):
         if daemon.parts.get(name) is not None:
             daemon.parts[name].stop()
-    if daemon.parts.get("switch") is not None:
-        daemon.parts["switch"].close()
+    _close_switches(daemon)
     if daemon.parts.get("metrics_server") is not None:
         daemon.parts["metrics_server"].stop()
     _close_store(daemon.database)

@@ -39,6 +39,9 @@ class CallServices:
     # ``api(command, timeout)`` over the inbound event connection (the daemon's
     # InboundClient.api): how a call whose socket the switch dropped still cancels its legs.
     switch_api: Callable[[str, float], str] | None = None
+    # The call's switch (fsrouter.switches.SwitchLink) when the daemon knows it: a lost socket
+    # is told apart from a lost switch with it (``switch_lost``).
+    switch: Any = None
 
     @property
     def config(self) -> Config:
