@@ -143,8 +143,8 @@ class Listener(Strict):
     # it was 10 s). The switch's own addresses keep 10 s: the time counts this process's own
     # delays too, and a busy daemon must not turn the switch's calls away.
     setup_timeout: Annotated[int, ranged(1, 60)] = 2
-    # The switch's own addresses (default: switch.host when it is an allowed address, with
-    # 127.0.0.1 and ::1 when it is loopback; else every allowed peer). They may use every
+    # The switches' own addresses (default: every switch's host when all are allowed addresses,
+    # with 127.0.0.1 and ::1 for a loopback one; else every allowed peer). They may use every
     # slot; any other allowed peer at most max_setups_per_peer connections in setup at once,
     # all of them together at most max_calls - reserved_calls.
     switch_addresses: tuple[Network, ...] | None = None
