@@ -197,10 +197,13 @@ def test_an_agent_busy_on_one_switch_is_busy_for_a_call_on_the_other(two_switche
     row = run.record_of(record)
     assert row["outcome"] in ("busy_tone", "voicemail"), row
     assert record.agent_legs == []  # she was never rung
-    for chan in list(run.sims["a"].channels.values()):  # her long call on a ends
-        if chan.alive:
-            run.sims["a"].hangup(chan, "NORMAL_CLEARING")
-    wait_for(lambda: not watcher.is_busy("alice"), 10, "alice free again")
+    # Switch a dies with her call: no hang-up event ever comes. Once a stays away longer
+    # than a blip (SWITCH_GONE_S), her channels there are forgotten and she is free.
+    run.crash("a")
+    wait_for(lambda: not watcher.is_busy("alice"), 15, "alice free again")
+    assert run.rows("SELECT busy FROM agent_presence WHERE user_id = 'alice'") == [
+        {"busy": 0}]
+    assert "switch.gone" in run.events()
 
 
 def test_switch_a_dies_switch_b_goes_on_and_a_is_served_again_when_back(two_switches,
@@ -275,3 +278,26 @@ def _park(sim: Simulator) -> str:
     reply = sim.originate(OriginateRequest(variables={}, dial=dial, app="park", app_arg=""))
     assert reply.startswith("+OK"), reply
     return reply.split()[1]
+
+
+def test_a_record_left_open_waits_for_the_switch_that_cannot_be_asked(two_switches,
+                                                                     tmp_path):
+    """Crash reconciliation with two switches: a call a previous process left open, that
+    switch b does not have, is not closed while switch a (where it may still be up) cannot
+    be asked; a's return schedules the pass that closes it."""
+    run = two_switches(config(tmp_path))
+    services = run.daemon.services
+    left = "5e1f0c3a-0000-4000-8000-00000000beef"
+    queries.create_call_record(left, QUEUE_NUMBER, "queue", CALLER, "Jane Caller",
+                               services.now(), host=services.host)
+    run.sims["a"].stop_inbound()  # a's event socket goes away; its calls would go on
+    wait_for(lambda: not run.daemon.switches.links["a"].connected, 5, "a unreachable")
+    recovery = run.daemon.parts["recovery"]
+    report = recovery.reconcile(AnySwitch(run.daemon.switches))
+    assert report is not None and report.undecided == [left]
+    assert run.rows("SELECT ended_at FROM call_records WHERE call_uuid = ?", left) == [
+        {"ended_at": None}]
+    run.sims["a"].start_inbound(port=run.ports["a"])
+    row = wait_for(lambda: run.rows("SELECT outcome FROM call_records WHERE call_uuid = ? "
+                                    "AND ended_at IS NOT NULL", left), 15, "the record closed")
+    assert row == [{"outcome": "lost_in_restart"}]
