@@ -365,6 +365,8 @@ def _connect_switch(daemon: Daemon, switches: Any, name: str, endpoint: tuple[st
 
     metrics = daemon.parts.get("metrics")
     link = switches.add(SwitchLink(name))
+    if metrics is not None:  # a switch never reached shows as down, not as missing
+        metrics.switch_each.labels(name).set(0)
 
     def on_connect(client: Any) -> None:
         link.connected_now(daemon.services.now())
