@@ -51,6 +51,7 @@ from fsrouter.calls.services import CallServices, utc_now
 from fsrouter.config import Config, ConfigError, load_config
 from fsrouter.config.schema import Listener
 from fsrouter.store import StoreError, audit
+from fsrouter.switches.wiring import close_switches
 
 log = structlog.get_logger(__name__)
 
@@ -64,9 +65,6 @@ KEEPALIVE_TIMEOUT = 3.0
 # Reconnect attempts back off from 1 s (jittered) to at most this far apart: a switch that
 # comes back after a long outage is reconnected within a few seconds.
 BACKOFF_MAX_S = 4.0
-# A switch whose event connection stays closed this long is taken as gone: its agents'
-# channels are forgotten (a blip shorter than this keeps them; the reconnect resyncs).
-SWITCH_GONE_S = 5.0
 
 
 @dataclass
@@ -177,7 +175,7 @@ class Daemon:
         watcher = self.parts.get("watcher")
         if watcher is not None:
             watcher.close()
-        _close_switches(self)
+        close_switches(self)
         if self.parts.get("metrics_server") is not None:
             self.parts["metrics_server"].stop()
         _close_store(self.database)
@@ -292,6 +290,7 @@ def _call_handler(services: CallServices, switches: Any = None) -> Callable[[Any
 
 def _start_listener(config: Config, services: CallServices, switches: Any = None) -> Any:
     from fsrouter.esl.outbound import UNREAD_EVENTS, OutboundServer
+    from fsrouter.switches.wiring import switch_networks
 
     listener = config.listener
     server = OutboundServer(
@@ -301,7 +300,7 @@ def _start_listener(config: Config, services: CallServices, switches: Any = None
         max_calls=config.listener.max_calls,
         allow=config.listener.allow,
         setup_timeout=listener.setup_timeout,
-        switch_addresses=(_switch_networks(config) if listener.switch_addresses is None
+        switch_addresses=(switch_networks(config) if listener.switch_addresses is None
                           else listener.switch_addresses),
         reserved_calls=listener.reserve,
         max_setups_per_peer=listener.max_setups_per_peer,
@@ -311,110 +310,14 @@ def _start_listener(config: Config, services: CallServices, switches: Any = None
     return server
 
 
-def _switch_networks(config: Config) -> list[Any] | None:
-    """The default ``listener.switch_addresses``: every switch's host (None when one of them
-    is a name or not allowed: then every allowed peer counts as a switch, as before)."""
-    from fsrouter.esl.outbound import host_networks
-
-    networks: list[Any] = []
-    for _name, switch in config.named_switches():
-        found = host_networks(switch.host, config.listener.allow)
-        if found is None:
-            return None
-        networks += [net for net in found if net not in networks]
-    return networks or None
-
-
 def _start_switch_connection(daemon: Daemon) -> None:
-    """One inbound event connection per switch: agent presence, 2-way VoIP, switch health,
-    and the reconciliation of records left open (after every (re)connect of any switch)."""
-    from fsrouter.calls.agents import AgentWatcher
-    from fsrouter.recovery import Recovery
-    from fsrouter.switches import AnySwitch, SwitchSet
+    """One inbound event connection per switch (fsrouter.switches.wiring): agent presence,
+    2-way VoIP, switch health, and the reconciliation of records left open."""
+    from fsrouter.switches.wiring import connect_switches
 
-    watcher = AgentWatcher(lambda: daemon.holder["config"], daemon.services.now)
-    recovery = Recovery(daemon.services.host, daemon.services.now, daemon.live_calls,
-                        can_adopt=daemon.accepting.is_set,
-                        notify=lambda event, data: daemon.services.notify(event, data))
-    switches = SwitchSet()
-    daemon.switches = switches
-    daemon.parts |= {"watcher": watcher, "recovery": recovery}
-    anywhere = AnySwitch(switches)
-    for name, endpoint in _switch_endpoints(daemon):
-        _connect_switch(daemon, switches, name, endpoint, watcher, recovery, anywhere)
-    first = next(iter(switches))
-    daemon.services.switch_api = first.api  # the lone switch's (a call's own is per call)
-    daemon.parts["switch"] = first.client
-
-
-def _switch_endpoints(daemon: Daemon) -> list[tuple[str, tuple[str, int, str]]]:
-    """(name, (host, port, password)) of every switch; ``switch_endpoint`` (the demo's
-    simulator) replaces the first."""
-    named = daemon.config.named_switches()
-    endpoints = [(name, (switch.host, switch.port, switch.resolve_password()))
-                 for name, switch in named]
-    if daemon.switch_endpoint is not None:
-        endpoints[0] = (endpoints[0][0], daemon.switch_endpoint)
-    return endpoints
-
-
-def _connect_switch(daemon: Daemon, switches: Any, name: str, endpoint: tuple[str, int, str],
-                    watcher: Any, recovery: Any, anywhere: Any) -> None:
-    from fsrouter.esl import InboundClient
-    from fsrouter.switches import SwitchLink
-
-    metrics = daemon.parts.get("metrics")
-    link = switches.add(SwitchLink(name))
-    if metrics is not None:  # a switch never reached shows as down, not as missing
-        metrics.switch_each.labels(name).set(0)
-
-    def on_connect(client: Any) -> None:
-        link.connected_now(daemon.services.now())
-        link.learn_identity()  # before any call of this switch needs it
-        if metrics is not None:
-            metrics.set_switch_state(name, True, switches.any_connected())
-        lookout = gevent.spawn(_report_loss, daemon, link, client.conn, watcher)
-        daemon.parts.setdefault("switch_lookouts", set()).add(lookout)
-        lookout.link(daemon.parts["switch_lookouts"].discard)
-        watcher.resync(client, name)
-        # After the listener is up: adopted callers come back through it.
-        recovery.schedule(anywhere, ready=daemon.accepting)
-
-    host, port, password = endpoint
-    client = InboundClient(host, port, password, events=[*watcher.EVENTS, *recovery.EVENTS],
-                           on_reconnect=on_connect, keepalive_s=KEEPALIVE_S,
-                           keepalive_timeout=KEEPALIVE_TIMEOUT, backoff_max=BACKOFF_MAX_S)
-    link.client = client
-    client.on_event(watcher.for_switch(name))
-    client.on_event(recovery.handle)
-    client.start()
-    daemon.parts[f"switch:{name}"] = client
-
-
-def _report_loss(daemon: Daemon, link: Any, conn: Any, watcher: Any) -> None:
-    """When the connection closes: report it; if the switch is still away after
-    SWITCH_GONE_S, forget its agents' channels (they ended with the switch)."""
-    conn.wait_closed(None)
-    link.lost_now(daemon.services.now(), conn.close_reason)
-    metrics = daemon.parts.get("metrics")
-    if metrics is not None:
-        metrics.set_switch_state(link.name, False, daemon.switches.any_connected())
-    if daemon.stopping.is_set():
-        return
-    log.warning("switch.lost", switch=link.name, reason=link.last_error)
-    if not daemon.stopping.wait(SWITCH_GONE_S) and not link.connected:
-        log.warning("switch.gone", switch=link.name, seconds=SWITCH_GONE_S)
-        watcher.drop_switch(link.name)
-
-
-def _switch_status(daemon: Daemon) -> dict[str, Any]:
-    return daemon.switches.status() if daemon.switches is not None else {}
-
-
-def _close_switches(daemon: Daemon) -> None:
-    gevent.killall(list(daemon.parts.get("switch_lookouts", ())), timeout=5)
-    for name in [key for key in daemon.parts if key.startswith("switch:")]:
-        daemon.parts[name].close()
+    # Read here, not there: tests change them on this module.
+    connect_switches(daemon, keepalive_s=KEEPALIVE_S, keepalive_timeout=KEEPALIVE_TIMEOUT,
+                     backoff_max=BACKOFF_MAX_S)
 
 
 def _start_notify(daemon: Daemon) -> None:
@@ -463,6 +366,7 @@ def _render_prompts(config: Config, metrics: Any) -> None:
 def _start_metrics(daemon: Daemon) -> None:
     from fsrouter.metrics import Metrics, serve, standard_health
     from fsrouter.store.db import database_proxy
+    from fsrouter.switches.wiring import switch_status
 
     config = daemon.config
     metrics = Metrics.for_config(config)
@@ -472,7 +376,7 @@ def _start_metrics(daemon: Daemon) -> None:
     if config.metrics.enabled:
         daemon.parts["metrics_server"] = serve(
             metrics, str(config.metrics.bind), config.metrics.port,
-            standard_health(metrics, database_proxy, lambda: _switch_status(daemon)))
+            standard_health(metrics, database_proxy, lambda: switch_status(daemon)))
 
 
 def start_daemon(config_path: Path, database_url: str | None = None,
@@ -520,7 +424,7 @@ def _abort(daemon: Daemon) -> None:
     for name in ("mailer", "webhooks"):
         if daemon.parts.get(name) is not None:
             daemon.parts[name].stop()
-    _close_switches(daemon)
+    close_switches(daemon)
     if daemon.parts.get("metrics_server") is not None:
         daemon.parts["metrics_server"].stop()
     _close_store(daemon.database)

@@ -94,12 +94,12 @@ def test_each_entry_is_validated_like_switch(tmp_path):
 def test_the_listeners_switch_addresses_cover_every_switch(tmp_path):
     from ipaddress import ip_network
 
-    from fsrouter.daemon import _switch_networks
+    from fsrouter.switches.wiring import switch_networks
 
     text = ("listener: {allow: [127.0.0.0/8, 10.0.0.0/8]}\n"
             "switches:\n  - {name: a, host: 10.0.0.1, password_env: A}\n"
             "  - {name: b, host: 10.0.0.2, password_env: B}\n")
     config = load_config(_write(tmp_path, text))
-    assert _switch_networks(config) == [ip_network("10.0.0.1/32"), ip_network("10.0.0.2/32")]
+    assert switch_networks(config) == [ip_network("10.0.0.1/32"), ip_network("10.0.0.2/32")]
     named = text.replace("10.0.0.2", "switch-b.example")  # a name: not resolved here
-    assert _switch_networks(load_config(_write(tmp_path, named))) is None
+    assert switch_networks(load_config(_write(tmp_path, named))) is None
