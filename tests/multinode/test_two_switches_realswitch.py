@@ -123,6 +123,10 @@ def test_one_daemon_serves_a_call_on_each_switch_through_its_own_switch(
     assert code == 0, daemon.log()[-3000:]
 
 
+# The restarted switch a belongs to the module's pair: its new event connection (the
+# harness's own: a greenlet and a socket) rightly outlives this test.
+@pytest.mark.hygiene_exempt("restarts switch a of the module's pair, whose new event "
+                            "connection lives on with the pair")
 def test_switch_a_killed_b_goes_on_a_closed_with_the_reason_and_served_again(
         switch_pair: SwitchPair, db_url: str, tmp_path: Path, record_property):
     pair = switch_pair
