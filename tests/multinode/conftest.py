@@ -100,6 +100,9 @@ class NodeDaemon(Daemon):
         stamps = [stamp(line) for line in self.log_lines() if line.get("call_uuid") == call_uuid]
         return min(stamps) if stamps else None
 
+    def events_named(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self.log_lines() if line.get("event") == event]
+
     def wait_logged_with(self, event: str, timeout: float = 20.0, count: int = 1,
                          **fields: Any) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
