@@ -54,7 +54,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         config = load_config(path)
         # What `run` reads at start: an unset password_env is reported now, at its own line.
-        config.switch.resolve_password()
+        for _name, switch in config.named_switches():
+            switch.resolve_password()
         config.smtp.resolve_password()
     except ConfigError as error:
         return _print_config_error(error)

@@ -3,10 +3,14 @@
 Everything the running daemon consists of is wired here with plain constructor arguments, so
 a reader sees in one place what talks to what. The call flow itself lives in ``calls/``.
 
-- the outbound listener takes calls (``calls.CallHandler``);
-- one inbound connection to the switch's event socket feeds the agent watcher (busy agents,
-  2-way VoIP) and tells the metrics whether the switch is reachable; it reconnects with
-  backoff and resynchronises on every reconnect;
+- the outbound listener takes calls (``calls.CallHandler``) from every switch; each call is
+  matched to its switch (``fsrouter.switches``: the connect reply's Core-UUID) and whatever
+  goes over an event connection for it goes to that switch;
+- one inbound connection per switch's event socket (``switches:``, or the single
+  ``switch:``) feeds the one agent watcher (busy agents, merged over the switches; 2-way VoIP)
+  and tells /health and the metrics whether that switch is reachable; each reconnects with
+  backoff and resynchronises on every reconnect; a switch that stays away is forgotten by the
+  watcher (its calls ended with it) until it returns;
 - the mailer and the webhook sender work through their outboxes in the database;
 - the metrics/health endpoint, when enabled.
 
@@ -47,6 +51,7 @@ from fsrouter.calls.services import CallServices, utc_now
 from fsrouter.config import Config, ConfigError, load_config
 from fsrouter.config.schema import Listener
 from fsrouter.store import StoreError, audit
+from fsrouter.switches.wiring import close_switches
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +79,7 @@ class Daemon:
     parts: dict[str, Any] = field(default_factory=dict)
     listen_port: int | None = None
     switch_endpoint: tuple[str, int, str] | None = None
+    switches: Any = None  # fsrouter.switches.SwitchSet, once connecting
     # Settings given on the command line / by a test, re-applied on every reload.
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     stopping: gevent.event.Event = field(default_factory=gevent.event.Event)
@@ -169,10 +175,9 @@ class Daemon:
         watcher = self.parts.get("watcher")
         if watcher is not None:
             watcher.close()
-        for name in ("switch", "metrics_server"):
-            part = self.parts.get(name)
-            if part is not None:
-                part.stop() if name == "metrics_server" else part.close()
+        close_switches(self)
+        if self.parts.get("metrics_server") is not None:
+            self.parts["metrics_server"].stop()
         _stop_cluster(self)
         _close_store(self.database)
         log.info("daemon.stopped", drained=drained)
@@ -213,7 +218,7 @@ def _audit_reload(daemon: Daemon, kind: str, after: dict[str, Any]) -> None:
 
 # Sections a reload cannot change in a running process (they are bound or connected once);
 # the listener's drain time is the exception, it applies to the next stop.
-_RESTART_SECTIONS = ("listener", "switch", "database", "metrics", "cluster")
+_RESTART_SECTIONS = ("listener", "switch", "switches", "database", "metrics", "cluster")
 _RELOADABLE = {"listener": ("drain_seconds",)}
 
 
@@ -222,10 +227,20 @@ def _keep_running_sections(old: Config, new: Config) -> tuple[Config, list[str]]
     kept: dict[str, Any] = {}
     for name in _RESTART_SECTIONS:
         before, after = getattr(old, name), getattr(new, name)
+        if not hasattr(before, "model_copy") or not hasattr(after, "model_copy"):
+            if _dump(before) != _dump(after):  # switches: a tuple; switch: None with them
+                kept[name] = before
+            continue
         reloadable = {key: getattr(after, key) for key in _RELOADABLE.get(name, ())}
         if before.model_copy(update=reloadable).model_dump() != after.model_dump():
             kept[name] = before.model_copy(update=reloadable)
     return (new.model_copy(update=kept) if kept else new), list(kept)
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_dump(item) for item in value]
+    return value.model_dump() if hasattr(value, "model_dump") else value
 
 
 def _with_overrides(config: Config, overrides: dict[str, dict[str, Any]]) -> Config:
@@ -255,31 +270,39 @@ def _open_store(url: str) -> Any:
     return database
 
 
-def _call_handler(services: CallServices) -> Callable[[Any], None]:
+def _call_handler(services: CallServices, switches: Any = None) -> Callable[[Any], None]:
     """Runs each call with the configuration in force when it arrived: a reload during the
-    call changes nothing for it (tones, fallbacks, queues it reads later)."""
+    call changes nothing for it (tones, fallbacks, queues it reads later); and with its own
+    switch's event connection (fsrouter.switches) for what goes over one."""
 
     def handle(session: Any) -> None:
         config = services.config
-        pinned = dataclasses.replace(services, config_source=lambda: config)
+        switch = switches.identify(session.channel) if switches is not None else None
+        if switch is None and switches is not None:
+            log.warning("call.switch_unknown", call_uuid=session.uuid,
+                        core_uuid=str(session.channel.get("Core-UUID", ""))[:64])
+        pinned = dataclasses.replace(
+            services, config_source=lambda: config, switch=switch,
+            switch_api=switch.api if switch is not None else services.switch_api)
         CallHandler(pinned)(session)
 
     return handle
 
 
-def _start_listener(config: Config, services: CallServices) -> Any:
-    from fsrouter.esl.outbound import UNREAD_EVENTS, OutboundServer, host_networks
+def _start_listener(config: Config, services: CallServices, switches: Any = None) -> Any:
+    from fsrouter.esl.outbound import UNREAD_EVENTS, OutboundServer
+    from fsrouter.switches.wiring import switch_networks
 
     listener = config.listener
     server = OutboundServer(
         config.listener.bind,
         config.listener.port,
-        handler=_call_handler(services),
+        handler=_call_handler(services, switches),
         max_calls=config.listener.max_calls,
         allow=config.listener.allow,
         setup_timeout=listener.setup_timeout,
-        switch_addresses=(host_networks(config.switch.host, listener.allow)
-                          if listener.switch_addresses is None else listener.switch_addresses),
+        switch_addresses=(switch_networks(config) if listener.switch_addresses is None
+                          else listener.switch_addresses),
         reserved_calls=listener.reserve,
         max_setups_per_peer=listener.max_setups_per_peer,
         unread_events=UNREAD_EVENTS,  # a call reads few of myevents' events (bench/events.py)
@@ -289,41 +312,13 @@ def _start_listener(config: Config, services: CallServices) -> Any:
 
 
 def _start_switch_connection(daemon: Daemon) -> None:
-    """The inbound event connection: agent presence, 2-way VoIP, switch health, and the
-    reconciliation of records left open (after every (re)connect)."""
-    from fsrouter.calls.agents import AgentWatcher
-    from fsrouter.esl import InboundClient
-    from fsrouter.recovery import Recovery
+    """One inbound event connection per switch (fsrouter.switches.wiring): agent presence,
+    2-way VoIP, switch health, and the reconciliation of records left open."""
+    from fsrouter.switches.wiring import connect_switches
 
-    config = daemon.config
-    watcher = AgentWatcher(lambda: daemon.holder["config"], daemon.services.now)
-    metrics = daemon.parts.get("metrics")
-    recovery = Recovery(daemon.services.host, daemon.services.now, daemon.live_calls,
-                        can_adopt=daemon.accepting.is_set,
-                        notify=lambda event, data: daemon.services.notify(event, data))
-
-    def on_connect(client: Any) -> None:
-        if metrics is not None:
-            metrics.set_switch_connected(True)
-            gevent.spawn(_report_loss, client.conn, metrics)
-        if daemon.services.claims is not None:  # hang-ups missed while disconnected
-            daemon.services.claims.recheck()
-        watcher.resync(client)
-        # After the listener is up: adopted callers come back through it.
-        recovery.schedule(client, ready=daemon.accepting)
-
-    host, port, password = daemon.switch_endpoint or (
-        config.switch.host, config.switch.port, config.switch.resolve_password())
-    client = InboundClient(host, port, password, events=[*watcher.EVENTS, *recovery.EVENTS],
-                           on_reconnect=on_connect, keepalive_s=KEEPALIVE_S,
-                           keepalive_timeout=KEEPALIVE_TIMEOUT, backoff_max=BACKOFF_MAX_S)
-    client.on_event(watcher.handle)
-    client.on_event(recovery.handle)
-    if daemon.services.claims is not None:  # hang-ups of claimed agent legs
-        client.on_event(daemon.services.claims.handle)
-    client.start()
-    daemon.services.switch_api = client.api
-    daemon.parts |= {"switch": client, "watcher": watcher, "recovery": recovery}
+    # Read here, not there: tests change them on this module.
+    connect_switches(daemon, keepalive_s=KEEPALIVE_S, keepalive_timeout=KEEPALIVE_TIMEOUT,
+                     backoff_max=BACKOFF_MAX_S)
 
 
 def _start_cluster(daemon: Daemon) -> None:
@@ -347,11 +342,6 @@ def _stop_cluster(daemon: Daemon) -> None:
     lease = daemon.parts.get("lease")
     if lease is not None:
         lease.stop()  # this node's claims are free at once
-
-
-def _report_loss(conn: Any, metrics: Any) -> None:
-    conn.wait_closed(None)
-    metrics.set_switch_connected(False)
 
 
 def _start_notify(daemon: Daemon) -> None:
@@ -400,6 +390,7 @@ def _render_prompts(config: Config, metrics: Any) -> None:
 def _start_metrics(daemon: Daemon) -> None:
     from fsrouter.metrics import Metrics, serve, standard_health
     from fsrouter.store.db import database_proxy
+    from fsrouter.switches.wiring import switch_status
 
     config = daemon.config
     metrics = Metrics.for_config(config)
@@ -409,7 +400,7 @@ def _start_metrics(daemon: Daemon) -> None:
     if config.metrics.enabled:
         daemon.parts["metrics_server"] = serve(
             metrics, str(config.metrics.bind), config.metrics.port,
-            standard_health(metrics, database_proxy))
+            standard_health(metrics, database_proxy, lambda: switch_status(daemon)))
 
 
 def start_daemon(config_path: Path, database_url: str | None = None,
@@ -442,7 +433,7 @@ def start_daemon(config_path: Path, database_url: str | None = None,
         _start_notify(daemon)
         _start_cluster(daemon)
         _start_switch_connection(daemon)
-        daemon.server = _start_listener(config, services)
+        daemon.server = _start_listener(config, services, daemon.switches)
     except (OSError, ConfigError, StoreError):
         _abort(daemon)
         raise
@@ -458,8 +449,7 @@ def _abort(daemon: Daemon) -> None:
     for name in ("mailer", "webhooks"):
         if daemon.parts.get(name) is not None:
             daemon.parts[name].stop()
-    if daemon.parts.get("switch") is not None:
-        daemon.parts["switch"].close()
+    close_switches(daemon)
     if daemon.parts.get("metrics_server") is not None:
         daemon.parts["metrics_server"].stop()
     _stop_cluster(daemon)

@@ -160,7 +160,17 @@ class Metrics:
                                         buckets=ANSWER_BUCKETS, registry=reg)
         self.active_calls = Gauge("fsrouter_active_calls", "Calls in progress", registry=reg)
         self.switch_up = Gauge("fsrouter_switch_connected",
-                               "1 while the inbound Event Socket is connected", registry=reg)
+                               "1 while the inbound Event Socket is connected (several "
+                               "switches: while any is)", registry=reg)
+        self.switch_each = Gauge("fsrouter_switch_up",
+                                 "1 while this switch's inbound Event Socket is connected",
+                                 ["switch"], registry=reg)
+        self.switch_changed = Gauge("fsrouter_switch_state_since_seconds",
+                                    "Unix time this switch's connection last came or went",
+                                    ["switch"], registry=reg)
+        self.switch_losses = Counter("fsrouter_switch_losses",
+                                     "Times this switch's inbound Event Socket was lost",
+                                     ["switch"], registry=reg)
         self.db_errors = Counter("fsrouter_database_errors", "Database operations that failed",
                                  registry=reg)
         self.voicemails = Counter("fsrouter_voicemails", "Voicemail messages left, by number",
@@ -224,6 +234,14 @@ class Metrics:
     def set_switch_connected(self, connected: bool) -> None:
         self.switch_connected = bool(connected)
         self.switch_up.set(1 if connected else 0)
+
+    def set_switch_state(self, name: str, connected: bool, any_connected: bool) -> None:
+        """One switch's connection came or went (names come from the configuration only)."""
+        self.set_switch_connected(any_connected)
+        self.switch_each.labels(name).set(1 if connected else 0)
+        self.switch_changed.labels(name).set_to_current_time()
+        if not connected:
+            self.switch_losses.labels(name).inc()
 
     def db_error(self) -> None:
         self.db_errors.inc()
@@ -376,11 +394,21 @@ def _select_one(db: peewee.Database, timeout: float) -> None:
             db.execute_sql("SELECT 1").fetchone()
 
 
-def standard_health(metrics: Metrics, db: Any) -> Callable[[], dict[str, bool]]:
-    """The daemon's health checks: the switch connection (as last reported) and the database."""
+def standard_health(metrics: Metrics, db: Any,
+                    switches: Callable[[], dict[str, Any]] | None = None
+                    ) -> Callable[[], dict[str, Any]]:
+    """The daemon's health checks: the switch connection (as last reported: with several
+    switches, whether any is connected, so the daemon can take calls) and the database; and
+    each switch's state (``switches``: connected, since, last error) as detail, which does
+    not decide the status by itself: one switch of two down is a degraded daemon, not a
+    dead one (the per-switch metrics alert on it)."""
 
-    def checks() -> dict[str, bool]:
-        return {"switch": metrics.switch_connected, "database": database_ok(db)}
+    def checks() -> dict[str, Any]:
+        result: dict[str, Any] = {"switch": metrics.switch_connected,
+                                  "database": database_ok(db)}
+        if switches is not None:
+            result["switches"] = switches()
+        return result
 
     return checks
 
@@ -411,13 +439,16 @@ class _ErrorLog:
         pass
 
 
-def _health_response(health: Callable[[], dict[str, bool]]) -> tuple[str, bytes]:
+def _health_response(health: Callable[[], dict[str, Any]]) -> tuple[str, bytes]:
     try:
-        checks = {str(name): bool(ok) for name, ok in health().items()}
+        # A dict is detail (each switch's state), shown as it is; the rest are checks.
+        checks = {str(name): ok if isinstance(ok, dict) else bool(ok)
+                  for name, ok in health().items()}
     except Exception as exc:  # a broken check must read as "unhealthy", never as a 500
         log.warning("health.check_failed", error=_first_line(exc))
         checks = {"health_check": False}
-    status = "200 OK" if checks and all(checks.values()) else "503 Service Unavailable"
+    verdicts = [ok for ok in checks.values() if not isinstance(ok, dict)]
+    status = "200 OK" if verdicts and all(verdicts) else "503 Service Unavailable"
     return status, json.dumps(checks, sort_keys=True).encode("utf-8")
 
 

@@ -56,6 +56,11 @@ answers for live channels only) and then:
 
 Finally every open incident of this host whose call has ended gets a reason (``resolved`` if
 someone had accepted it). Records of other hosts (a shared PostgreSQL) are never touched.
+
+Several switches (``switches:``): the daemon passes :class:`fsrouter.switches.AnySwitch`,
+which asks each switch for a channel; a record whose caller no reachable switch has while
+another switch is away is left for that switch's reconnect (``undecided`` in the report):
+it may still be up there.
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ from fsrouter.esl import ESLError, Event
 from fsrouter.store import StoreError, queries
 from fsrouter.store.errors import NotFound
 from fsrouter.store.models import Attempt, CallRecord
+from fsrouter.switches import Undecided
 
 log = structlog.get_logger(__name__)
 
@@ -157,6 +163,7 @@ class Report:
     legs_killed: list[str] = field(default_factory=list)
     attempts_closed: int = 0
     incidents: list[int] = field(default_factory=list)
+    undecided: list[str] = field(default_factory=list)  # on a switch that cannot be asked
     seconds: float = 0.0
 
 
@@ -304,7 +311,8 @@ class Recovery:
         log.info("recovery.done", checked=report.checked, adopted=report.adopted,
                  kept_bridged=report.kept_bridged, closed=report.closed,
                  legs_killed=report.legs_killed, attempts_closed=report.attempts_closed,
-                 incidents=report.incidents, seconds=report.seconds)
+                 incidents=report.incidents, undecided=report.undecided,
+                 seconds=report.seconds)
         return report
 
     def _pass(self, switch: ApiClient, report: Report) -> None:
@@ -320,7 +328,12 @@ class Recovery:
                 fresh = queries.get_call(record.call_uuid)  # its flow may have ended meanwhile
                 if fresh.ended_at is None:
                     report.checked += 1
-                    self._reconcile_call(switch, fresh, report, adoptions)
+                    try:
+                        self._reconcile_call(switch, fresh, report, adoptions)
+                    except Undecided as error:  # its switch is away: that switch's return
+                        report.undecided.append(record.call_uuid)  # schedules a pass
+                        log.info("recovery.undecided", call_uuid=record.call_uuid,
+                                 error=str(error)[:200])
             # Every caller's legs are killed above; their originates end together.
             self._await_originates([ended for a in adoptions for ended in a.originates])
             for adoption in adoptions:

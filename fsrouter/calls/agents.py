@@ -135,6 +135,7 @@ class Leg:
     dialled: str  # what the originating leg dialled (linked legs), else ""
     our_number: str | None
     settled: bool = False  # the 2-way question for this leg is answered
+    switch: str = ""  # the switch the channel is on (the daemon's switch name)
 
 
 @dataclass(frozen=True)
@@ -271,12 +272,13 @@ class AgentWatcher:
         client.subscribe(list(self.EVENTS))
         client.on_event(self.handle)
 
-    def handle(self, event: Event) -> None:
-        """Take one event; never raises (a bad event is logged and ignored)."""
+    def handle(self, event: Event, switch: str = "") -> None:
+        """Take one event (from ``switch``); never raises (a bad event is logged and
+        ignored)."""
         try:
             with self._lock:
                 self._flush()
-                self._handle(event)
+                self._handle(event, switch)
         except Exception:
             log.exception("agents.event_failed", event_name=_short(event.name),
                           uuid=_short(event.uuid))
@@ -294,19 +296,31 @@ class AgentWatcher:
     def is_busy(self, user_id: str) -> bool:
         return bool(self._busy.get(user_id))
 
-    def resync(self, client: ApiClient) -> bool:
-        """Rebuild the live sets from the switch and correct the store; False if the switch
-        could not be asked (then nothing changes). Never raises."""
+    def for_switch(self, switch: str) -> Callable[[Event], None]:
+        """The event callback of one switch's connection (several switches feed one watcher:
+        an agent is busy while any switch has one of the agent's channels)."""
+        return lambda event: self.handle(event, switch)
+
+    def drop_switch(self, switch: str) -> None:
+        """Forget the channels of a switch that is gone (its calls ended with it); the next
+        resync of that switch finds whatever is still up."""
+        with self._lock:
+            for uuid in [u for u, leg in self._legs.items() if leg.switch == switch]:
+                self._drop(uuid, "switch_lost")
+
+    def resync(self, client: ApiClient, switch: str = "") -> bool:
+        """Rebuild the live sets of ``switch`` from it and correct the store; False if the
+        switch could not be asked (then nothing changes). Never raises."""
         try:
             with self._resyncing:
-                return self._resync(client)
+                return self._resync(client, switch)
         except Exception:
             log.exception("agents.resync_failed")
             return False
 
     # -- events ------------------------------------------------------------------------------
 
-    def _handle(self, event: Event) -> None:
+    def _handle(self, event: Event, switch: str = "") -> None:
         name = event.name
         uuid = event.uuid or ""
         if name not in self.EVENTS or not _UUID.fullmatch(uuid):
@@ -320,11 +334,11 @@ class AgentWatcher:
             return
         # The event itself, not event.headers: a few lookups instead of decoding ~150
         # headers (the real switch's events are 4-10 KB; 13 against 70 µs per event).
-        leg = self._see(uuid, event, first=name == "CHANNEL_CREATE")
+        leg = self._see(uuid, event, first=name == "CHANNEL_CREATE", switch=switch)
         if leg is not None and name in _REACHED:
             self._learn(leg)
 
-    def _see(self, uuid: str, h: Headers, first: bool) -> Leg | None:
+    def _see(self, uuid: str, h: Headers, first: bool, switch: str = "") -> Leg | None:
         """The agent leg of this channel (tracking it from now on), or None."""
         leg = self._legs.get(uuid)
         config = self._config()
@@ -337,6 +351,7 @@ class AgentWatcher:
             self._others.add(uuid)
             return None
         self._others.discard(uuid)
+        leg.switch = switch
         self._add(leg)
         return leg
 
@@ -439,8 +454,8 @@ class AgentWatcher:
 
     # -- resync ----------------------------------------------------------------------------------
 
-    def _ask(self, client: ApiClient) -> tuple[set[str], dict[str, dict[str, str] | None],
-                                               set[str]]:
+    def _ask(self, client: ApiClient, switch: str = ""
+             ) -> tuple[set[str], dict[str, dict[str, str] | None], set[str]]:
         """The listed channels, dumps of those we do not know, and our channels that are gone;
         raises ESLError (lost connection) or ValueError (a listing we cannot read)."""
         listed = _list_channels(client)
@@ -451,12 +466,13 @@ class AgentWatcher:
         dumps = {uuid: _dump(client, uuid) for uuid in unknown[:MAX_DUMPS]}
         # The listing trails the switch by ~0.5 s both ways (a channel that just ended is still
         # listed): ask about each of our channels, which also shows one that is ending.
-        gone = {uuid for uuid in list(self._legs) if not _alive(_dump(client, uuid))}
+        mine = [uuid for uuid, leg in list(self._legs.items()) if leg.switch == switch]
+        gone = {uuid for uuid in mine if not _alive(_dump(client, uuid))}
         return listed, dumps, gone
 
-    def _resync(self, client: ApiClient) -> bool:
+    def _resync(self, client: ApiClient, switch: str = "") -> bool:
         try:
-            listed, dumps, gone = self._ask(client)
+            listed, dumps, gone = self._ask(client, switch)
         except (ESLError, ValueError) as exc:  # nothing changes without a full answer
             log.warning("agents.resync_failed", error=str(exc)[:200])
             return False
@@ -467,14 +483,14 @@ class AgentWatcher:
             self._others &= listed
             for uuid, headers in dumps.items():
                 if headers is not None and uuid not in self._ended:
-                    self._see_dump(uuid, headers)
+                    self._see_dump(uuid, headers, switch)
             self._reconcile_store(listed)
-        log.info("agents.resynced", channels=len(listed), looked_up=len(dumps),
+        log.info("agents.resynced", switch=switch, channels=len(listed), looked_up=len(dumps),
                  forgotten=len(gone), busy=sorted(self._busy))
         return True
 
-    def _see_dump(self, uuid: str, headers: dict[str, str]) -> None:
-        leg = self._see(uuid, headers, first=True)
+    def _see_dump(self, uuid: str, headers: dict[str, str], switch: str = "") -> None:
+        leg = self._see(uuid, headers, first=True, switch=switch)
         reached = (headers.get("Answer-State") in ("early", "answered")
                    or headers.get("Channel-Call-State") in _REACHED_STATES)
         if leg is not None and reached:

@@ -40,6 +40,9 @@ CHANNEL_FIELDS = ("Unique-ID", "Caller-Destination-Number", "Caller-Caller-ID-Nu
 # The outbound server's close reason once our handler is done (fsrouter.esl.outbound).
 HANDLER_DONE = "call handler finished"
 LOST_CAUSE = "SOCKET_LOST"  # hang-up cause recorded when the socket was lost (not a Q.850 name)
+SWITCH_LOST_CAUSE = "SWITCH_LOST"  # ... and the switch too (crashed, killed, unreachable)
+SOCKET_LOST = "socket_lost"  # outcome and incident reason: our socket closed, the switch is up
+SWITCH_LOST = "switch_lost"  # outcome and incident reason: the call's switch is gone
 ADOPTION_LOST = LOST  # outcome and incident reason: an adopted caller gone before our answer
 
 
@@ -59,6 +62,7 @@ class Call:
         self.bridged_to: str | None = None  # the leg mod_fifo bridged us to
         self.lost = gevent.event.Event()  # the socket closed before any hang-up was seen
         self.stuck = False  # ... because the switch stopped answering on it (no_reply)
+        self._lost_reason: str | None = None
         self.hangup_cause: str | None = None
         self.number = ""  # the routing number (E.164) once known, for metrics
         self.outcome = "hangup"  # how the call ended, for metrics (the store has it too)
@@ -139,7 +143,9 @@ class Call:
         kept for later if the store refuses it now (calls.pending)."""
         # A call whose socket was lost ended out of our sight: say so rather than leave the
         # cause empty (a conversation cut by a switch crash keeps its outcome, ``bridged``).
-        cause = self.hangup_cause or (LOST_CAUSE if self.lost.is_set() else None)
+        lost = self.lost_reason() if self.lost.is_set() else None
+        cause = self.hangup_cause or {SWITCH_LOST: SWITCH_LOST_CAUSE,
+                                      SOCKET_LOST: LOST_CAUSE}.get(lost or "")
         settle(queries.close_call, self.uuid, outcome, cause, self.services.now(),
                self.answered_at)
 
@@ -157,6 +163,18 @@ class Call:
         if event.name in HANGUP_EVENTS and event.uuid == self.uuid:
             self.hangup_cause = self.hangup_cause or event.get("Hangup-Cause")
             self.gone.set()
+
+    def lost_reason(self) -> str:
+        """Why the socket was lost: ``switch_lost`` when the call's switch no longer answers
+        on its event connection either (killed, crashed, unreachable), else ``socket_lost``.
+        Asked once (it may wait up to fsrouter.switches.PROBE_TIMEOUT)."""
+        if self._lost_reason is None:
+            switch = self.services.switch
+            gone = switch is not None and not switch.alive()
+            self._lost_reason = SWITCH_LOST if gone else SOCKET_LOST
+            if gone:
+                self.log.warning("call.switch_lost", switch=switch.name)
+        return self._lost_reason
 
     def _socket_closed(self) -> None:
         """The socket closed (run by whichever greenlet closed it)."""

@@ -67,7 +67,7 @@ def run(call: Call, number: CallRoutingNumber) -> None:
         outcome = serve_option(call, number, option, config, incident)
     finally:
         if call.lost.is_set() and outcome != "bridged":
-            outcome = "socket_lost"
+            outcome = call.lost_reason()
         call.outcome = outcome
         call.close_record(outcome)
         call.log.info("call.ended", outcome=outcome)
@@ -231,8 +231,9 @@ def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, wait
                                                    "resolution": "resolved"})
         return "bridged"
     if call.lost.is_set():  # the switch dropped our socket: we do not know how it ended
-        settle(queries.note_incident, incident_id, "socket_lost")
-        return "socket_lost"
+        reason = call.lost_reason()  # switch_lost when the switch itself is gone
+        settle(queries.note_incident, incident_id, reason)
+        return reason
     if dialled.caller_left or call.gone.is_set():
         if option.resolve_abandoned:
             settle(queries.resolve_incident, incident_id, now(), "abandoned", "caller_abandoned")

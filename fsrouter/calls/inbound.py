@@ -73,7 +73,7 @@ def run(call: Call, number: str, entry: NumberEntry | None) -> None:
         outcome = serve(call, number, entry, destination)
     finally:
         if call.lost.is_set() and outcome != "bridged":
-            outcome = "socket_lost"
+            outcome = call.lost_reason()
         call.outcome = outcome
         call.close_record(outcome)
         call.log.info("call.ended", outcome=outcome)

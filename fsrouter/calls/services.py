@@ -42,6 +42,9 @@ class CallServices:
     # fsrouter.cluster.Claims: agents are claimed before they are rung (None: no claims,
     # tests that build their own services).
     claims: Any = None
+    # The call's switch (fsrouter.switches.SwitchLink) when the daemon knows it: a lost socket
+    # is told apart from a lost switch with it (``switch_lost``).
+    switch: Any = None
 
     @property
     def config(self) -> Config:

@@ -24,6 +24,7 @@ def cross_check(data: dict[str, Any], region: str | None) -> list[Finding]:
     findings = [finding for check in checks for finding in check(data, ids)]
     findings.extend(_duplicate_numbers(data, region))
     findings.extend(_duplicate_digits(data))
+    findings.extend(_switches(data))
     return findings
 
 
@@ -180,3 +181,33 @@ def _duplicate_digits(data: dict[str, Any]) -> Iterator[Finding]:
                     f"digit {key} is already used by options[{first[key]}]"
             else:
                 first[key] = opt_no
+
+
+def _switches(data: dict[str, Any]) -> Iterator[Finding]:
+    """``switch:`` or ``switches:`` (exactly one); names and addresses unique in the list."""
+    if not isinstance(data, dict):
+        return
+    single, listed = data.get("switch"), data.get("switches")
+    if single is None and listed is None:
+        yield ("switch",), "required field missing"  # or switches: (a list, each named)
+    elif single is not None and listed is not None:
+        yield ("switches",), "give either switch: or switches:, not both"
+    elif isinstance(listed, list) and not listed:
+        yield ("switches",), "must list at least one switch"
+    names: dict[str, int] = {}
+    addresses: dict[tuple[str, str], int] = {}
+    for index, entry in _items(data, "switches"):
+        if not isinstance(entry, dict):
+            continue
+        name = entry.get("name")
+        if isinstance(name, str):
+            if name in names:
+                yield ("switches", index, "name"), \
+                    f"switch name {name!r} is already used by switches[{names[name]}]"
+            names.setdefault(name, index)
+        # The same event socket twice would watch one switch twice (every agent busy twice).
+        address = (str(entry.get("host", "127.0.0.1")).lower(), str(entry.get("port", 8021)))
+        if address in addresses:
+            yield ("switches", index, "port" if "port" in entry else "host"), \
+                f"{address[0]}:{address[1]} is already switches[{addresses[address]}]"
+        addresses.setdefault(address, index)

@@ -88,11 +88,15 @@ def _region_of(data: dict[str, Any]) -> str | None:
 def _set_origins(config: Config, marks: Marks, file: str) -> None:
     """Tell secret holders where they were configured, for errors at resolve time."""
     config._source = (file, marks)
-    for section in ("switch", "smtp"):
-        line, column = marks.for_value((section,))
-        holder = getattr(config, section)
-        holder._origin = (file, line, column, section)
-        holder._key_marks = {key: marks.for_value((section, key))
+    holders: list[tuple[tuple[Any, ...], Any]] = [(("switch",), config.switch),
+                                                  (("smtp",), config.smtp)]
+    holders += [(("switches", index), entry) for index, entry in enumerate(config.switches)]
+    for section, holder in holders:
+        if holder is None:
+            continue
+        line, column = marks.for_value(section)
+        holder._origin = (file, line, column, format_path(section))
+        holder._key_marks = {key: marks.for_value((*section, key))
                              for key in ("password", "password_env", "password_file")
                              if getattr(holder, key) is not None}
 

@@ -143,8 +143,8 @@ class Listener(Strict):
     # it was 10 s). The switch's own addresses keep 10 s: the time counts this process's own
     # delays too, and a busy daemon must not turn the switch's calls away.
     setup_timeout: Annotated[int, ranged(1, 60)] = 2
-    # The switch's own addresses (default: switch.host when it is an allowed address, with
-    # 127.0.0.1 and ::1 when it is loopback; else every allowed peer). They may use every
+    # The switches' own addresses (default: every switch's host when all are allowed addresses,
+    # with 127.0.0.1 and ::1 for a loopback one; else every allowed peer). They may use every
     # slot; any other allowed peer at most max_setups_per_peer connections in setup at once,
     # all of them together at most max_calls - reserved_calls.
     switch_addresses: tuple[Network, ...] | None = None
@@ -257,6 +257,16 @@ class Switch(SecretSource):
         if refused:
             self._fail(self._sources()[0], f"{refused} is refused")
         return value
+
+
+# The name the single ``switch:`` form gets in logs, /health and metrics.
+DEFAULT_SWITCH = "default"
+
+
+class NamedSwitch(Switch):
+    """One entry of ``switches:`` (several switches served by one daemon)."""
+
+    name: Id
 
 
 def _database_url(value: str) -> str:
@@ -851,7 +861,10 @@ class Config(Strict):
     """The whole configuration. Build it with :func:`fsrouter.config.load_config`."""
 
     listener: Listener = Listener()
-    switch: Switch
+    # One switch (``switch:``) or several (``switches:``, each with a name): exactly one of
+    # the two (config/crosscheck.py says which is missing or doubled, with its line).
+    switch: Switch | None = None
+    switches: tuple[NamedSwitch, ...] = ()
     database: Database = Database()
     cluster: Cluster = Cluster()
     defaults: Defaults = Defaults()
@@ -909,6 +922,12 @@ class Config(Strict):
         self._by_e164 = {}
         for entry in self.numbers:
             self._by_e164.setdefault(entry.number, entry)
+
+    def named_switches(self) -> tuple[tuple[str, Switch], ...]:
+        """Every switch this daemon serves, by name (``switch:`` is named "default")."""
+        if self.switches:
+            return tuple((entry.name, entry) for entry in self.switches)
+        return ((DEFAULT_SWITCH, self.switch),) if self.switch is not None else ()
 
     def number_by_e164(self, e164: str) -> CallRoutingNumber | AgentNumber | QueueNumber | \
             UnassignedNumber | CustomNumber | None:

@@ -51,7 +51,9 @@ class Simulator:
         self.phones: dict[str, str] = {}
         self.records: dict[str, SwitchRecord] = {}
         self.leg_records: dict[str, SwitchRecord] = {}  # agent leg uuid -> caller's record
-        self.globals: dict[str, str] = {"domain": "fsrouter.test"}
+        # core_uuid: as on the real switch (its events' Core-UUID; fsrouter.switches).
+        self.globals: dict[str, str] = {"domain": "fsrouter.test",
+                                        "core_uuid": self.core.core_uuid}
         self.faults = faults or Faults()
         self.password = password
         self.storage_dir = storage_dir or tempfile.mkdtemp(prefix="fsr-sim-")

@@ -44,7 +44,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
-import math
 import os
 import random
 import re
@@ -56,7 +55,6 @@ import subprocess
 import tempfile
 import time
 import uuid as uuidlib
-import wave
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -70,6 +68,7 @@ import structlog
 from fsrouter.esl import ESLError, Event, InboundClient, Job
 from fsrouter.testing import ports as rtp_ports
 from fsrouter.testing.phones import dialplan_extensions
+from fsrouter.testing.switchfiles import SwitchError, install_prompts, write_mail_catcher
 
 log = structlog.get_logger(__name__)
 
@@ -77,10 +76,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONF = REPO_ROOT / "freeswitch_conf"
 # Fresh TLS certificates cost ~3 s per start; one copy is reused by every run on this host.
 CERT_CACHE = Path(tempfile.gettempdir()) / "fsrouter-freeswitch-certs"
-# Prompt WAVs for the voicemail phrase macros (none ship with the switch), made once per host.
-# Bump the version when the sounds or the list change, so a stale cache is not reused.
-SOUND_CACHE = Path(tempfile.gettempdir()) / "fsrouter-freeswitch-sounds-v1"
-PROMPT_SECONDS = 0.4
 # Until a test calls route_to(), public calls go to a loopback port nobody listens on, so they
 # take the dialplan's dead-daemon fallback instead of reaching a developer's daemon on 8084.
 UNROUTED_TARGET = "127.0.0.1:1"
@@ -97,10 +92,6 @@ _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # balanced ones pass (`${system(x)}`, `{x}` measured byte-exact), a lone `{` or `}` breaks
 # the originate (DESTINATION_OUT_OF_ORDER / CHAN_NOT_IMPLEMENTED, measured on 1.11.1).
 _UNQUOTABLE = ("\n", "\r", "\x00", "\\")
-
-
-class SwitchError(RuntimeError):
-    """The real switch could not be found, started, or asked something."""
 
 
 def find_freeswitch() -> Path | None:
@@ -467,98 +458,6 @@ def write_config(
     return path
 
 
-# -- prompts ----------------------------------------------------------------------------------
-
-# What `vm-$1.wav` in the voicemail_ack macro can become (mod_voicemail.c passes these words).
-_ACK_WORDS = ("deleted", "saved", "emailed", "marked-urgent")
-_MACRO_FILE = re.compile(r'data="([A-Za-z0-9_/$-]+\.wav)"')
-
-
-def prompt_names(lang_dir: Path | None) -> list[str]:
-    """Sound files (relative to the sound prefix) the English voicemail macros can play.
-
-    Every ``play-file`` named in ``lang/en/vm/sounds.xml`` plus what mod_say_en spells a
-    mailbox id or a key with: ``digits/<0-9>``, ``ascii/<code>`` (letters, ``#``, ``*``).
-    """
-    names = {f"digits/{digit}.wav" for digit in range(10)}
-    names |= {f"ascii/{ord(char)}.wav" for char in "abcdefghijklmnopqrstuvwxyz#*+"}
-    macros = lang_dir / "en" / "vm" / "sounds.xml" if lang_dir else None
-    if macros is not None and macros.is_file():
-        for name in _MACRO_FILE.findall(macros.read_text(encoding="utf-8")):
-            if "$" in name:
-                names |= {re.sub(r"\$[0-9]", word, name) for word in _ACK_WORDS}
-            else:
-                names.add(name)
-    return sorted(names)
-
-
-def write_prompt(path: Path, seconds: float = PROMPT_SECONDS, rate: int = 8000) -> None:
-    """A soft 440 Hz tone, 16-bit mono: audible in a recording, quiet, with no clicks."""
-    count = int(seconds * rate)
-    fade = max(1, min(count // 4, rate // 50))
-    frames = bytearray()
-    for index in range(count):
-        gain = min(1.0, index / fade, (count - 1 - index) / fade)
-        sample = int(3000 * gain * math.sin(2 * math.pi * 440 * index / rate))
-        frames += sample.to_bytes(2, "little", signed=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(bytes(frames))
-
-
-def install_prompts(sounds_dir: Path, lang_dir: Path | None, cache: Path = SOUND_CACHE) -> int:
-    """Put the voicemail prompts under ``sounds_dir``; returns how many files it holds.
-
-    The WAVs are made once into ``cache`` (renamed into place, so parallel runs see all of
-    it or nothing) and copied from there: making them costs ~0.2 s, copying a few ms.
-    """
-    names = prompt_names(lang_dir)
-    if not all((cache / name).is_file() for name in names):
-        staging = Path(tempfile.mkdtemp(prefix="fsrouter-sounds-", dir=cache.parent))
-        for name in names:
-            write_prompt(staging / name)
-        shutil.rmtree(cache, ignore_errors=True)
-        try:
-            staging.rename(cache)
-        except OSError:  # a parallel run won the race; its files are the same
-            shutil.rmtree(staging, ignore_errors=True)
-    source = cache if all((cache / name).is_file() for name in names) else None
-    if source is None:
-        raise SwitchError(f"could not prepare the prompt cache {cache}")
-    for name in names:
-        target = sounds_dir / name
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / name, target)
-    return len(names)
-
-
-def write_mail_catcher(script: Path, mail_dir: Path) -> Path:
-    """A ``mailer-app`` that keeps each mail as ``mail_dir/mail-*.eml`` instead of sending it.
-
-    A test switch must never hand voicemail to the host's real MTA (traffic leaves loopback),
-    and a kept file lets a test read what the agent would have received. The switch passes
-    the recipient only on the command line (``-f <from> <to>``), so the script puts its
-    arguments in front of the mail as a first header, ``X-Test-Mailer-Args``.
-    """
-    mail_dir.mkdir(parents=True, exist_ok=True)
-    script.parent.mkdir(parents=True, exist_ok=True)
-    folder = shlex.quote(str(mail_dir))
-    script.write_text(
-        "#!/bin/sh\n"
-        "# fsrouter test switch: keep the mail instead of sending it (written, then renamed).\n"
-        f"part=$(mktemp {folder}/.part-XXXXXXXX) || exit 1\n"
-        "{ printf 'X-Test-Mailer-Args: %s\\n' \"$*\"; cat; } > \"$part\" || exit 1\n"
-        f'mv "$part" {folder}/"mail-${{part##*-}}.eml"\n',
-        encoding="utf-8",
-    )
-    script.chmod(0o755)
-    return script
-
-
 # -- the switch -----------------------------------------------------------------------------
 
 
@@ -861,10 +760,13 @@ class RealSwitch:
         """``api <cmd>``; the response body as the switch sent it."""
         return self._client().api(cmd, timeout)
 
-    def route_to(self, port: int, host: str = "127.0.0.1") -> None:
-        """Send calls to ``public`` from now on to the daemon at host:port."""
-        target = f"{host}:{int(port)}"
-        _check(re.compile(r"^[0-9A-Za-z.:-]+$"), target, "target")
+    def route_to(self, port: int, host: str = "127.0.0.1",
+                 failover: tuple[tuple[str, int], ...] = ()) -> None:
+        """Send calls to ``public`` from now on to the daemon at host:port, and to the
+        ``failover`` daemons in order when it cannot be reached (``a:1|b:2``, see
+        freeswitch_conf/README.md)."""
+        target = "|".join(f"{where}:{int(number)}" for where, number in ((host, port), *failover))
+        _check(re.compile(r"^[0-9A-Za-z.:-]+(\|[0-9A-Za-z.:-]+)*$"), target, "target")
         reply = self.api(f"global_setvar fsrouter_target={target}")
         if reply.startswith("-ERR"):
             raise SwitchError(f"global_setvar failed: {reply.strip()}")

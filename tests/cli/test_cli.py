@@ -89,6 +89,21 @@ def test_check_config_reports_every_error_with_position(tmp_path):
     assert any("listener.port" in line for line in lines)
 
 
+def test_check_config_checks_every_switch_of_the_list(tmp_path):
+    """``switches:`` (issue 18.1): each entry's password is resolved, with its own line."""
+    path = tmp_path / "two.yaml"
+    path.write_text("switches:\n"
+                    "  - {name: a, port: 8021, password_env: FSROUTER_ESL_PASSWORD}\n"
+                    "  - {name: b, port: 8022, password_env: FSROUTER_ESL_PASSWORD_B}\n",
+                    encoding="utf-8")
+    result = run("check-config", str(path), env={"FSROUTER_ESL_PASSWORD_B": ""})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"{path}:3:27: switches[1].password_env: environment "
+                                     "variable FSROUTER_ESL_PASSWORD_B is not set or empty")
+    result = run("check-config", str(path), env={"FSROUTER_ESL_PASSWORD_B": "another-one"})
+    assert result.returncode == 0, result.stderr
+
+
 def test_check_config_missing_file(tmp_path):
     result = run("check-config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2

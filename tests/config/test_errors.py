@@ -203,8 +203,8 @@ schedules:
      "users: {a: {name: A, phones: [{type: mobile, number: 0151 23456789}]}}\n"
      "holidays: BY\ndefaults: {country: DE}\n",
      ["{f}:11:1: holidays: unknown key (allowed: cluster, database, defaults, features, "
-      "listener, metrics, numbers, policies, prompts, queues, schedules, smtp, switch, tones, "
-      "tts, two_way, users, voicemail, webhooks)"]),
+      "listener, metrics, numbers, policies, prompts, queues, schedules, smtp, switch, "
+      "switches, tones, tts, two_way, users, voicemail, webhooks)"]),
     ("unknown_holiday_country",
      SWITCH + "schedules:\n  s: {holidays: XX}\n",
      ["{f}:4:7: schedules.s.holidays: unknown holiday country 'XX': the holidays library "

@@ -353,3 +353,28 @@ def test_a_taken_port_raises(metrics):
             serve(metrics, "127.0.0.1", first.port, lambda: {"switch": True})
     finally:
         first.stop()
+
+
+def test_health_shows_each_switch_and_one_switch_down_is_not_a_dead_daemon(metrics,
+                                                                            sqlite_db):
+    """Several switches (issue 18.1): each one's state is detail; the status says whether
+    the daemon can take calls (any switch connected) and reach its database."""
+    links = {"a": {"connected": False, "since": "2026-01-01T00:00:00+00:00",
+                   "last_error": "peer closed the socket", "connects": 1},
+             "b": {"connected": True, "since": "2026-01-01T00:00:00+00:00",
+                   "last_error": None, "connects": 1}}
+    metrics.set_switch_state("a", False, any_connected=True)
+    metrics.set_switch_state("b", True, any_connected=True)
+    srv = serve(metrics, "127.0.0.1", 0,
+                standard_health(metrics, database_proxy, lambda: links))
+    try:
+        assert health(srv) == (200, {"switch": True, "database": True, "switches": links})
+        metrics.set_switch_state("b", False, any_connected=False)
+        assert health(srv)[0] == 503
+        _, _, body = fetch(url(srv, "/metrics"))
+        text = body.decode()
+        assert 'fsrouter_switch_up{switch="a"} 0.0' in text
+        assert 'fsrouter_switch_losses_total{switch="b"} 1.0' in text
+        assert "fsrouter_switch_connected 0.0" in text
+    finally:
+        srv.stop()

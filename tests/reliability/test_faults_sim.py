@@ -173,9 +173,10 @@ def test_the_switch_restarts(sim_daemon, tmp_path):
     wait_for(lambda: len(run.rows("SELECT id FROM call_records WHERE ended_at IS NOT NULL"))
              == 3, 10, "every record closed")
     outcomes = {r["call_uuid"]: r["outcome"] for r in run.rows("SELECT * FROM call_records")}
-    assert outcomes[in_menu.caller_uuid] == "socket_lost"
-    assert outcomes[ringing.caller_uuid] == "socket_lost"
-    assert outcomes[bridged.caller_uuid] in ("bridged", "socket_lost")
+    # The switch itself is gone (its event connection too): switch_lost, not socket_lost.
+    assert outcomes[in_menu.caller_uuid] == "switch_lost"
+    assert outcomes[ringing.caller_uuid] == "switch_lost"
+    assert outcomes[bridged.caller_uuid] in ("bridged", "switch_lost")
     assert run.open_rows() == []
     # Routed again once the switch is back: the event connection is up and calls flow.
     after = run.call(QUEUE_NUMBER, script=CallerScript(hangup_in="bridged",

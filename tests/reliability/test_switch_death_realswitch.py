@@ -8,9 +8,10 @@ and folder, as a supervisor would. The test checks, from the daemon's log and da
 - it noticed: each call's socket was lost (``call.socket_lost``) and its inbound event
   connection too (``esl.inbound.lost``), and it tried to reconnect with backoff while the
   switch was away (attempts spaced by at least the base delay, growing);
-- no call is lost: every record is closed and says what happened (outcome ``socket_lost``
-  for the calls in the menu and the queue, ``bridged`` for the conversation), every dial
-  attempt is closed, and the incidents keep their reason (``socket_lost``) or are resolved;
+- no call is lost: every record is closed and says what happened (outcome ``switch_lost``
+  for the calls in the menu and the queue: the switch's event connection is gone too, so it
+  is not a lost socket alone; ``bridged`` for the conversation), every dial attempt is
+  closed, and the incidents keep their reason (``switch_lost``) or are resolved;
 - it routes new calls as soon as the switch is back (measured from "switch ready" to the
   daemon's first app on a new call, and to the inbound connection being up again).
 """
@@ -190,16 +191,16 @@ def test_the_switch_killed_mid_call_loses_nothing_and_routes_again(own_switch, t
     rows = {r["call_uuid"]: r for r in daemon.rows("SELECT * FROM call_records")}
     assert set(rows) == {in_menu, in_queue, bridged, fresh}
     assert all(r["ended_at"] is not None for r in rows.values())
-    assert rows[in_menu]["outcome"] == "socket_lost"
+    assert rows[in_menu]["outcome"] == "switch_lost"
     assert rows[in_menu]["incident_id"] is None  # no choice made: no incident
-    assert rows[in_queue]["outcome"] == "socket_lost"
+    assert rows[in_queue]["outcome"] == "switch_lost"
     assert (rows[bridged]["outcome"], rows[bridged]["bridged_to_user"]) == ("bridged", "talker")
     # The conversation was cut by the crash, out of our sight: the cause says so.
-    assert {rows[u]["hangup_cause"] for u in (in_menu, in_queue, bridged)} == {"SOCKET_LOST"}
+    assert {rows[u]["hangup_cause"] for u in (in_menu, in_queue, bridged)} == {"SWITCH_LOST"}
     assert (rows[fresh]["outcome"], rows[fresh]["bridged_to_user"]) == ("bridged", "talker")
     incidents = {r["id"]: r for r in daemon.rows("SELECT * FROM incidents")}
     queued = incidents[rows[in_queue]["incident_id"]]
-    assert (queued["state"], queued["outcome_reason"]) == ("open", "socket_lost")
+    assert (queued["state"], queued["outcome_reason"]) == ("open", "switch_lost")
     talked = incidents[rows[bridged]["incident_id"]]
     assert (talked["state"], talked["accepted_by"]) == ("resolved", "talker")
     attempts = daemon.rows("SELECT call_id, user_id, result, ended_at FROM attempts")
