@@ -70,6 +70,17 @@ class PostgresServer:
         _run_pg(self, "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name)
         return self.url.rsplit("/", 1)[0] + "/" + quote(name, safe="")
 
+    def halt(self) -> None:
+        """Stop the server but keep its data (a database restart or outage; see resume)."""
+        ctl = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]
+        subprocess.run(_as_user(ctl, self.run_as), capture_output=True, timeout=60, check=False)
+        log.info("postgres.halted", port=self.port)
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port and data."""
+        _start(self)
+        log.info("postgres.resumed", port=self.port)
+
     def stop(self) -> None:
         ctl = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"]
         subprocess.run(_as_user(ctl, self.run_as), capture_output=True, timeout=30, check=False)
