@@ -328,12 +328,15 @@ def _report_loss(conn: Any, metrics: Any) -> None:
 
 def _start_notify(daemon: Daemon) -> None:
     from fsrouter.notify import Mailer, Webhooks
+    from fsrouter.resilience import journal
 
     source = lambda: daemon.holder["config"]  # noqa: E731
     mailer = Mailer(source, now=utc_now, host=daemon.services.host)
     webhooks = Webhooks(source, now=utc_now)
     mailer.start()
     webhooks.start()
+    for worker in (mailer, webhooks):  # rows written late by the journal: send them at once
+        journal.when_caught_up(worker.kick)
     daemon.parts |= {"mailer": mailer, "webhooks": webhooks}
 
 
