@@ -11,10 +11,8 @@ the rows are counted against what the switch saw.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import gevent
@@ -23,7 +21,6 @@ import pytest
 from fsrouter.sim import CallerScript, Press
 from fsrouter.store import queries
 from fsrouter.testing.phones import phone_number
-from fsrouter.testing.postgres import PostgresServer, PostgresUnavailable, start_postgres
 from tests.notify.servers import HookServer, SmtpServer
 from tests.reliability.conftest import (
     AGENT_NUMBER,
@@ -34,24 +31,9 @@ from tests.reliability.conftest import (
     sip,
     wait_for,
 )
-from tests.reliability.pgdaemon import PgSimDaemon, start_pg_daemon
+from tests.reliability.pgdaemon import PgSimDaemon, pg_server, start_pg_daemon  # noqa: F401
 
 OUTAGE_S = 10.0
-
-
-@pytest.fixture
-def pg_server() -> Iterator[PostgresServer]:
-    """A server of this test's own: the test stops and starts it."""
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"PostgreSQL not available: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def blink_config(tmp_path, smtp: SmtpServer, hooks: HookServer, mode: str) -> dict:
@@ -72,7 +54,7 @@ def duplicates(values: list) -> list:
 
 
 @pytest.mark.parametrize("mode", ["reject", "yaml"])
-def test_the_database_blinks_with_calls_in_every_state(pg_server, tmp_path, capture_logs,
+def test_the_database_blinks_with_calls_in_every_state(pg_server, tmp_path, capture_logs,  # noqa: F811
                                                       mode):
     smtp, hooks = SmtpServer().start(), HookServer().start()
     run: PgSimDaemon | None = None
