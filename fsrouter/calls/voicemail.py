@@ -87,7 +87,8 @@ def leave_voicemail(call: Call, user_id: str, incident_id: int | Ref | None = No
     row = create(queries.record_voicemail, user_id, str(path), call.services.now(),
                  call_uuid=call.uuid, caller_number=call.caller_number,
                  caller_name=call.caller_name, duration_s=round(seconds, 2),
-                 incident_id=incident_id, later=replay.record_voicemail_once)
+                 incident_id=incident_id, host=call.services.host,
+                 later=replay.record_voicemail_once)
     voicemail_id = row if isinstance(row, Ref) else row.id
     call.log.info("voicemail.left", user=user_id, seconds=round(seconds, 1),
                   voicemail_id=voicemail_id)

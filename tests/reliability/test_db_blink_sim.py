@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import gevent
 import pytest
 
+from fsrouter.resilience.metrics import JournalCollector
 from fsrouter.sim import CallerScript, Press
 from fsrouter.store import queries
 from fsrouter.testing.phones import phone_number
@@ -91,6 +92,12 @@ def test_the_database_blinks_with_calls_in_every_state(pg_server, tmp_path, capt
             assert not newcomer.bridged_to
         gevent.sleep(max(0.0, OUTAGE_S - (time.monotonic() - halted_at)))
         pg_server.resume()
+        # Right after the restart: a new call is served (no dead pooled connection refuses it).
+        after = run.call(AGENT_NUMBER)
+        wait_for(lambda: after.bridged_to or run.caller(after).hungup.is_set(), 20,
+                 "the first call after the restart routed")
+        assert after.bridged_to, run.caller(after).hangup_cause
+        run.sim.hangup(run.caller(after), "NORMAL_CLEARING")
         queries_login(run, "bob")  # now the queue caller gets an agent
         names = ["menu", "ringing", "bridged", "queued", "voicemail"]
         for record in in_progress:
@@ -107,7 +114,7 @@ def test_the_database_blinks_with_calls_in_every_state(pg_server, tmp_path, capt
             run.sim.hangup(new_caller, "NORMAL_CLEARING")
         # After recovery: every row final, each exactly once.
         run.check_nothing_left(timeout=30)
-        served = [*in_progress, newcomer] if mode == "yaml" else in_progress
+        served = [*in_progress, after, *([newcomer] if mode == "yaml" else [])]
         calls = run.rows("SELECT call_uuid, outcome FROM call_records")
         assert sorted(r["call_uuid"] for r in calls) == sorted(r.caller_uuid for r in served)
         outcomes = {r["call_uuid"]: r["outcome"] for r in calls}
@@ -139,6 +146,10 @@ def test_the_database_blinks_with_calls_in_every_state(pg_server, tmp_path, capt
         assert duplicates(deliveries) == []
         logged = run.log_events()
         assert "store.outage_started" in logged and "store.outage_ended" in logged
+        figures = {family.name: family.samples[0].value
+                   for family in JournalCollector().collect()}
+        assert figures["fsrouter_store_journal_pending"] == 0
+        assert figures["fsrouter_store_writes_replayed"] >= figures["fsrouter_store_outages"] > 0
     finally:
         if run is not None:
             run.stop()
