@@ -1,3 +1,3 @@
-"""Staying up while a dependency blinks: the journal of store writes waiting for the
-database (:mod:`fsrouter.resilience.journal`) and what new calls get while it is away
-(``database.unavailable``, :mod:`fsrouter.resilience.newcalls`)."""
+"""Staying up while the database blinks: the journal of store writes waiting for it
+(:mod:`fsrouter.resilience.journal`) and its metrics. What a new call gets meanwhile is
+``database.unavailable`` (docs/two-nodes-blink.md)."""

@@ -20,7 +20,7 @@ import pytest
 
 from fsrouter.resilience.metrics import JournalCollector
 from fsrouter.sim import CallerScript, Press
-from fsrouter.store import queries
+from fsrouter.store import StoreError, queries
 from fsrouter.testing.phones import phone_number
 from tests.notify.servers import HookServer, SmtpServer
 from tests.reliability.conftest import (
@@ -32,9 +32,16 @@ from tests.reliability.conftest import (
     sip,
     wait_for,
 )
-from tests.reliability.pgdaemon import PgSimDaemon, pg_server, start_pg_daemon  # noqa: F401
+from tests.reliability.pgdaemon import (  # noqa: F401
+    PgSimDaemon,
+    fresh_database,
+    pg_server,
+    start_pg_daemon,
+)
 
 OUTAGE_S = 10.0
+FREEZE_S = 30.0  # the frozen server is thawed after this at the latest
+FROZEN_CALL = "f0f0f0f0-2222-3333-4444-555555555555"
 
 
 def blink_config(tmp_path, smtp: SmtpServer, hooks: HookServer, mode: str) -> dict:
@@ -167,3 +174,34 @@ def queries_login(run: PgSimDaemon, user: str) -> None:
             return False
         return True
     wait_for(attempt, 20, f"{user} logged in")
+
+
+def test_a_frozen_database_is_a_refusal_within_seconds_not_a_hang(pg_server):  # noqa: F811
+    """PostgreSQL stops answering without closing anything (SIGSTOP: a frozen VM, a stalled
+    disk): a store call must give up with StoreError after the answer deadline, so the
+    journal takes the write and the call goes on, instead of waiting as long as the freeze
+    lasts (the kernel still acknowledges every byte: no TCP timeout ever fires)."""
+    from fsrouter.store.db import close_database, open_database
+    from fsrouter.store.migrations import upgrade
+
+    db = open_database(fresh_database(pg_server))
+    try:
+        upgrade(db)
+        now = datetime.now(UTC)
+        queries.create_call_record(FROZEN_CALL, HOTLINE, "call_routing", None, None, now)
+        pids = pg_server.freeze()  # the pooled connection above is now frozen too
+        try:
+            started = time.monotonic()
+            write = gevent.spawn(queries.close_call, FROZEN_CALL, "bridged", None, now)
+            write.join(timeout=FREEZE_S)
+            waited = time.monotonic() - started
+        finally:
+            pg_server.thaw(pids)
+        write.join(timeout=30)
+        print(f"BLINK frozen database: {type(write.exception).__name__} after {waited:.1f} s")
+        assert isinstance(write.exception, StoreError), (write.exception, write.value)
+        assert waited < FREEZE_S
+        # Thawed: the dead connection was dropped, the next write takes a fresh one.
+        assert queries.close_call(FROZEN_CALL, "bridged", None, now)
+    finally:
+        close_database(db)
