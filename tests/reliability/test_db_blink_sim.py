@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import gevent
 import pytest
 
+import fsrouter.cli  # noqa: F401  (gevent's monkey-patching first: psycopg2 waits on the hub)
 from fsrouter.resilience.metrics import JournalCollector
 from fsrouter.sim import CallerScript, Press
 from fsrouter.store import StoreError, queries
