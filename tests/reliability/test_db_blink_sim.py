@@ -11,6 +11,9 @@ the rows are counted against what the switch saw.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -18,10 +21,9 @@ from datetime import UTC, datetime
 import gevent
 import pytest
 
-import fsrouter.cli  # noqa: F401  (gevent's monkey-patching first: psycopg2 waits on the hub)
 from fsrouter.resilience.metrics import JournalCollector
 from fsrouter.sim import CallerScript, Press
-from fsrouter.store import StoreError, queries
+from fsrouter.store import queries
 from fsrouter.testing.phones import phone_number
 from tests.notify.servers import HookServer, SmtpServer
 from tests.reliability.conftest import (
@@ -98,6 +100,9 @@ def test_the_database_blinks_with_calls_in_every_state(pg_server, tmp_path, capt
             assert new_caller.hungup.wait(8), "the new caller was left waiting"
             assert new_caller.hangup_cause == "NORMAL_TEMPORARY_FAILURE"
             assert not newcomer.bridged_to
+        else:  # served from the YAML while the database is still away
+            wait_for(lambda: newcomer.bridged_to, 8, "the new call routed from the YAML")
+            run.sim.hangup(new_caller, "NORMAL_CLEARING")
         gevent.sleep(max(0.0, OUTAGE_S - (time.monotonic() - halted_at)))
         pg_server.resume()
         # Right after the restart: a new call is served (no dead pooled connection refuses it).
@@ -117,9 +122,6 @@ def test_the_database_blinks_with_calls_in_every_state(pg_server, tmp_path, capt
                               ("call_records", "incidents", "attempts", "voicemails", "outbox")},
               "legs seen:", sum(len(r.agent_legs) for r in in_progress))
         assert heard == {name: ("NORMAL_CLEARING", name != "voicemail") for name in names}
-        if mode == "yaml":
-            wait_for(lambda: newcomer.bridged_to, 20, "the new call routed from the YAML")
-            run.sim.hangup(new_caller, "NORMAL_CLEARING")
         # After recovery: every row final, each exactly once.
         run.check_nothing_left(timeout=30)
         served = [*in_progress, after, *([newcomer] if mode == "yaml" else [])]
@@ -177,32 +179,75 @@ def queries_login(run: PgSimDaemon, user: str) -> None:
     wait_for(attempt, 20, f"{user} logged in")
 
 
-def test_a_frozen_database_is_a_refusal_within_seconds_not_a_hang(pg_server):  # noqa: F811
+FROZEN_WRITE = """
+import sys, time
+import fsrouter.cli  # gevent's monkey-patching first, as in the daemon: psycopg2 waits on the hub
+from datetime import UTC, datetime
+from fsrouter.store import StoreError, queries
+from fsrouter.store.db import open_database
+open_database(sys.argv[1])
+call, now = sys.argv[2], datetime.now(UTC)
+queries.create_call_record(call, "+493040009000", "call_routing", None, None, now)
+print("ready", flush=True)
+sys.stdin.readline()  # the server is frozen now
+started = time.monotonic()
+try:
+    queries.close_call(call, "bridged", None, now)
+    outcome = "written"
+except StoreError as error:
+    outcome = "StoreError"
+print(outcome, round(time.monotonic() - started, 1), flush=True)
+"""
+
+
+def test_a_frozen_database_is_a_refusal_within_seconds_not_a_hang(pg_server, tmp_path):  # noqa: F811
     """PostgreSQL stops answering without closing anything (SIGSTOP: a frozen VM, a stalled
     disk): a store call must give up with StoreError after the answer deadline, so the
     journal takes the write and the call goes on, instead of waiting as long as the freeze
-    lasts (the kernel still acknowledges every byte: no TCP timeout ever fires)."""
+    lasts (the kernel still acknowledges every byte: no TCP timeout ever fires). The store
+    runs in a process of its own, monkey-patched first as the daemon is."""
     from fsrouter.store.db import close_database, open_database
     from fsrouter.store.migrations import upgrade
 
-    db = open_database(fresh_database(pg_server))
+    url = fresh_database(pg_server)
+    close_database(upgrade_only(url, open_database, upgrade))
+    script = tmp_path / "frozen_write.py"
+    script.write_text(FROZEN_WRITE)
+    writer = subprocess.Popen([sys.executable, str(script), url, FROZEN_CALL],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    lines: list[str] = []  # the writer's stdout (its log, "ready", the outcome)
+    reader = threading.Thread(target=lambda: lines.extend(line.strip() for line in writer.stdout),
+                              daemon=True)
+    reader.start()
+    pids: list[int] = []
     try:
-        upgrade(db)
-        now = datetime.now(UTC)
-        queries.create_call_record(FROZEN_CALL, HOTLINE, "call_routing", None, None, now)
-        pids = pg_server.freeze()  # the pooled connection above is now frozen too
-        try:
-            started = time.monotonic()
-            write = gevent.spawn(queries.close_call, FROZEN_CALL, "bridged", None, now)
-            write.join(timeout=FREEZE_S)
-            waited = time.monotonic() - started
-        finally:
-            pg_server.thaw(pids)
-        write.join(timeout=30)
-        print(f"BLINK frozen database: {type(write.exception).__name__} after {waited:.1f} s")
-        assert isinstance(write.exception, StoreError), (write.exception, write.value)
-        assert waited < FREEZE_S
-        # Thawed: the dead connection was dropped, the next write takes a fresh one.
-        assert queries.close_call(FROZEN_CALL, "bridged", None, now)
+        assert writer.stdin is not None
+        wait_for(lambda: "ready" in lines, 30, "the writer ready")
+        pids = pg_server.freeze()
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        wait_for(lambda: outcome(lines), FREEZE_S, "the outcome", quiet=True)
     finally:
-        close_database(db)
+        pg_server.thaw(pids)
+    try:
+        answer = wait_for(lambda: outcome(lines), 30, "the outcome after the thaw")
+    finally:
+        writer.kill()
+        writer.wait()
+        reader.join(10)
+        for stream in (writer.stdin, writer.stdout):
+            stream.close()
+    print("BLINK frozen database:", answer)
+    result, seconds = answer.split()
+    assert result == "StoreError" and float(seconds) < FREEZE_S
+
+
+def outcome(lines: list[str]) -> str:
+    """The writer's outcome line ("StoreError 10.0" / "written 30.0") once printed."""
+    return next((line for line in lines if line.startswith(("StoreError", "written"))), "")
+
+
+def upgrade_only(url: str, opener, upgrade):
+    db = opener(url, bind=False)
+    upgrade(db)
+    return db
