@@ -442,8 +442,10 @@ def _abort(daemon: Daemon) -> None:
 def _close_store(database: Any) -> None:
     """Close every pooled connection (``close()`` closes only this greenlet's: the others
     would keep their file descriptors, and the database file busy, after the stop)."""
+    from fsrouter.resilience import journal
     from fsrouter.store.db import close_database
 
+    journal.close()  # a last try for writes still waiting for the database
     close_database(database)
     lock = getattr(database, "daemon_lock", None)
     if lock is not None:

@@ -288,3 +288,22 @@ def _caught_up() -> None:
 def outage_seconds() -> float:
     """How long the current outage has lasted (0 when the store takes writes)."""
     return 0.0 if state.started is None else time.monotonic() - state.started
+
+
+def close() -> int:
+    """At the daemon's stop: one last pass, then what is still waiting is given up (each
+    entry logged with everything it would have written) and the replay loop ends. Returns
+    how many entries were given up."""
+    if _pending:
+        replay_now()
+    lost = len(_pending)
+    while _pending:
+        entry = _pending.popleft()
+        state.dropped += 1
+        log.error("store.write_lost_at_stop", write=entry.name, entry=entry.entry_id,
+                  args=repr((entry.args, entry.kwargs))[:500])
+    for worker in _worker:
+        worker.kill(block=False)
+    _worker.clear()
+    state.started = None
+    return lost
