@@ -152,6 +152,17 @@ def test_the_database_blinks_with_calls_in_every_state(pg_server, tmp_path, capt
         events = Counter(r.document["event"] for r in hooks.received)
         assert events == {"incident.created": 2, "incident.accepted": 2,
                           "incident.resolved": 2, "voicemail.left": 1}, events
+        # Ids of rows written late were filled in before the events were stored.
+        for received in hooks.received:
+            data = received.document["data"]
+            for key in ("incident_id", "voicemail_id"):
+                assert isinstance(data.get(key, 0), int | None), (key, data)
+            assert isinstance(data.get("incident_id", 0), int) or received.document[
+                "event"] == "voicemail.left", data
+        voicemail_events = [r.document["data"] for r in hooks.received
+                            if r.document["event"] == "voicemail.left"]
+        assert [d["voicemail_id"] for d in voicemail_events] == [
+            v["id"] for v in run.rows("SELECT id FROM voicemails")]
         deliveries = [r.document["id"] for r in hooks.received]
         assert duplicates(deliveries) == []
         logged = run.log_events()
