@@ -38,7 +38,7 @@ CARL = phone_number("answer", 100, 83)
 OUTAGE_S = 10.0
 
 
-def blink_config(db_url: str) -> dict[str, Any]:
+def blink_config(db_url: str, mode: str) -> dict[str, Any]:
     users = {uid: {"name": uid.title(), "phones": [{"type": "mobile", "number": number}]}
              for uid, number in (("anna", ANNA), ("bob", BOB), ("carl", CARL))}
     policies = {
@@ -54,7 +54,7 @@ def blink_config(db_url: str) -> dict[str, Any]:
                 "hold_music": HOLD}]
     return {
         "defaults": {"dial_template": TEST_DIAL_TEMPLATE, "language": "en"},
-        "database": {"url": db_url},
+        "database": {"url": db_url, "unavailable": mode},
         "users": users,
         "policies": policies,
         "numbers": [{"number": HOTLINE, "type": "call_routing", "skip_menu_if_single": False,
@@ -90,16 +90,17 @@ def bridged(watcher: Watcher, caller: Caller) -> bool:
                for e in watcher.events)
 
 
-@pytest.fixture
-def blink(real_switch: Any, tmp_path: Path, pg_server: PostgresServer  # noqa: F811
-          ) -> Iterator[tuple[Daemon, Watcher, str]]:
+@pytest.fixture(params=["reject", "yaml"])
+def blink(request: pytest.FixtureRequest, real_switch: Any, tmp_path: Path,
+          pg_server: PostgresServer  # noqa: F811
+          ) -> Iterator[tuple[Daemon, Watcher, str, str]]:
     db_url = fresh_database(pg_server)
     watcher = Watcher(real_switch.esl_endpoint())
-    daemon = Daemon(tmp_path, blink_config(db_url), real_switch.esl_endpoint())
+    daemon = Daemon(tmp_path, blink_config(db_url, request.param), real_switch.esl_endpoint())
     try:
         daemon.start()
         real_switch.route_to(daemon.port)
-        yield daemon, watcher, db_url
+        yield daemon, watcher, db_url, request.param
     finally:
         watcher.close()
         for row in real_switch.channels():
@@ -108,7 +109,7 @@ def blink(real_switch: Any, tmp_path: Path, pg_server: PostgresServer  # noqa: F
 
 
 def test_the_database_blinks_under_calls_on_the_real_switch(blink, real_switch, pg_server):  # noqa: F811
-    daemon, watcher, db_url = blink
+    daemon, watcher, db_url, mode = blink
     rows = lambda sql, *args: pg_rows(db_url, sql, *args)  # noqa: E731
     talking = Caller(real_switch, watcher)
     talking.press(watcher, "2")
@@ -125,25 +126,31 @@ def test_the_database_blinks_under_calls_on_the_real_switch(blink, real_switch, 
     pg_server.halt()
     menu.switch.send_dtmf(menu.a, "2")  # the menu caller chooses while the database is away
     newcomer = Caller(real_switch, watcher)  # a new call while the database is away
-    refused = watcher.wait("CHANNEL_HANGUP_COMPLETE", timeout=15, **{"Unique-ID": newcomer.b})
-    refused_after = time.monotonic() - halted
+    if mode == "reject":
+        refused = watcher.wait("CHANNEL_HANGUP_COMPLETE", timeout=15,
+                               **{"Unique-ID": newcomer.b})
+        refused_after = time.monotonic() - halted
+    else:  # routed from the YAML: the menu, then carl
+        newcomer.press(watcher, "2")
     gevent.sleep(3.0)
     real_switch.hangup(talking.b)  # the conversation ends during the outage
     gevent.sleep(max(0.0, OUTAGE_S - (time.monotonic() - halted)))
     pg_server.resume()
+    served = [talking, ringing, menu] + ([newcomer] if mode == "yaml" else [])
     deadline = time.monotonic() + 40
-    while not (bridged(watcher, menu) and bridged(watcher, ringing)):
+    while not all(bridged(watcher, caller) for caller in served[1:]):
         assert time.monotonic() < deadline, f"not bridged:\n{daemon.log()[-3000:]}"
         gevent.sleep(0.1)
-    for caller in (menu, ringing):
+    for caller in served[1:]:
         real_switch.hangup(caller.b)
-    causes = {name: watcher.wait("CHANNEL_HANGUP_COMPLETE", timeout=20,
-                                 **{"Unique-ID": caller.b}).get("Hangup-Cause")
-              for name, caller in (("talking", talking), ("ringing", ringing), ("menu", menu))}
-    print("BLINK real switch: callers", causes, "new caller", refused.get("Hangup-Cause"),
-          f"after {refused_after:.1f} s")
-    assert refused.get("Hangup-Cause") == "NORMAL_TEMPORARY_FAILURE"
-    assert set(causes.values()) == {"NORMAL_CLEARING"}
+    causes = [watcher.wait("CHANNEL_HANGUP_COMPLETE", timeout=20,
+                           **{"Unique-ID": caller.b}).get("Hangup-Cause") for caller in served]
+    print(f"BLINK real switch ({mode}): callers", causes)
+    assert set(causes) == {"NORMAL_CLEARING"}
+    if mode == "reject":
+        print(f"BLINK real switch: new caller {refused.get('Hangup-Cause')} "
+              f"after {refused_after:.1f} s")
+        assert refused.get("Hangup-Cause") == "NORMAL_TEMPORARY_FAILURE"
     # Every row final, each once: against what the switch saw.
     deadline = time.monotonic() + 30
     while rows("SELECT id FROM call_records WHERE ended_at IS NULL") or rows(
@@ -151,10 +158,10 @@ def test_the_database_blinks_under_calls_on_the_real_switch(blink, real_switch, 
         assert time.monotonic() < deadline, "rows still open"
         gevent.sleep(0.2)
     calls = rows("SELECT call_uuid, outcome FROM call_records")
-    assert sorted(c["call_uuid"] for c in calls) == sorted([talking.b, ringing.b, menu.b])
+    assert sorted(c["call_uuid"] for c in calls) == sorted(caller.b for caller in served)
     assert {c["outcome"] for c in calls} == {"bridged"}
     incidents = rows("SELECT call_uuid, state FROM incidents")
-    assert sorted(i["call_uuid"] for i in incidents) == sorted([talking.b, ringing.b, menu.b])
+    assert sorted(i["call_uuid"] for i in incidents) == sorted(caller.b for caller in served)
     assert {i["state"] for i in incidents} == {"resolved"}
     legs = phone_legs(watcher, ANNA) + phone_legs(watcher, BOB) + phone_legs(watcher, CARL)
     attempts = rows("SELECT leg_uuid, user_id, result FROM attempts")
