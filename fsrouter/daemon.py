@@ -346,12 +346,15 @@ def _stop_cluster(daemon: Daemon) -> None:
 
 def _start_notify(daemon: Daemon) -> None:
     from fsrouter.notify import Mailer, Webhooks
+    from fsrouter.resilience import journal
 
     source = lambda: daemon.holder["config"]  # noqa: E731
     mailer = Mailer(source, now=utc_now, host=daemon.services.host)
     webhooks = Webhooks(source, now=utc_now)
     mailer.start()
     webhooks.start()
+    for worker in (mailer, webhooks):  # rows written late by the journal: send them at once
+        journal.when_caught_up(worker.kick)
     daemon.parts |= {"mailer": mailer, "webhooks": webhooks}
 
 
@@ -459,8 +462,10 @@ def _abort(daemon: Daemon) -> None:
 def _close_store(database: Any) -> None:
     """Close every pooled connection (``close()`` closes only this greenlet's: the others
     would keep their file descriptors, and the database file busy, after the stop)."""
+    from fsrouter.resilience import journal
     from fsrouter.store.db import close_database
 
+    journal.close()  # a last try for writes still waiting for the database
     close_database(database)
     lock = getattr(database, "daemon_lock", None)
     if lock is not None:

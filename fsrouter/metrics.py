@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 
 from fsrouter import __version__
 from fsrouter.config import Config
+from fsrouter.resilience.metrics import JournalCollector
 from fsrouter.store.db import SqliteStore
 from fsrouter.store.models import ATTEMPT_RESULTS, CALL_OUTCOMES
 
@@ -146,6 +147,7 @@ class Metrics:
 
     def _define(self) -> None:
         reg = self.registry
+        reg.register(JournalCollector())  # writes waiting for the database (resilience)
         self.calls = Counter("fsrouter_calls", "Calls ended, by number dialled and outcome",
                              ["number", "outcome"], registry=reg)
         self.menu_choices = Counter("fsrouter_menu_choices", "Menu keys chosen, by number",

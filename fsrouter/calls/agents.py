@@ -81,7 +81,8 @@ import structlog
 
 from fsrouter.config import Config, normalise_number
 from fsrouter.esl import ESLError, Event
-from fsrouter.store import queries
+from fsrouter.resilience import journal
+from fsrouter.store import queries, replay
 
 log = structlog.get_logger(__name__)
 
@@ -433,11 +434,10 @@ class AgentWatcher:
             return
         assert customer is not None and leg.our_number is not None
         ttl = timedelta(hours=config.two_way.max_age_hours)
-        try:
-            queries.remember_two_way(customer, leg.user_id, leg.our_number, self._now(), ttl)
-        except Exception as exc:  # tried again on the leg's next event
-            log.warning("agents.two_way_store_failed", user=leg.user_id, error=str(exc))
-            return
+        # While the store is away the journal writes it later, unless a newer mapping for the
+        # customer got there first (another node's, say): replay.remember_two_way_once.
+        journal.settle(queries.remember_two_way, customer, leg.user_id, leg.our_number,
+                       self._now(), ttl, later=replay.remember_two_way_once)
         leg.settled = True
         log.info("agents.two_way_learned", user=leg.user_id, customer=customer,
                  our_number=leg.our_number, uuid=leg.uuid)

@@ -21,13 +21,14 @@ import gevent
 import gevent.event
 import structlog
 
-from fsrouter.calls.pending import settle
+from fsrouter.calls.pending import create, settle
 from fsrouter.calls.services import CallServices
 from fsrouter.config import normalise_number
 from fsrouter.esl import ESLError, ESLTimeout, Event
 from fsrouter.logs import bind_call
 from fsrouter.recovery import ADOPTED_VARIABLE, LOST
-from fsrouter.store import NotFound, queries
+from fsrouter.resilience.journal import Ref
+from fsrouter.store import NotFound, queries, replay
 from fsrouter.store.models import CallRecord
 
 HANGUP_EVENTS = ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
@@ -112,9 +113,18 @@ class Call:
                 self.log.info("call.adopted", number=record.number, incident_id=record.incident_id)
                 self.run("unset", ADOPTED_VARIABLE)  # a later transfer back here: a new call
                 return record
-        record = queries.create_call_record(self.uuid, number, route_type, self.caller_number,
-                                            self.caller_name, self.services.now(),
-                                            host=self.services.host)
+        details = (self.uuid, number, route_type, self.caller_number, self.caller_name,
+                   self.services.now())
+        if self.services.config.database.unavailable == "reject":
+            # The store refusing it refuses the call, unanswered (calls/__init__).
+            record = queries.create_call_record(*details, host=self.services.host)
+        else:  # "yaml": the call goes on; the journal writes its record once the store is back
+            made = create(queries.create_call_record, *details, host=self.services.host,
+                          later=replay.create_call_record_once)
+            if isinstance(made, Ref):
+                self.log.warning("call.record_deferred")
+                return CallRecord(call_uuid=self.uuid, number=number, route_type=route_type)
+            record = made
         self.record_id = record.id
         return record
 

@@ -22,7 +22,7 @@ from fsrouter.calls.call import Call
 from fsrouter.calls.dialer import Accept, Dialled, Ringing
 from fsrouter.calls.endings import fallback
 from fsrouter.calls.media import concatenated, menu_argument, menu_prompts, playable
-from fsrouter.calls.pending import settle
+from fsrouter.calls.pending import create, settle
 from fsrouter.calls.queueing import (
     DEFAULT_HOLD_MUSIC,
     enter_queue,
@@ -32,11 +32,12 @@ from fsrouter.calls.queueing import (
 from fsrouter.config import Config
 from fsrouter.config.schema import CallRoutingNumber, Fallback, Option, Policy, Schedule
 from fsrouter.prompts.catalog import accept_prompt, out_of_hours_prompt, queue_announcement
+from fsrouter.resilience.journal import Ref
 from fsrouter.routing.escalation import plan_escalation
 from fsrouter.routing.hours import option_route
 from fsrouter.routing.menu import MenuPlan, Prompt, build_menu, menu_outcome
 from fsrouter.routing.schedules import RuntimeOverride, runtime_override, with_runtime_overrides
-from fsrouter.store import StoreError, overrides, queries
+from fsrouter.store import StoreError, overrides, queries, replay
 from fsrouter.store.models import Incident, OncallOverride
 
 MENU_VARIABLE = "fsr_choice"
@@ -128,28 +129,31 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
     now = call.services.now
     if incident is None:
         # One transaction: the incident, and the call record linked to it (and answered).
-        incident = queries.create_incident(number.number, str(option.digit), option.label,
-                                           call.caller_number, call.caller_name, call.uuid,
-                                           now(), answered_at=call.answered_at)
-        call.log = call.log.bind(incident_id=incident.id)
+        # While the store is away the journal writes it later: its id is then a Ref.
+        created = create(queries.create_incident, number.number, str(option.digit),
+                         option.label, call.caller_number, call.caller_name, call.uuid,
+                         now(), answered_at=call.answered_at, later=replay.create_incident_once)
+        incident_id = created if isinstance(created, Ref) else created.id
+        call.log = call.log.bind(incident_id=incident_id)
         call.log.info("incident.created", option=option.digit, label=option.label)
         call.services.notify("incident.created",
-                             _incident_data(incident.id, number, option, call))
+                             _incident_data(incident_id, number, option, call))
     else:
-        call.log = call.log.bind(incident_id=incident.id)
+        incident_id = incident.id
+        call.log = call.log.bind(incident_id=incident_id)
         call.log.info("incident.resumed", option=option.digit, label=option.label)
     route = option_route(option, now(), config.defaults.timezone)
     if route.policy is None:  # out of hours, and the option says where callers go then
         call.log.info("option.out_of_hours", action=str(option.out_of_hours))
-        settle(queries.note_incident, incident.id, "out_of_hours")
-        fallback(call, _out_of_hours(route.fallback, number, option, config), incident.id)
+        settle(queries.note_incident, incident_id, "out_of_hours")
+        fallback(call, _out_of_hours(route.fallback, number, option, config), incident_id)
         return "out_of_hours"
     queue = queue_name(number, option)
     waiting = _enter_queue(call, option, queue, config)
     policy = config.policies[route.policy]
     # Round robin starts with the next person each time (this incident counts, hence - 1);
     # the count is a query, so only made for a policy that has a round robin level.
-    turn = (queries.incident_count(number.number, str(option.digit)) - 1
+    turn = (_incident_count(call, number, option) - 1
             if any(level.strategy == "round_robin" for level in policy.levels) else 0)
     moment = now()
     plan = plan_escalation(policy, config.users, schedules_at(call, config, policy, moment),
@@ -161,9 +165,19 @@ def serve_option(call: Call, number: CallRoutingNumber, option: Option, config: 
               if policy.press_to_accept else None)
     ringing = Ringing(queue=queue, caller_id_number=number.number,
                       display_name=_display_name(option, call), defaults=config.defaults,
-                      incident_id=incident.id, accept=accept, kind="oncall")
+                      incident_id=incident_id, accept=accept, kind="oncall")
     dialled = ring_until_left(call, plan, ringing, waiting)
-    return _finish(call, incident.id, option, dialled, waiting, config)
+    return _finish(call, incident_id, option, dialled, waiting, config)
+
+
+def _incident_count(call: Call, number: CallRoutingNumber, option: Option) -> int:
+    """How many incidents the option has had (round robin's turn); while the store is away,
+    1: the turn starts with the first person rather than the call failing."""
+    try:
+        return queries.incident_count(number.number, str(option.digit))
+    except StoreError as error:
+        call.log.warning("round_robin.count_unavailable", error=str(error)[:200])
+        return 1
 
 
 def as_runtime(rows: Iterable[OncallOverride]) -> list[RuntimeOverride]:
@@ -216,7 +230,7 @@ def _enter_queue(call: Call, option: Option, queue: str, config: Config) -> obje
                        playable(announcement, config) if announcement else None)
 
 
-def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, waiting: object,
+def _finish(call: Call, incident_id: int | Ref, option: Option, dialled: Dialled, waiting: object,
             config: Config) -> str:
     now = call.services.now
     if dialled.accepted is not None:
@@ -248,7 +262,7 @@ def _finish(call: Call, incident_id: int, option: Option, dialled: Dialled, wait
     return "no_answer_fallback"
 
 
-def _incident_data(incident_id: int, number: CallRoutingNumber, option: Option,
+def _incident_data(incident_id: int | Ref, number: CallRoutingNumber, option: Option,
                    call: Call) -> dict[str, object]:
     return {"incident_id": incident_id, "number": number.number, "option": option.digit,
             "label": option.label, "caller_number": queries.clean_caller_text(

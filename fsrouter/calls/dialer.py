@@ -35,8 +35,9 @@ from fsrouter.cluster import Claim
 from fsrouter.config.schema import Defaults
 from fsrouter.esl import ESLError, Job
 from fsrouter.esl.escape import UnsafeText, originate_command
+from fsrouter.resilience import journal
 from fsrouter.routing.escalation import Attempt, Plan
-from fsrouter.store import StoreError, queries
+from fsrouter.store import StoreError, queries, replay
 
 # -ERR causes of an originate, as the attempt results we store.
 RESULTS = {
@@ -64,7 +65,7 @@ DISPLAY_NAME_BYTES = 1024
 
 # An attempt's row as record_attempt takes it: (call uuid, seq, user, phone, started, phone
 # type, incident id, leg uuid).
-AttemptRow = tuple[str, int, str, str, datetime, str, int | None, str]
+AttemptRow = tuple[str, int, str, str, datetime, str, "int | journal.Ref | None", str]
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class Ringing:
     caller_id_number: str
     display_name: str
     defaults: Defaults
-    incident_id: int | None
+    incident_id: int | journal.Ref | None  # a Ref while the incident waits for the store
     accept: Accept | None
     kind: str = "oncall"
 
@@ -131,7 +132,7 @@ def leg_command(call: Call, ringing: Ringing, attempt: Attempt, leg_uuid: str) -
         "fsr_agent": attempt.user_id,
     }
     if ringing.incident_id is not None:
-        variables["fsr_incident"] = str(ringing.incident_id)
+        variables["fsr_incident"] = str(journal.resolved(ringing.incident_id))
     if ringing.accept is not None:
         variables |= {
             "group_confirm_key": ringing.accept.digit,
@@ -254,13 +255,20 @@ class Dialer:
                 self.call.log.info("attempt.claimed_elsewhere", user=attempt.user_id)
                 return None
         row = (self.call.uuid, self.seq, attempt.user_id, attempt.phone,
-               self.call.services.now(), attempt.phone_type, self.ringing.incident_id, leg_uuid)
-        try:
-            row_id: int | None = _create_attempt(*row, call_id=self.call.record_id)
-        except StoreError as error:
-            # The person is rung all the same; the row is written with its result later.
-            self.call.log.warning("attempt.row_deferred", leg_uuid=leg_uuid, error=str(error))
-            row_id = None
+               self.call.services.now(), attempt.phone_type,
+               journal.resolved(self.ringing.incident_id), leg_uuid)
+        row_id: int | None = None
+        if journal.busy() or journal.has_refs(self.ringing.incident_id):
+            # Writes wait for the store (this call's record or incident among them): the
+            # row is written with its result, after them.
+            self.call.log.info("attempt.row_deferred", leg_uuid=leg_uuid, error="journal")
+        else:
+            try:
+                row_id = _create_attempt(*row, call_id=self.call.record_id)
+            except StoreError as error:
+                # The person is rung all the same; the row is written with its result later.
+                self.call.log.warning("attempt.row_deferred", leg_uuid=leg_uuid,
+                                      error=str(error))
         self.seq += 1
         self.call.log.info("attempt.ringing", user=attempt.user_id, phone=attempt.phone,
                            level=attempt.level + 1, ring_timeout=attempt.ring_timeout,
@@ -272,7 +280,7 @@ class Dialer:
         if leg.row_id is not None:
             settle(queries.end_attempt, leg.row_id, result, cause, now)
         else:
-            settle(_create_finished_attempt, leg.row, result, cause, now)
+            settle(replay.record_finished_attempt_once, *leg.row, result, cause, now)
 
     def _wait(self, leg: Leg) -> str:
         """Ring one leg; its claim ends with it (see :meth:`_end_claim`)."""
@@ -373,13 +381,3 @@ def _create_attempt(call_uuid: str, seq: int, user_id: str, phone: str, started:
                                  phone_type=phone_type, incident_id=incident_id,
                                  leg_uuid=leg_uuid, call_id=call_id)
     return int(row.id)
-
-
-def _create_finished_attempt(row: AttemptRow, result: str, cause: str, ended: datetime
-                             ) -> None:
-    """The row of an attempt the store refused at its start, written with its result; safe
-    to run again (an earlier try may have created the row before failing)."""
-    leg_uuid = row[7]
-    known = [a.id for a in queries.attempts_for_call(row[0]) if a.leg_uuid == leg_uuid]
-    row_id = known[0] if known else _create_attempt(*row)
-    queries.finish_attempt(row_id, result, cause, ended)

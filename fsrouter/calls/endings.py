@@ -6,6 +6,7 @@ from fsrouter.calls.call import Call
 from fsrouter.calls.media import finite_tone
 from fsrouter.calls.voicemail import leave_voicemail
 from fsrouter.config.schema import Fallback
+from fsrouter.resilience.journal import Ref
 
 # The busy tone plays this many cycles (~1 s each) before the call ends.
 BUSY_LOOPS = 5
@@ -22,7 +23,7 @@ def busy_tone(call: Call) -> str:
     return "busy_tone"
 
 
-def fallback(call: Call, spec: Fallback, incident_id: int | None = None) -> str:
+def fallback(call: Call, spec: Fallback, incident_id: int | Ref | None = None) -> str:
     """A caller nobody took: a voicemail (linked to the incident), a message, or a short busy
     tone; then the call ends. Returns what the caller got."""
     config = call.services.config

@@ -18,8 +18,11 @@ Caller text never reaches an argument: the agent's phone shows the caller throug
 from __future__ import annotations
 
 import uuid as uuidlib
+from datetime import datetime
+from typing import Any
 
 import gevent
+import structlog
 
 from fsrouter.calls import call_routing
 from fsrouter.calls.call import Call
@@ -32,6 +35,7 @@ from fsrouter.calls.voicemail import leave_voicemail
 from fsrouter.config.schema import AgentNumber, Fallback
 from fsrouter.esl.escape import UnsafeText, bridge_target, caller_number
 from fsrouter.prompts.catalog import queue_announcement
+from fsrouter.resilience import journal
 from fsrouter.routing.destinations import (
     BusyTone,
     Custom,
@@ -46,10 +50,11 @@ from fsrouter.routing.destinations import (
     choose_destination,
 )
 from fsrouter.routing.distribution import AgentInfo, queue_plan
-from fsrouter.store import StoreError, queries
+from fsrouter.store import StoreError, queries, replay
 
 DEFAULT_RING_TIMEOUT = 20
 # Seconds between looks at the queue's agents when none is free.
+log = structlog.get_logger("fsrouter.calls")
 IDLE_POLL = 2.0
 # Seconds between passes over the queue's agents (a phone that rejects at once must not
 # make us ring it in a tight loop).
@@ -83,6 +88,8 @@ def decide(call: Call, number: str, entry: NumberEntry | None) -> Destination:
     """The destination, from the configuration and what the database says right now."""
     config = call.services.config
     try:
+        if journal.busy():  # writes wait for the store: it is away (do not wait on it)
+            raise StoreError("the store is catching up on waiting writes")
         assignment = queries.get_assignment(number) if number else None
         two_way = _two_way_agent(call, entry)
         candidates = {getattr(entry, "agent", None), two_way,
@@ -179,9 +186,9 @@ def _leg_exists(call: Call, leg_uuid: str) -> bool:
 
 def _bridge_agent(call: Call, dest: RingAgent, ring_timeout: int, leg_uuid: str) -> str:
     config = call.services.config
-    row = queries.record_attempt(call.uuid, 0, dest.user_id, dest.dial_string,
-                                 call.services.now(), phone_type="sip", leg_uuid=leg_uuid,
-                                 call_id=call.record_id)
+    attempt = (call.uuid, 0, dest.user_id, dest.dial_string, call.services.now(), "sip", None,
+               leg_uuid)
+    row_id = _start_attempt(call, attempt)
     call.run("set", f"ringback={config.tone('ringback')}")
     call.run("set", "hangup_after_bridge=true")
     # Without it a busy or rejecting phone hangs up the caller too (switch_channel_handle_cause);
@@ -194,18 +201,39 @@ def _bridge_agent(call: Call, dest: RingAgent, ring_timeout: int, leg_uuid: str)
     call.log.info("agent.ringing", user=dest.user_id, leg_uuid=leg_uuid)
     done = call.run("bridge", target, timeout=ring_timeout + call.services.step_timeout)
     if call.bridged.is_set():
-        settle(queries.end_attempt, row.id, "answered", "NORMAL_CLEARING", call.services.now())
+        _end_attempt(attempt, row_id, "answered", "NORMAL_CLEARING", call.services.now())
         settle(queries.link_call, call.uuid, bridged_to_user=dest.user_id)
         call.gone.wait()  # hangup_after_bridge: the call ends with the conversation
         return "bridged"
     cause = _bridge_cause(done, call)
     result = RESULTS.get(cause, "failed")
-    settle(queries.end_attempt, row.id, result, cause, call.services.now())
+    _end_attempt(attempt, row_id, result, cause, call.services.now())
     call.log.info("agent.not_answered", user=dest.user_id, result=result, cause=cause)
     if call.gone.is_set():
         _cancel_leg(call, leg_uuid)
         return "abandoned"
     return "no_answer"
+
+
+def _start_attempt(call: Call, attempt: tuple[Any, ...]) -> int | None:
+    """The attempt's row now, or None: written with its result once the store takes writes
+    (the agent is rung all the same)."""
+    if journal.busy():
+        return None
+    try:
+        return queries.record_attempt(*attempt[:5], phone_type=attempt[5], leg_uuid=attempt[7],
+                                      call_id=call.record_id).id
+    except StoreError as error:
+        call.log.warning("attempt.row_deferred", leg_uuid=attempt[7], error=str(error))
+        return None
+
+
+def _end_attempt(attempt: tuple[Any, ...], row_id: int | None, result: str, cause: str,
+                 now: datetime) -> None:
+    if row_id is not None:
+        settle(queries.end_attempt, row_id, result, cause, now)
+    else:
+        settle(replay.record_finished_attempt_once, *attempt, result, cause, now)
 
 
 def _sip_safe_name(call: Call, dial_string: str) -> dict[str, str]:
@@ -264,7 +292,7 @@ def serve_queue(call: Call, number: str, queue: str) -> str:
     ringing = Ringing(queue=queue, caller_id_number=_shown_number(call, number),
                       display_name=call.caller_name or call.caller_number or number,
                       defaults=config.defaults, incident_id=None, accept=None, kind="agent")
-    turn = queries.call_count(number)
+    turn = _call_count(call, number)
     while not call.gone.is_set():
         plan = queue_plan(settings, _agent_info(settings.agents), config.users, turn)
         if not plan.waves:
@@ -295,10 +323,34 @@ def _queue_left(call: Call, status: str, spec: Fallback) -> str:
     return "queue_timeout" if status == "TIMEOUT" else "queue_exit"
 
 
+def _call_count(call: Call, number: str) -> int:
+    """How many calls the number has had (round robin's turn); 0 while the store is away."""
+    try:
+        return queries.call_count(number)
+    except StoreError as error:
+        call.log.warning("round_robin.count_unavailable", error=str(error)[:200])
+        return 0
+
+
+# The agents' presence as last read: what a waiting caller's queue goes by while the store is
+# away (the caller waits on, and is rung as the agents were, instead of being cut off).
+_last_presence: dict[str, AgentInfo] = {}
+
+
 def _agent_info(agents: tuple[str, ...]) -> dict[str, AgentInfo]:
-    rows = queries.presence_of(agents)
-    return {uid: AgentInfo(row.state == "logged_in", row.busy, row.updated_at)
+    try:
+        rows = queries.presence_of(agents)
+    except StoreError as error:
+        log.warning("queue.presence_unavailable", error=str(error)[:200])
+        return {uid: _last_presence[uid] for uid in agents if uid in _last_presence}
+    info = {uid: AgentInfo(row.state == "logged_in", row.busy, row.updated_at)
             for uid, row in rows.items()}
+    for uid in agents:
+        if uid in info:
+            _last_presence[uid] = info[uid]
+        else:
+            _last_presence.pop(uid, None)
+    return info
 
 
 def _shown_number(call: Call, number: str) -> str:

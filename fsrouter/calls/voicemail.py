@@ -22,7 +22,8 @@ from fsrouter.calls.call import Call
 from fsrouter.calls.media import playable
 from fsrouter.config import Config
 from fsrouter.prompts.catalog import voicemail_greeting
-from fsrouter.store import queries
+from fsrouter.resilience.journal import Ref, create
+from fsrouter.store import queries, replay
 from fsrouter.store.db import make_private_dirs
 
 # The directory is shared with FreeSWITCH (often another user in the same group).
@@ -68,7 +69,7 @@ def record(call: Call, path: Path, config: Config) -> float | None:
     return wav_seconds(path)
 
 
-def leave_voicemail(call: Call, user_id: str, incident_id: int | None = None) -> str:
+def leave_voicemail(call: Call, user_id: str, incident_id: int | Ref | None = None) -> str:
     """The caller leaves a message for ``user_id``; returns the call's outcome."""
     config = call.services.config
     if call.run("answer") is None:
@@ -81,16 +82,21 @@ def leave_voicemail(call: Call, user_id: str, incident_id: int | None = None) ->
         call.log.info("voicemail.empty", user=user_id, seconds=seconds)
         _discard(path)
         return "voicemail_empty"
-    row = queries.record_voicemail(
-        user_id, str(path), call.services.now(), call_uuid=call.uuid,
-        caller_number=call.caller_number, caller_name=call.caller_name,
-        duration_s=round(seconds, 2), incident_id=incident_id)
+    # While the store is away the journal writes the row later (by its path, once): the
+    # recording is on disk, and the mailer sends it once the row exists.
+    row = create(queries.record_voicemail, user_id, str(path), call.services.now(),
+                 call_uuid=call.uuid, caller_number=call.caller_number,
+                 caller_name=call.caller_name, duration_s=round(seconds, 2),
+                 incident_id=incident_id, host=call.services.host,
+                 later=replay.record_voicemail_once)
+    voicemail_id = row if isinstance(row, Ref) else row.id
     call.log.info("voicemail.left", user=user_id, seconds=round(seconds, 1),
-                  voicemail_id=row.id)
+                  voicemail_id=voicemail_id)
     call.services.notify("voicemail.left", {
-        "voicemail_id": row.id, "user": user_id, "incident_id": incident_id,
-        "caller_number": row.caller_number, "caller_name": row.caller_name,
-        "duration_s": row.duration_s})
+        "voicemail_id": voicemail_id, "user": user_id, "incident_id": incident_id,
+        "caller_number": queries.clean_caller_text(call.caller_number),
+        "caller_name": queries.clean_caller_text(call.caller_name),
+        "duration_s": round(seconds, 2)})
     return "voicemail"
 
 

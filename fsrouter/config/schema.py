@@ -283,6 +283,10 @@ class Database(Strict):
     # repr=False: a postgresql:// URL may carry a password.
     url: Annotated[str, AfterValidator(_database_url)] = Field(
         default="sqlite:////var/lib/fsrouter/fsrouter.db", repr=False)
+    # A new call while the database refuses its record (docs/two-nodes-blink.md): "reject"
+    # refuses it unanswered (NORMAL_TEMPORARY_FAILURE, SIP 503: the carrier tries the other
+    # node or route); "yaml" routes it from the YAML alone and writes its rows later.
+    unavailable: Literal["reject", "yaml"] = "reject"
 
     @property
     def redacted_url(self) -> str:

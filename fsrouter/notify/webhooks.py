@@ -59,7 +59,8 @@ from fsrouter import __version__
 from fsrouter.config import Config
 from fsrouter.config.schema import Webhook
 from fsrouter.notify.worker import Worker, backoff_seconds, utc_now
-from fsrouter.store import queries
+from fsrouter.resilience import journal
+from fsrouter.store import queries, replay
 from fsrouter.store.models import OutboxMessage
 
 log = structlog.get_logger(__name__)
@@ -178,10 +179,31 @@ class Webhooks(Worker):
         Never raises (the call flow calls it): a failure is logged as ``webhooks.emit_failed``.
         """
         try:
-            self.enqueue(event, payload)
+            self._emit(event, payload)
         except Exception as exc:
             log.error("webhooks.emit_failed", webhook_event=event, error=str(exc),
                       error_type=type(exc).__name__)
+
+    def _emit(self, event: str, payload: Mapping[str, Any]) -> None:
+        """The deliveries get their ids and time now; they are stored now, or by the journal
+        of writes waiting for the database (in order, once each: by delivery id), with the
+        ids of rows written late (a Ref in the payload) filled in by then."""
+        if not _EVENT_NAME.fullmatch(event) or len(event) > 64:
+            raise ValueError(f"not an event name: {event[:80]!r}")
+        hooks = [hook for hook in self._config_source().webhooks if matches(hook.events, event)]
+        if not hooks:
+            return
+        deliveries = tuple((str(uuid.uuid4()), hook.url, hook.secret_env) for hook in hooks)
+        journal.settle(self._store, event, dict(payload), deliveries, self._now())
+
+    def _store(self, event: str, payload: dict[str, Any],
+               deliveries: tuple[tuple[str, str, str | None], ...], now: datetime) -> None:
+        items = [queries.OutboxItem(delivery_id, event, url,
+                                    encode_body(event, delivery_id, now, payload), secret_env)
+                 for delivery_id, url, secret_env in deliveries]
+        rows = replay.enqueue_outbox_once(items, now)
+        log.info("webhooks.queued", webhook_event=event, deliveries=len(rows))
+        self.kick()
 
     def enqueue(self, event: str, payload: Mapping[str, Any]) -> list[int]:
         """Like :meth:`emit` but raises (bad event name, payload not JSON, store down);

@@ -44,6 +44,7 @@ database_proxy = peewee.DatabaseProxy()
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 _PG_CONNECT_TIMEOUT_S = 5
+_PG_ANSWER_TIMEOUT_S = 5  # longest wait for one answer of the server (see wait())
 
 
 @dataclass(frozen=True)
@@ -258,17 +259,25 @@ def _make_psycopg2_cooperative() -> None:
     if extensions.get_wait_callback() is not None:
         return
 
+    # Every wait has a deadline: a server that stops answering without closing anything (a
+    # frozen VM, a stalled disk; the kernel still acknowledges every byte, so no TCP timeout
+    # fires) would otherwise hold a call for as long as it lasts. Raising here makes
+    # psycopg2 close the connection (green_panic), so the pool never hands it out again.
+    # (A new error each time: one shared instance would keep the last dead connection alive
+    # through its traceback.)
     def wait(conn: Any) -> None:
         while True:
             state = conn.poll()
             if state == extensions.POLL_OK:
                 return
-            if state == extensions.POLL_READ:
-                wait_read(conn.fileno())
-            elif state == extensions.POLL_WRITE:
-                wait_write(conn.fileno())
-            else:
+            waiter = {extensions.POLL_READ: wait_read, extensions.POLL_WRITE: wait_write}.get(state)
+            if waiter is None:
                 raise OperationalError(f"unexpected psycopg2 poll state {state}")
+            try:
+                waiter(conn.fileno(), timeout=_PG_ANSWER_TIMEOUT_S)
+            except TimeoutError:
+                raise OperationalError(
+                    f"no answer from the database within {_PG_ANSWER_TIMEOUT_S} s") from None
 
     extensions.set_wait_callback(wait)
 

@@ -19,6 +19,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -69,6 +70,48 @@ class PostgresServer:
         """Create another database on this server and return its URL."""
         _run_pg(self, "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name)
         return self.url.rsplit("/", 1)[0] + "/" + quote(name, safe="")
+
+    def halt(self) -> None:
+        """Stop the server but keep its data (a database restart or outage; see resume)."""
+        ctl = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]
+        subprocess.run(_as_user(ctl, self.run_as), capture_output=True, timeout=60, check=False)
+        log.info("postgres.halted", port=self.port)
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port and data."""
+        _start(self)
+        log.info("postgres.resumed", port=self.port)
+
+    def freeze(self) -> list[int]:
+        """SIGSTOP the server and its backends: connections stay open and the kernel still
+        accepts new ones, but nothing answers (a frozen VM, a stalled disk). Returns the
+        PIDs for :meth:`thaw`."""
+        pids = self._pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        log.info("postgres.frozen", port=self.port, processes=len(pids))
+        return pids
+
+    def thaw(self, pids: list[int]) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        log.info("postgres.thawed", port=self.port)
+
+    def _pids(self) -> list[int]:
+        """The postmaster (first line of postmaster.pid) and its children, from /proc."""
+        master = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == master:
+                children.append(int(stat.parent.name))
+        return [master, *children]
 
     def stop(self) -> None:
         ctl = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"]
