@@ -332,7 +332,9 @@ def _start_cluster(daemon: Daemon) -> None:
     lease = Lease(node_id(daemon.services.host), daemon.services.host,
                   settings.heartbeat_seconds, settings.lease_seconds)
     lease.start(only_node=single)
-    daemon.services.claims = Claims(lease, single_node=single)
+    daemon.services.claims = Claims(
+        lease, single_node=single,
+        local_when_down=daemon.config.database.unavailable == "yaml")
     daemon.parts["lease"] = lease
 
 

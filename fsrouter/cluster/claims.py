@@ -55,9 +55,14 @@ class Claim:
 class Claims:
     """This node's claims: take, hold while the agent's leg lives, release."""
 
-    def __init__(self, lease: Lease, single_node: bool = False) -> None:
+    def __init__(self, lease: Lease, single_node: bool = False,
+                 local_when_down: bool = False) -> None:
         self.lease = lease
         self.single_node = single_node
+        # With the database away, claim in this process only: always for one node (SQLite),
+        # and with several when the operator chose `database.unavailable: yaml` (calls are
+        # served from the YAML then; another node could ring the same agent meanwhile).
+        self.local_when_down = single_node or local_when_down
         self._local: dict[str, str] = {}  # agent -> leg uuid, every claim this process holds
         self._ended: dict[str, gevent.event.Event] = {}  # leg uuid -> its hang-up seen
         self._unreleased: list[Claim] = []
@@ -87,16 +92,18 @@ class Claims:
         return Claim(agent, call_uuid, leg_uuid)
 
     def _claim_in_store(self, agent: str, call_uuid: str, leg_uuid: str) -> bool:
-        if not self.lease.valid():
+        # The lease ran out while the database was away: try to win it back now rather
+        # than at the next heartbeat, so the first call after an outage is not turned away.
+        if not self.lease.valid() and not self.lease.renew():
             log.warning("claim.no_lease", agent=agent, call=call_uuid,
-                        local_only=self.single_node)
-            return self.single_node
+                        local_only=self.local_when_down)
+            return self.local_when_down
         try:
             won = sql.try_claim(agent, self.node, call_uuid, leg_uuid)
         except StoreError as error:
             log.warning("claim.store_failed", agent=agent, call=call_uuid, error=str(error),
-                        local_only=self.single_node)
-            return self.single_node
+                        local_only=self.local_when_down)
+            return self.local_when_down
         if not won:
             log.info("claim.taken", agent=agent, call=call_uuid)
         return won

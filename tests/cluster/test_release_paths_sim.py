@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from fsrouter.calls import pending
 from fsrouter.cluster import sql
+from fsrouter.resilience import journal
 from fsrouter.sim import CallerScript, Press
-from fsrouter.store import StoreError, open_database
+from fsrouter.store import open_database
 from fsrouter.store.db import close_database
 from fsrouter.testing.waiting import wait_for
 from tests.reliability.conftest import (
@@ -165,7 +165,7 @@ def test_daemon_shutdown_frees_the_claims_of_calls_left_running(tmp_path, releas
         for chan in list(run.sim.channels.values()):
             run.sim.hangup(chan)
         wait_for(lambda: run.rows("SELECT id FROM call_records WHERE ended_at IS NOT NULL")
-                 and not pending.waiting() and all(w.dead for w in pending._worker), 15,
+                 and not journal.waiting() and all(w.dead for w in journal._worker), 15,
                  "the left call's rows written")
         close_database(db)
         run.sim.stop_inbound()
@@ -176,9 +176,11 @@ def test_an_exception_in_the_attempt_releases_the_claim(sim_daemon, tmp_path, re
     run = start(sim_daemon, tmp_path, agent_phone=sip("answer", 20, 68))
 
     def broken(*args: Any, **kwargs: Any) -> Any:
-        raise StoreError("the attempt row cannot be written")
+        # Not a StoreError: the store's refusals are deferred to the journal now
+        # (fsrouter/resilience), and the agent is rung all the same.
+        raise RuntimeError("planted: the attempt cannot start")
 
-    monkeypatch.setattr("fsrouter.calls.inbound.queries.record_attempt", broken)
+    monkeypatch.setattr("fsrouter.calls.inbound._start_attempt", broken)
     call = run.call(AGENT_NUMBER)
     wait_for(lambda: released, 10, "a release")
     assert released[0][0] == "alice" and not released[0][2]

@@ -93,7 +93,11 @@ def test_the_database_blinks_with_calls_in_every_state(pg_server, tmp_path, capt
                  "the five call records")
         halted_at = time.monotonic()
         pg_server.halt()
-        # A new call while the database is down.
+        # A new call while the database is down, once alice's first call has ended in the
+        # outage: while she talks she is claimed (fsrouter/cluster) and a second call to her
+        # gets the busy tone in either mode.
+        wait_for(lambda: run.caller(bridged).hungup.is_set()
+                 and run.daemon.services.claims.held() == 0, 10, "alice free again")
         newcomer = run.call(AGENT_NUMBER)
         new_caller = run.caller(newcomer)
         if mode == "reject":
