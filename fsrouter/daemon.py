@@ -298,9 +298,11 @@ def _start_switch_connection(daemon: Daemon) -> None:
     config = daemon.config
     watcher = AgentWatcher(lambda: daemon.holder["config"], daemon.services.now)
     metrics = daemon.parts.get("metrics")
+    lease = daemon.parts.get("lease")
     recovery = Recovery(daemon.services.host, daemon.services.now, daemon.live_calls,
                         can_adopt=daemon.accepting.is_set,
-                        notify=lambda event, data: daemon.services.notify(event, data))
+                        notify=lambda event, data: daemon.services.notify(event, data),
+                        node=lease.node if lease is not None else None)
 
     def on_connect(client: Any) -> None:
         if metrics is not None:
@@ -322,8 +324,22 @@ def _start_switch_connection(daemon: Daemon) -> None:
     if daemon.services.claims is not None:  # hang-ups of claimed agent legs
         client.on_event(daemon.services.claims.handle)
     client.start()
+    if lease is not None:  # every heartbeat: a dead node's callers to take over?
+        _watch_dead_nodes(daemon, lease, recovery, client)
     daemon.services.switch_api = client.api
     daemon.parts |= {"switch": client, "watcher": watcher, "recovery": recovery}
+
+
+def _watch_dead_nodes(daemon: Daemon, lease: Any, recovery: Any, client: Any) -> None:
+    """fsrouter/cluster/takeover.py: a recovery pass once another node's lease is over."""
+    from fsrouter.cluster.takeover import Takeover
+
+    def schedule() -> gevent.Greenlet | None:
+        if not client.connected:  # its reconnect schedules a pass anyway
+            return None
+        return recovery.schedule(client, ready=daemon.accepting)
+
+    lease.renewed.append(Takeover(lease.node, schedule).check)
 
 
 def _start_cluster(daemon: Daemon) -> None:

@@ -110,7 +110,8 @@ class Call:
                 return record
         record = queries.create_call_record(self.uuid, number, route_type, self.caller_number,
                                             self.caller_name, self.services.now(),
-                                            host=self.services.host)
+                                            host=self.services.host,
+                                            node=getattr(self.services.claims, "node", None))
         self.record_id = record.id
         return record
 
