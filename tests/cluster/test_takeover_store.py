@@ -3,12 +3,21 @@ nodes without a valid lease change hands once, nothing else does."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import peewee
 
 from fsrouter.cluster import sql
 from fsrouter.store import queries
+
+REPO = Path(__file__).resolve().parents[2]
+RACE = Path(__file__).with_name("takeover_race.py")
 
 
 def _record(uuid: str, node: str | None) -> None:
@@ -46,3 +55,28 @@ def test_a_taker_whose_own_lease_ended_takes_nothing(db: peewee.Database) -> Non
     _record("late-1", "late")
     sql.register_node("b", "host", 2, 60.0)
     assert sorted(uuid for uuid, _ in sql.take_over_calls("b")) == ["gone-1", "late-1"]
+
+
+def test_many_live_nodes_take_a_dead_node_s_calls_at_once_each_once(
+        db: peewee.Database, db_url: str) -> None:
+    """3 processes x 6 greenlets (18 live nodes) run the takeover at the same instant over
+    60 open records of a dead node: every record is taken, by exactly one node."""
+    sql.register_node("dead", "host", 4, -1.0)
+    calls = [f"call-{n}" for n in range(60)]
+    for uuid in calls:
+        _record(uuid, "dead")
+    start_at = time.time() + 8.0  # every process started and registered by then
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    racers = [subprocess.Popen([sys.executable, str(RACE), db_url, str(start_at), "6",
+                                f"p{p}"], env=env, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE) for p in range(3)]
+    taken: list[str] = []
+    takers: dict[str, str] = {}
+    for racer in racers:
+        out, err = racer.communicate(timeout=120)
+        assert racer.returncode == 0, err[-3000:]
+        for node, uuids in json.loads(out).items():
+            taken.extend(uuids)
+            takers.update(dict.fromkeys(uuids, node))
+    assert sorted(taken) == sorted(calls)  # each once
+    assert {uuid: queries.get_call(uuid).node for uuid in calls} == takers
