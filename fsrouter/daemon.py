@@ -319,6 +319,21 @@ def _start_switch_connection(daemon: Daemon) -> None:
     # Read here, not there: tests change them on this module.
     connect_switches(daemon, keepalive_s=KEEPALIVE_S, keepalive_timeout=KEEPALIVE_TIMEOUT,
                      backoff_max=BACKOFF_MAX_S)
+    lease = daemon.parts.get("lease")
+    if lease is not None:  # every heartbeat: a dead node's callers to take over?
+        _watch_dead_nodes(daemon, lease)
+
+
+def _watch_dead_nodes(daemon: Daemon, lease: Any) -> None:
+    """fsrouter/cluster/takeover.py: a recovery pass once another node's lease is over."""
+    from fsrouter.cluster.takeover import Takeover
+
+    def schedule() -> gevent.Greenlet | None:
+        if not daemon.switches.any_connected():  # a reconnect schedules a pass anyway
+            return None
+        return daemon.parts["recovery"].schedule(daemon.parts["anywhere"], ready=daemon.accepting)
+
+    lease.renewed.append(Takeover(lease.node, schedule).check)
 
 
 def _start_cluster(daemon: Daemon) -> None:

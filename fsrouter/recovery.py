@@ -14,9 +14,12 @@ connection, after a short random delay (100-1000 ms; Kazoo waits 100-1500 ms bef
 once the listener takes calls. A pass that fails (store or switch briefly away) is tried again
 every 5 s for a minute; while bridged calls are kept, a pass runs every 30 s as well.
 
-A pass looks at every open call record of this host that no call greenlet of this process is
-handling, asks the switch about the caller and each open attempt's leg (``uuid_dump``, which
-answers for live channels only) and then:
+A pass first takes over the open call records of cluster nodes whose lease is over (a
+conditional update, one taker per record: fsrouter.cluster.sql.take_over_calls; the heartbeat
+asks for a pass as soon as there are any, docs/two-nodes-takeover.md), then looks at every
+open call record of this node (records from before nodes existed: of this host) that no call
+greenlet of this process is handling, asks the switch about the caller and each open
+attempt's leg (``uuid_dump``, which answers for live channels only) and then:
 
 - **caller bridged** (to a leg answered while we were away, or before): the call is kept. The
   leg's attempt becomes ``answered``/``accepted``, the incident is accepted by that person, and
@@ -54,8 +57,9 @@ answers for live channels only) and then:
   ``no_answer`` when it rings beyond its own ``originate_timeout``. A leg that is gone closes
   its attempt as ``failed`` with cause ``LOST_IN_RESTART``.
 
-Finally every open incident of this host whose call has ended gets a reason (``resolved`` if
-someone had accepted it). Records of other hosts (a shared PostgreSQL) are never touched.
+Finally every open incident of this node whose call has ended gets a reason (``resolved`` if
+someone had accepted it). Records of other live nodes (a shared PostgreSQL, on this host or
+another) are never touched.
 
 Several switches (``switches:``): the daemon passes :class:`fsrouter.switches.AnySwitch`,
 which asks each switch for a channel; a record whose caller no reachable switch has while
@@ -79,6 +83,7 @@ import gevent.event
 import gevent.lock
 import structlog
 
+from fsrouter.cluster import sql as cluster_sql
 from fsrouter.esl import ESLError, Event
 from fsrouter.store import StoreError, queries
 from fsrouter.store.errors import NotFound
@@ -215,8 +220,10 @@ class Recovery:
         can_adopt: Callable[[], bool],
         notify: Callable[[str, dict[str, Any]], None] = _ignore,
         jitter: tuple[float, float] = JITTER,
+        node: str | None = None,
     ) -> None:
         self.host = host
+        self.node = node  # this daemon's cluster node (None: no cluster, records by host)
         self.now = now
         self.live_calls = live_calls
         self.can_adopt = can_adopt
@@ -315,8 +322,24 @@ class Recovery:
                  seconds=report.seconds)
         return report
 
+    def _mine(self, record: CallRecord) -> bool:
+        """Whether this node handles ``record`` (one from before migration 6: by host)."""
+        if self.node is not None and record.node is not None:
+            return record.node == self.node
+        return record.host == self.host
+
+    def _take_over(self) -> None:
+        """Open records of nodes whose lease is over become ours (see the module docstring)."""
+        if self.node is None:
+            return
+        taken = cluster_sql.take_over_calls(self.node)
+        if taken:
+            log.info("recovery.taken_over", calls=[uuid for uuid, _ in taken],
+                     nodes=sorted({node for _, node in taken}))
+
     def _pass(self, switch: ApiClient, report: Report) -> None:
-        records = [r for r in queries.open_calls() if r.host == self.host]
+        self._take_over()
+        records = [r for r in queries.open_calls() if self._mine(r)]
         live = self.live_calls()  # read after the records: a record can only get a session
         quiet = time.monotonic() - ADOPT_QUIET
         self._sent = {uuid: at for uuid, at in self._sent.items() if at > quiet}
@@ -488,7 +511,7 @@ class Recovery:
                 record = queries.get_call(incident.call_uuid)
             except NotFound:
                 continue
-            if record.host != self.host or record.ended_at is None:
+            if not self._mine(record) or record.ended_at is None:
                 continue
             if incident.id not in report.incidents:
                 self._end_incident(incident.id, record.outcome == "bridged", report)

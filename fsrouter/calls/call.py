@@ -115,11 +115,12 @@ class Call:
                 return record
         details = (self.uuid, number, route_type, self.caller_number, self.caller_name,
                    self.services.now())
+        node = getattr(self.services.claims, "node", None)  # who handles it (recovery)
         if self.services.config.database.unavailable == "reject":
             # The store refusing it refuses the call, unanswered (calls/__init__).
-            record = queries.create_call_record(*details, host=self.services.host)
+            record = queries.create_call_record(*details, host=self.services.host, node=node)
         else:  # "yaml": the call goes on; the journal writes its record once the store is back
-            made = create(queries.create_call_record, *details, host=self.services.host,
+            made = create(queries.create_call_record, *details, host=self.services.host, node=node,
                           later=replay.create_call_record_once)
             if isinstance(made, Ref):
                 self.log.warning("call.record_deferred")

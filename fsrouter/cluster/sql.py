@@ -140,3 +140,47 @@ def claims_of(node: str, db: Any = database_proxy) -> list[tuple[str, str]]:
     """(agent, leg uuid) of every claim ``node`` holds in the database."""
     rows = _query(db, "SELECT agent, leg_uuid FROM agent_claims WHERE node = ?", (node,))
     return [(str(agent), str(leg)) for agent, leg in rows]
+
+
+# An open call record is orphaned when the node handling it has no valid lease: its row
+# expired (SIGKILL, a stall) or is gone (a clean stop, or an earlier process on SQLite).
+_ORPHANED = ("call_records.ended_at IS NULL AND call_records.node IS NOT NULL"
+             " AND call_records.node <> ? AND NOT EXISTS (SELECT 1 FROM cluster_nodes n"
+             " WHERE n.id = call_records.node AND n.lease_until > {now})")
+
+
+def orphaned_calls(node: str, db: Any = database_proxy) -> int:
+    """How many open call records belong to nodes whose lease is over (one cheap look per
+    heartbeat: ``call_records.ended_at`` is indexed)."""
+    now = _now(_real(db))
+    rows = _query(db, "SELECT COUNT(*) FROM call_records WHERE " + _ORPHANED.format(now=now),
+                  (node,))
+    return int(rows[0][0]) if rows else 0
+
+
+def take_over_calls(node: str, db: Any = database_proxy) -> list[tuple[str, str]]:
+    """Make ``node`` the handler of every orphaned open call record, if ``node``'s own lease
+    is valid; (call uuid, previous node) of each record taken.
+
+    One conditional UPDATE: a record changes hands once. Two live nodes running it at once
+    serialise on the row; PostgreSQL re-checks the WHERE on the row as the winner left it
+    (its node, the winner, has a valid lease), so the second changes nothing; SQLite has one
+    writer at a time. A node that died and comes back has a new node id: it finds its old
+    records taken, or takes them itself, once, like any other node."""
+    now = _now(_real(db))
+    where = _ORPHANED.format(now=now)
+    with session(db, immediate=True) as bound:
+        real = _real(bound)
+        # The previous handlers, for the log (same transaction; a row another node takes
+        # meanwhile is simply not returned by the UPDATE).
+        before = dict(_select(real, f"SELECT call_uuid, node FROM call_records WHERE {where}",
+                              (node,)))
+        rows = _select(real, f"UPDATE call_records SET node = ? WHERE {where}"
+                       " AND EXISTS (SELECT 1 FROM cluster_nodes mine"
+                       f" WHERE mine.id = ? AND mine.lease_until > {now}) RETURNING call_uuid",
+                       (node, node, node))
+    return [(str(uuid), str(before.get(uuid, "?"))) for (uuid,) in rows]
+
+
+def _select(real: peewee.Database, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    return list(real.execute_sql(sql.replace("?", real.param), params).fetchall())

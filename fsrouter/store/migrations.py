@@ -29,6 +29,7 @@ from fsrouter.store.models import (
     ApiToken,
     AuditEntry,
     BaseModel,
+    CallRecord,
     Incident,
     LoginFailure,
     OncallOverride,
@@ -64,14 +65,42 @@ class _VoicemailV1(BaseModel):
         table_name = "voicemails"
 
 
+class _CallRecordV1(BaseModel):
+    """The call_records table as migration 1 created it (frozen; migration 6 adds ``node``)."""
+
+    id = peewee.AutoField()
+    call_uuid = peewee.CharField(max_length=64, unique=True)
+    number = peewee.CharField(max_length=16)
+    route_type = peewee.CharField(max_length=40)
+    caller_number = peewee.TextField(null=True)
+    caller_name = peewee.TextField(null=True)
+    started_at = UTCDateTimeField()
+    answered_at = UTCDateTimeField(null=True)
+    ended_at = UTCDateTimeField(null=True, index=True)
+    hangup_cause = peewee.CharField(max_length=64, null=True)
+    outcome = peewee.CharField(max_length=40, null=True)
+    incident = peewee.ForeignKeyField(Incident, null=True, on_delete="SET NULL", backref="+")
+    bridged_to_user = peewee.CharField(max_length=128, null=True)
+    host = peewee.CharField(max_length=255, null=True)
+
+    class Meta:
+        table_name = "call_records"
+        indexes = ((("number", "started_at"), False),)
+
+
 # The models in their migration-1 shape.
-_M001_MODELS = tuple(_VoicemailV1 if model is Voicemail else model for model in ALL_MODELS)
+_FROZEN: dict[type[BaseModel], type[BaseModel]] = {Voicemail: _VoicemailV1,
+                                                    CallRecord: _CallRecordV1}
+_M001_MODELS = tuple(_FROZEN.get(model, model) for model in ALL_MODELS)
 
 
 def _m001_initial(db: peewee.Database) -> None:
-    """All tables and indexes of the first release."""
+    """All tables and indexes of the first release, in ALL_MODELS' order (it respects the
+    foreign keys; peewee's own sort would not see that attempts refer to the frozen
+    call_records)."""
     with db.bind_ctx(_M001_MODELS, bind_refs=False, bind_backrefs=False):
-        db.create_tables(_M001_MODELS, safe=True)
+        for model in _M001_MODELS:
+            model.create_table(safe=True)
 
 
 def _m002_notify(db: peewee.Database) -> None:
@@ -130,6 +159,14 @@ def _m005_cluster(db: peewee.Database) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS agent_claims_node ON agent_claims (node)")
 
 
+def _m006_call_node(db: peewee.Database) -> None:
+    """The cluster node handling each call (recovery and takeover, docs/two-nodes-takeover.md);
+    NULL for records of earlier releases (recovery treats them by host, as before)."""
+    migrator = SchemaMigrator.from_database(db)
+    run_operations(migrator.add_column("call_records", "node",
+                                       peewee.CharField(max_length=128, null=True)))
+
+
 Migration = Callable[[peewee.Database], None]
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _m001_initial),
@@ -137,6 +174,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (3, _m003_overrides_audit),
     (4, _m004_web_accounts),
     (5, _m005_cluster),
+    (6, _m006_call_node),
 ]
 
 

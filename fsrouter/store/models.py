@@ -118,6 +118,9 @@ class CallRecord(BaseModel):
     incident = peewee.ForeignKeyField(Incident, null=True, on_delete="SET NULL")
     bridged_to_user = peewee.CharField(max_length=128, null=True)
     host = peewee.CharField(max_length=255, null=True)
+    # The cluster node (fsrouter.cluster.node_id) handling the call: recovery acts on its own
+    # node's records and takes over those of nodes whose lease ran out (migration 6).
+    node = peewee.CharField(max_length=128, null=True)
 
     class Meta:
         table_name = "call_records"

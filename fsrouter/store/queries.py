@@ -101,8 +101,8 @@ def _optional_text(value: str | None, what: str, limit: int = 64) -> str | None:
 # ---------------------------------------------------------------- the call flows' statements
 
 _CALL_INSERT = ('INSERT INTO "call_records" ("call_uuid", "number", "route_type", '
-                '"caller_number", "caller_name", "started_at", "host") '
-                'VALUES (?, ?, ?, ?, ?, ?, ?)')
+                '"caller_number", "caller_name", "started_at", "host", "node") '
+                'VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
 _CALL_ANSWERED = 'UPDATE "call_records" SET "answered_at" = ? WHERE "call_uuid" = ?'
 # COALESCE: an answered_at already set stays (an adopted caller keeps its first); NULL = keep.
 _CALL_LINK_INCIDENT = ('UPDATE "call_records" SET "incident_id" = ?, '
@@ -173,19 +173,22 @@ def create_call_record(
     caller_name: str | None,
     started_at: datetime,
     host: str | None = None,
+    node: str | None = None,
 ) -> CallRecord:
-    """Record a new inbound call; :class:`StoreInputError` if the uuid is already recorded."""
+    """Record a new inbound call, handled by cluster ``node``; :class:`StoreInputError` if the
+    uuid is already recorded."""
     _text(call_uuid, "call_uuid", 64)
     _e164(number, "number")
     _word(route_type, "route_type")
     caller_number, caller_name = clean_caller_text(caller_number), clean_caller_text(caller_name)
     host = _optional_text(host, "host", 255)
+    node = _optional_text(node, "node", 128)
     with session():
         record_id = _insert(_CALL_INSERT, [call_uuid, number, route_type, caller_number,
-                                           caller_name, _at(started_at), host])
+                                           caller_name, _at(started_at), host, node])
     return _as_model(CallRecord, id=record_id, call_uuid=call_uuid, number=number,
                      route_type=route_type, caller_number=caller_number,
-                     caller_name=caller_name, started_at=started_at, host=host)
+                     caller_name=caller_name, started_at=started_at, host=host, node=node)
 
 
 def get_call(call_uuid: str) -> CallRecord:

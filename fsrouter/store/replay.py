@@ -38,13 +38,14 @@ from fsrouter.store.models import (
 
 def create_call_record_once(call_uuid: str, number: str, route_type: str,
                             caller_number: str | None, caller_name: str | None,
-                            started_at: datetime, host: str | None = None) -> CallRecord:
+                            started_at: datetime, host: str | None = None,
+                            node: str | None = None) -> CallRecord:
     with session():
         found = CallRecord.get_or_none(CallRecord.call_uuid == call_uuid)
     if found is not None:
         return found
     return queries.create_call_record(call_uuid, number, route_type, caller_number,
-                                      caller_name, started_at, host=host)
+                                      caller_name, started_at, host=host, node=node)
 
 
 def create_incident_once(number: str, option_digit: str | None, option_label: str | None,

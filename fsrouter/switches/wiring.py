@@ -49,13 +49,16 @@ def connect_switches(daemon: Any, keepalive_s: float | None, keepalive_timeout: 
     from fsrouter.recovery import Recovery
 
     watcher = AgentWatcher(lambda: daemon.holder["config"], daemon.services.now)
+    lease = daemon.parts.get("lease")  # the cluster node: recovery acts on its records only
     recovery = Recovery(daemon.services.host, daemon.services.now, daemon.live_calls,
                         can_adopt=daemon.accepting.is_set,
-                        notify=lambda event, data: daemon.services.notify(event, data))
+                        notify=lambda event, data: daemon.services.notify(event, data),
+                        node=lease.node if lease is not None else None)
     switches = SwitchSet()
     daemon.switches = switches
     daemon.parts |= {"watcher": watcher, "recovery": recovery}
     anywhere = AnySwitch(switches)
+    daemon.parts["anywhere"] = anywhere
     for name, endpoint in _switch_endpoints(daemon):
         link = switches.add(SwitchLink(name))
         _connect_switch(daemon, link, endpoint, watcher, recovery, anywhere,
