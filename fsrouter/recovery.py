@@ -16,7 +16,7 @@ every 5 s for a minute; while bridged calls are kept, a pass runs every 30 s as 
 
 A pass first takes over the open call records of cluster nodes whose lease is over (a
 conditional update, one taker per record: fsrouter.cluster.sql.take_over_calls; the heartbeat
-asks for a pass as soon as there are any, docs/two-nodes-takeover.md), then looks at every
+asks for a pass as soon as there are any, docs/two-nodes.md), then looks at every
 open call record of this node (records from before nodes existed: of this host) that no call
 greenlet of this process is handling, asks the switch about the caller and each open
 attempt's leg (``uuid_dump``, which answers for live channels only) and then:

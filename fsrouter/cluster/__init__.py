@@ -6,7 +6,7 @@
   ``agent_claims`` with one atomic statement; the claim is released when the attempt ends (or,
   for an answered leg, when the agent's leg ends), and is free once its node's lease expired.
 
-SQLite works the same way for its one node. Design and reasons: docs/two-nodes-claims.md.
+SQLite works the same way for its one node. Design and reasons: docs/two-nodes.md.
 """
 
 from fsrouter.cluster.claims import Claim, Claims

@@ -5,7 +5,7 @@ whose clocks differ still agree on when a lease ends. Each function is one short
 its own transaction (SQLite: ``BEGIN IMMEDIATE``, so the write lock is taken up front and a
 concurrent writer waits on the busy timeout instead of failing on a stale snapshot).
 
-The claim (see docs/two-nodes-claims.md for why not row or advisory locks)::
+The claim (see docs/two-nodes.md for why not row or advisory locks)::
 
     INSERT INTO agent_claims ... SELECT <values> WHERE <our lease is valid>
     ON CONFLICT (agent) DO UPDATE SET <ours>

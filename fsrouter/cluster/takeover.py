@@ -6,7 +6,7 @@ records of nodes whose lease is over; when it finds any, it asks for a recovery 
 (one taker per record, :func:`fsrouter.cluster.sql.take_over_calls`) and then treats them as
 after a restart of its own: waiting callers are adopted (their orphaned ringing legs killed,
 the caller sent through the dialplan again, same incident), bridged calls are kept and closed
-when they end. Design and figures: docs/two-nodes-takeover.md.
+when they end. Design and figures: docs/two-nodes.md.
 """
 
 from __future__ import annotations

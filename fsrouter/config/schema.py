@@ -283,7 +283,7 @@ class Database(Strict):
     # repr=False: a postgresql:// URL may carry a password.
     url: Annotated[str, AfterValidator(_database_url)] = Field(
         default="sqlite:////var/lib/fsrouter/fsrouter.db", repr=False)
-    # A new call while the database refuses its record (docs/two-nodes-blink.md): "reject"
+    # A new call while the database refuses its record (docs/two-nodes.md): "reject"
     # refuses it unanswered (NORMAL_TEMPORARY_FAILURE, SIP 503: the carrier tries the other
     # node or route); "yaml" routes it from the YAML alone and writes its rows later.
     unavailable: Literal["reject", "yaml"] = "reject"
@@ -295,7 +295,7 @@ class Database(Strict):
 
 
 class Cluster(Strict):
-    """This daemon's lease in the shared database (fsrouter/cluster, docs/two-nodes-claims.md):
+    """This daemon's lease in the shared database (fsrouter/cluster, docs/two-nodes.md):
     renewed every ``heartbeat_seconds``; its agent claims are free for other nodes
     ``lease_seconds`` after the last renewal (a killed daemon)."""
 

@@ -140,7 +140,7 @@ def _m004_web_accounts(db: peewee.Database) -> None:
 
 
 def _m005_cluster(db: peewee.Database) -> None:
-    """Nodes with their leases, and agent claims (fsrouter/cluster; docs/two-nodes-claims.md).
+    """Nodes with their leases, and agent claims (fsrouter/cluster; docs/two-nodes.md).
 
     Plain DDL, spelled out (frozen): times are epoch seconds of the database's own clock, so
     nodes whose clocks differ still agree on when a lease ends.
@@ -160,7 +160,7 @@ def _m005_cluster(db: peewee.Database) -> None:
 
 
 def _m006_call_node(db: peewee.Database) -> None:
-    """The cluster node handling each call (recovery and takeover, docs/two-nodes-takeover.md);
+    """The cluster node handling each call (recovery and takeover, docs/two-nodes.md);
     NULL for records of earlier releases (recovery treats them by host, as before)."""
     migrator = SchemaMigrator.from_database(db)
     run_operations(migrator.add_column("call_records", "node",
