@@ -33,6 +33,7 @@ import tempfile
 import time
 import uuid as uuidlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -311,12 +312,19 @@ def run_step(caller: Caller, switch_pid: int, app: AppProcess | None, rate: floa
 def ramp(caller: Caller, switch_pid: int, app: AppProcess,
          settings: RealSettings) -> dict[str, Any]:
     """Raise the rate until a call is lost or fails, or p99 set-up passes the limit."""
+    return ramp_with(lambda rate, count: run_step(caller, switch_pid, app, rate, count),
+                     settings)
+
+
+def ramp_with(run: Callable[[float, int], Step], settings: RealSettings,
+              summarise: Callable[[Step], dict[str, Any]] = Step.summary) -> dict[str, Any]:
+    """:func:`ramp` with the steps run by ``run(rate, count)`` (bench/twonodes.py's too)."""
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     rate, stop = settings.ramp_start, "steps"
     for _ in range(settings.ramp_steps):
-        step = run_step(caller, switch_pid, app, rate, max(int(rate * settings.ramp_s), 2))
-        info = step.summary()
+        step = run(rate, max(int(rate * settings.ramp_s), 2))
+        info = summarise(step)
         steps.append(info)
         if step.completed < len(step.calls):
             stop = "calls lost or failed"

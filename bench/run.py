@@ -17,6 +17,7 @@ are two CPUs. fsrouter's hot path is profiled once with py-spy (bench/hotpath.py
 
 ``--real`` adds the same comparison on the real FreeSWITCH (bench/realswitch.py) under the
 key ``real_switch``; ``--real-only`` runs just that and merges it into the existing JSON.
+``--two-nodes`` runs only one node against two (bench/twonodes.py, bench/results_two_nodes.json).
 """
 
 from __future__ import annotations
@@ -411,8 +412,14 @@ def main(argv: list[str]) -> int:
                         help="real switch: run it N times, report median and min-max")
     parser.add_argument("--fine-clock", action="store_true",
                         help="the real switch with 1ms-timer: latencies to 1 ms, at a CPU cost")
+    parser.add_argument("--two-nodes", action="store_true",
+                        help="only one node against two on the real FreeSWITCH and PostgreSQL "
+                             "(bench/twonodes.py), written to bench/results_two_nodes.json")
     args = parser.parse_args(argv)
     from bench.report import evaluate, real_table, table
+
+    if args.two_nodes:
+        return _run_two_nodes(args.quick, max(args.repeat, 1), args.fine_clock)
 
     if args.table:
         print(table(json.loads(args.table.read_text("utf-8"))))
@@ -455,3 +462,17 @@ def _run_real(quick: bool, apps: tuple[str, ...], say: Any, fine_clock: bool,
     return realswitch.run_real_repeated(replace(settings, apps=apps, fine_clock=fine_clock),
                                         repeats, say=say)
 
+
+
+def _run_two_nodes(quick: bool, repeats: int, fine_clock: bool) -> int:
+    from bench import twonodes
+    from fsrouter import logs
+
+    logs.configure("warning", json=True)
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    settings = replace(twonodes.QUICK if quick else twonodes.SETTINGS, fine_clock=fine_clock)
+    results = twonodes.run_repeated(settings, repeats, say=say)
+    twonodes.RESULTS.write_text(json.dumps(results, indent=1) + "\n", "utf-8")
+    print(twonodes.table(results))
+    print(f"\nwritten to {twonodes.RESULTS}")
+    return 0

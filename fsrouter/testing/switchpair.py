@@ -31,8 +31,10 @@ NAMES = ("a", "b")
 class SwitchPair:
     """Switches ``a`` and ``b``; see the module docstring."""
 
-    def __init__(self, workdir: Path, freeswitch: Path | None = None) -> None:
-        self.switches = {name: RealSwitch(Path(workdir) / f"fs-{name}", freeswitch)
+    def __init__(self, workdir: Path, freeswitch: Path | None = None,
+                 switch_params: Mapping[str, str] | None = None) -> None:
+        self.switches = {name: RealSwitch(Path(workdir) / f"fs-{name}", freeswitch,
+                                          switch_params=switch_params)
                          for name in NAMES}
 
     def __getitem__(self, name: str) -> RealSwitch:
