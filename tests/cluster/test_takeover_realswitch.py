@@ -34,7 +34,7 @@ from tests.e2e.daemon import Daemon
 from tests.reliability.test_restart_realswitch import Caller, leg_of, restart_config
 from tests.store.conftest import empty_postgres
 
-pytestmark = [pytest.mark.realswitch, pytest.mark.multinode, pytest.mark.serial]
+pytestmark = [pytest.mark.realswitch, pytest.mark.multinode]
 
 WAIT_S = 60.0  # any one step, on a loaded 2-core machine
 LEASE = {"heartbeat_seconds": 0.5, "lease_seconds": 3.0}

@@ -35,7 +35,7 @@ __all__ = ["shared_db"]
 
 pytestmark = [pytest.mark.realswitch, pytest.mark.multinode, pytest.mark.serial]
 
-ROUNDS = int(os.environ.get("FSR_CLAIM_ROUNDS_REAL", "20"))
+ROUNDS = int(os.environ.get("FSR_CLAIM_ROUNDS_REAL", "10"))
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from fsrouter.testing.waiting import wait_for
 from tests.e2e.daemon import Daemon
 from tests.store.conftest import empty_postgres
 
-pytestmark = [pytest.mark.multinode, pytest.mark.serial]
+pytestmark = [pytest.mark.multinode]
 
 AGENT_NUMBER = "+493040009100"
 PASSWORD = "two-nodes-esl-secret-0815"
