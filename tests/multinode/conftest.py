@@ -50,13 +50,16 @@ def config() -> dict[str, Any]:
 
 
 class NodeDaemon(Daemon):
-    """``fsrouter run`` serving both switches of the pair, its records in PostgreSQL."""
+    """``fsrouter run`` serving both switches of the pair, its records in PostgreSQL; its
+    numbers, people and cluster settings are ``settings`` (default: :func:`config`)."""
 
-    def __init__(self, workdir: Path, pair: SwitchPair, db_url: str) -> None:
+    def __init__(self, workdir: Path, pair: SwitchPair, db_url: str,
+                 settings: dict[str, Any] | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         switches, env = pair.switches_config()
         first = pair["a"].esl_endpoint()
-        super().__init__(workdir, {**config(), "switch": None, "switches": switches,
+        base = config() if settings is None else settings
+        super().__init__(workdir, {**base, "switch": None, "switches": switches,
                                    "database": {"url": db_url}}, first)
         self.db_url = db_url
         self.env.update(env)
