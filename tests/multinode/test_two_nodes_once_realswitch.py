@@ -13,7 +13,7 @@ The tests/reliability/test_two_nodes_once_sim.py proof, on real switches.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,10 +76,13 @@ class Cluster:
         return self.a.rows(sql, *args)
 
 
-@pytest.fixture
-def cluster(switch_pair: SwitchPair, db_url: str, tmp_path: Path) -> Iterator[Cluster]:
+def start_cluster(switch_pair: SwitchPair, db_url: str, tmp_path: Path,
+                  settings_of: Callable[[Path, SmtpServer, HookServer], dict[str, Any]]
+                  ) -> Iterator[Cluster]:
+    """The cluster of a test (a fixture's body): daemons A and B, each on both switches,
+    with the configuration ``settings_of(tmp_path, smtp, hooks)``; everything ended after."""
     smtp, hooks = SmtpServer().start(), HookServer().start()
-    settings = once_config(tmp_path, smtp, hooks)
+    settings = settings_of(tmp_path, smtp, hooks)
     nodes: list[NodeDaemon] = []
     callers = None
     try:
@@ -100,6 +103,11 @@ def cluster(switch_pair: SwitchPair, db_url: str, tmp_path: Path) -> Iterator[Cl
             node.stop()
         smtp.stop()
         hooks.stop()
+
+
+@pytest.fixture
+def cluster(switch_pair: SwitchPair, db_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    yield from start_cluster(switch_pair, db_url, tmp_path, once_config)
 
 
 def leave_voicemail(cluster: Cluster) -> str:
