@@ -74,12 +74,13 @@ class Daemon:
         self.env = {**os.environ, "FSROUTER_TEST_ESL": password}
         self.log_path = workdir / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.argv_prefix: list[str] = []  # e.g. unshare: the daemon under a host name of its own
 
     def start(self, timeout: float = 60.0) -> None:  # a cold prompt render on a busy host
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "fsrouter", "--log-format", "json", "--log-level",
-                 "debug", "run", "-c", str(self.config_path)],
+                [*self.argv_prefix, sys.executable, "-m", "fsrouter", "--log-format", "json",
+                 "--log-level", "debug", "run", "-c", str(self.config_path)],
                 stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -55,14 +56,23 @@ class NodeDaemon(Daemon):
 
     def __init__(self, workdir: Path, pair: SwitchPair, db_url: str,
                  settings: dict[str, Any] | None = None) -> None:
+        """``settings``: the configuration (default :func:`config`), without switch and
+        database, which are the pair's and ``db_url``."""
         workdir.mkdir(parents=True, exist_ok=True)
         switches, env = pair.switches_config()
         first = pair["a"].esl_endpoint()
-        base = config() if settings is None else settings
-        super().__init__(workdir, {**base, "switch": None, "switches": switches,
-                                   "database": {"url": db_url}}, first)
+        super().__init__(workdir, {**(settings or config()), "switch": None,
+                                   "switches": switches, "database": {"url": db_url}}, first)
         self.db_url = db_url
         self.env.update(env)
+
+    def as_host(self, name: str) -> NodeDaemon:
+        """Run under host name ``name`` (a UTS namespace): two daemons on this machine are
+        two hosts, as in production (recovery and the mailer look at their host's rows)."""
+        if os.geteuid() != 0 or not shutil.which("unshare"):
+            pytest.skip("two host names on one machine need root and unshare (util-linux)")
+        self.argv_prefix = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name]
+        return self
 
     def rows(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         """``sql`` with ``?`` placeholders, on the PostgreSQL database."""

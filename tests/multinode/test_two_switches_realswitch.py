@@ -65,10 +65,10 @@ class Callers:
         for watcher in self.watchers.values():
             watcher.close()
 
-    def call(self, switch: str, number: str) -> tuple[str, str]:
+    def call(self, switch: str, number: str, caller_number: str = CALLER) -> tuple[str, str]:
         """A caller on ``switch`` dialling ``number``: (caller leg, the daemon's leg)."""
         caller = str(uuidlib.uuid4())
-        self.pair[switch].place_call(number, CALLER, "Erika Mustermann", uuid=caller)
+        self.pair[switch].place_call(number, caller_number, "Erika Mustermann", uuid=caller)
         event = self.watchers[switch].wait("CHANNEL_CREATE",
                                            variable_other_loopback_leg_uuid=caller)
         assert event.uuid is not None
