@@ -242,7 +242,34 @@ def _open_postgres(target: PostgresTarget, pool_size: int) -> peewee.Database:
         target.dbname, max_connections=pool_size, stale_timeout=300, timeout=10, **params
     )
     db.label = f"PostgreSQL database {target.label()}"
+    if _cooperative():
+        db._state = _greenlet_state()
     return db
+
+
+def _cooperative() -> bool:
+    try:
+        from gevent import monkey
+    except ImportError:
+        return False
+    return bool(monkey.is_module_patched("socket"))
+
+
+def _greenlet_state() -> Any:
+    """One connection per greenlet, whatever the import order.
+
+    peewee keeps each connection in an instance of a ``threading.local`` subclass made when
+    peewee is imported. Imported before gevent's monkey-patching (a pytest worker running the
+    daemon in-process), that class is per thread: every greenlet then shares one PostgreSQL
+    connection while psycopg2 waits on the hub, and a second greenlet's query fails with
+    "execute cannot be used while an asynchronous callback is in progress".
+    """
+    from gevent.local import local
+
+    class GreenletConnectionState(peewee._ConnectionState, local):  # type: ignore[name-defined,misc]
+        pass
+
+    return GreenletConnectionState()
 
 
 def _make_psycopg2_cooperative() -> None:
