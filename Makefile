@@ -26,11 +26,12 @@ demo: tools
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# Two parts: most tests spread over three worker processes (they mostly wait on calls, timers
+# Two parts: most tests spread over four worker processes (they mostly wait on calls, timers
 # and the real switch: on 2 cores the part used ~30% of the CPU with two workers; three took
-# it from 367 s to 259 s), then the `serial` ones alone: load, fuzzing, benchmarks and the
-# tests that time a recovery in seconds.
-TEST_WORKERS ?= 3
+# it from 367 s to 259 s; with the console and two-node tiers three workers kept the load
+# average near 1.5 and took 625 s), then the `serial` ones alone: load, fuzzing, benchmarks
+# and the tests that time a recovery in seconds.
+TEST_WORKERS ?= 4
 
 test: lint tools
 	@# Headless Chromium for the console's browser tests (apt-get when root on Debian).
