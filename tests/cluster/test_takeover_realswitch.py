@@ -234,20 +234,7 @@ def test_a_killed_node_s_callers_live_on_with_the_other(
               f"(found {epoch(taken) - expired:.2f} s after it)")
         assert takeover < TAKEOVER_LIMIT_S
 
-        # The bridged call ends: B closes it and resolves its incident.
-        talking.hang_up()
-        closed = wait_for(lambda: (lambda r: r if r.ended_at else None)(record(talking.b)),
-                          WAIT_S, "the talking caller's record closed")
-        assert closed.outcome == "bridged"
-        # The incident right after the record (the same close, a statement later).
-        wait_for(lambda: [i.state for i in incidents_of(talking.b)] == ["resolved"] or None,
-                 WAIT_S, "carl's incident resolved")
-        # The queued caller gives up: one incident, its attempts: killed leg and B's leg.
-        queued.hang_up()
-        wait_for(lambda: record(queued.b).ended_at, WAIT_S, "the queued caller's record")
-        assert [i.id for i in incidents_of(queued.b)] == [incident.id]
-        legs = [(x.leg_uuid, x.result) for x in attempts_of(queued.b)]
-        assert legs == [(dora, "cancelled"), (again, "cancelled")], legs
+        finish_after_takeover(talking, queued, incident.id, dora, again)
 
         # A comes back: a new node, serves the next call, takes nothing.
         node_a2 = wait_for(lambda: restart(a), WAIT_S, "A started again")
@@ -261,3 +248,21 @@ def test_a_killed_node_s_callers_live_on_with_the_other(
     finally:
         a.stop()
         b.stop()
+
+
+def finish_after_takeover(talking: Any, queued: Any, incident_id: int, dora: str,
+                          again: str) -> None:
+    """After B took A's callers over: the bridged call ends, B closes its record and
+    resolves its incident (the same close, a statement later); the queued caller gives up:
+    one incident, its attempts the killed leg ``dora`` and B's leg ``again``."""
+    talking.hang_up()
+    closed = wait_for(lambda: (lambda r: r if r.ended_at else None)(record(talking.b)),
+                      WAIT_S, "the talking caller's record closed")
+    assert closed.outcome == "bridged"
+    wait_for(lambda: [i.state for i in incidents_of(talking.b)] == ["resolved"] or None,
+             WAIT_S, "carl's incident resolved")
+    queued.hang_up()
+    wait_for(lambda: record(queued.b).ended_at, WAIT_S, "the queued caller's record")
+    assert [i.id for i in incidents_of(queued.b)] == [incident_id]
+    legs = [(x.leg_uuid, x.result) for x in attempts_of(queued.b)]
+    assert legs == [(dora, "cancelled"), (again, "cancelled")], legs

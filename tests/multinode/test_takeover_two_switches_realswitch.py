@@ -32,6 +32,7 @@ from tests.cluster.test_takeover_realswitch import (
     attempts_of,
     epoch,
     executing,
+    finish_after_takeover,
     incidents_of,
     lease_until,
     logged,
@@ -153,19 +154,7 @@ def test_a_killed_node_s_callers_on_switch_a_live_on_with_the_other_node(
               f"(found {epoch(taken) - expired:.2f} s after it)")
         assert takeover < TAKEOVER_LIMIT_S
 
-        # The bridged call ends: B closes it and resolves its incident.
-        talking.hang_up()
-        closed = wait_for(lambda: (lambda r: r if r.ended_at else None)(record(talking.b)),
-                          WAIT_S, "the talking caller's record closed")
-        assert closed.outcome == "bridged"
-        wait_for(lambda: [i.state for i in incidents_of(talking.b)] == ["resolved"] or None,
-                 WAIT_S, "carl's incident resolved")
-        # The queued caller gives up: one incident; its attempts: the killed leg and B's.
-        queued.hang_up()
-        wait_for(lambda: record(queued.b).ended_at, WAIT_S, "the queued caller's record")
-        assert [i.id for i in incidents_of(queued.b)] == [incident.id]
-        legs = [(x.leg_uuid, x.result) for x in attempts_of(queued.b)]
-        assert legs == [(dora, "cancelled"), (again, "cancelled")], legs
+        finish_after_takeover(talking, queued, incident.id, dora, again)
 
         # A comes back: a new node; its passes (one per switch) take nothing; it serves the
         # next call on switch a.
