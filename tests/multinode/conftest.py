@@ -22,7 +22,7 @@ import gevent
 import pytest
 
 from fsrouter.testing.phones import TEST_DIAL_TEMPLATE, phone_number
-from fsrouter.testing.postgres import PostgresServer, PostgresUnavailable, start_postgres
+from fsrouter.testing.postgres import PostgresServer, postgres_for_tests
 from fsrouter.testing.realswitch import SwitchError, find_freeswitch
 from fsrouter.testing.switchpair import SwitchPair
 from tests.e2e.daemon import Daemon
@@ -152,14 +152,8 @@ def switch_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwitchPair
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as error:
-        _unavailable(f"PostgreSQL not available: {error}")
-    try:
+    with postgres_for_tests() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

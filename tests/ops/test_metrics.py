@@ -26,7 +26,7 @@ from fsrouter.metrics import (
 )
 from fsrouter.store.db import close_database, database_proxy, open_database
 from fsrouter.store.migrations import upgrade
-from fsrouter.testing.postgres import PostgresUnavailable, start_postgres
+from fsrouter.testing.postgres import postgres_for_tests
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.yaml"
@@ -294,13 +294,7 @@ def test_standard_health_uses_the_reported_switch_state(metrics, sqlite_db):
 
 
 def test_database_ok_on_postgresql_and_after_the_server_stops():
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"PostgreSQL not available: {exc}")
-    try:
+    with postgres_for_tests() as server:
         db = open_database(server.url, bind=False)
         try:
             assert database_ok(db) is True
@@ -308,8 +302,6 @@ def test_database_ok_on_postgresql_and_after_the_server_stops():
             assert database_ok(db, timeout=5) is False
         finally:
             close_database(db)
-    finally:
-        server.stop()
 
 
 # -- HTTP details --------------------------------------------------------------------------

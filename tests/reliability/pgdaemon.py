@@ -9,7 +9,6 @@ connection of its own (psycopg2), so a test can halt the server under a running 
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 from fsrouter.daemon import Daemon, start_daemon
-from fsrouter.testing.postgres import PostgresServer, PostgresUnavailable, start_postgres
+from fsrouter.testing.postgres import PostgresServer, postgres_for_tests
 from fsrouter.testing.prompt_cache import with_shared_prompts
 from fsrouter.testing.waiting import wait_for
 from tests.reliability.conftest import PASSWORD, SimDaemon
@@ -29,16 +28,8 @@ from tests.reliability.conftest import PASSWORD, SimDaemon
 @pytest.fixture
 def pg_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server of the test's own (it may halt and resume it)."""
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"PostgreSQL not available: {exc}")
-    try:
+    with postgres_for_tests() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def fresh_database(server: PostgresServer) -> str:

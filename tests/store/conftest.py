@@ -3,7 +3,6 @@ both engines (a SQLite file under tmp_path, and an emptied schema on the Postgre
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import peewee
@@ -11,21 +10,13 @@ import pytest
 
 from fsrouter.store.db import close_database, open_database
 from fsrouter.store.migrations import upgrade
-from fsrouter.testing.postgres import PostgresServer, PostgresUnavailable, start_postgres
+from fsrouter.testing.postgres import PostgresServer, postgres_for_tests
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"PostgreSQL not available: {exc}")
-    try:
+    with postgres_for_tests() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
