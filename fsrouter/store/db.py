@@ -230,7 +230,7 @@ def _open_postgres(target: PostgresTarget, pool_size: int) -> peewee.Database:
         raise StoreError(
             f"{target.label()} needs the psycopg2 driver: pip install 'fsrouter[postgres]'"
         ) from None
-    _make_psycopg2_cooperative()
+    cooperative = _make_psycopg2_cooperative()
     params: dict[str, Any] = {"host": target.host, "port": target.port}
     if target.user:
         params["user"] = target.user
@@ -242,17 +242,9 @@ def _open_postgres(target: PostgresTarget, pool_size: int) -> peewee.Database:
         target.dbname, max_connections=pool_size, stale_timeout=300, timeout=10, **params
     )
     db.label = f"PostgreSQL database {target.label()}"
-    if _cooperative():
+    if cooperative:
         db._state = _greenlet_state()
     return db
-
-
-def _cooperative() -> bool:
-    try:
-        from gevent import monkey
-    except ImportError:
-        return False
-    return bool(monkey.is_module_patched("socket"))
 
 
 def _greenlet_state() -> Any:
@@ -272,19 +264,20 @@ def _greenlet_state() -> Any:
     return GreenletConnectionState()
 
 
-def _make_psycopg2_cooperative() -> None:
-    """Under gevent monkey-patching, let psycopg2 wait on gevent's hub instead of blocking it."""
+def _make_psycopg2_cooperative() -> bool:
+    """Under gevent monkey-patching, let psycopg2 wait on gevent's hub instead of blocking it;
+    whether it does (then each greenlet needs a connection of its own)."""
     try:
         from gevent import monkey
     except ImportError:
-        return
+        return False
     if not monkey.is_module_patched("socket"):
-        return
+        return False
     from gevent.socket import wait_read, wait_write
     from psycopg2 import OperationalError, extensions
 
     if extensions.get_wait_callback() is not None:
-        return
+        return True
 
     # Every wait has a deadline: a server that stops answering without closing anything (a
     # frozen VM, a stalled disk; the kernel still acknowledges every byte, so no TCP timeout
@@ -307,6 +300,7 @@ def _make_psycopg2_cooperative() -> None:
                     f"no answer from the database within {_PG_ANSWER_TIMEOUT_S} s") from None
 
     extensions.set_wait_callback(wait)
+    return True
 
 
 def _check_connection(db: peewee.Database) -> None:
