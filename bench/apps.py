@@ -26,11 +26,16 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 
 from bench.scenario import Flow  # noqa: E402
-from fsrouter.esl.outbound import UNREAD_EVENTS  # noqa: E402
+from fsrouter.esl.outbound import CALL_EVENTS, SESSION_EVENTS  # noqa: E402
 
 STEP_TIMEOUT = 30.0  # seconds any one step may take (as fsrouter's step_timeout)
-# The floor asks the switch for what fsrouter asks (fsrouter.esl.outbound.setup).
-NIXEVENT = ("nixevent " + " ".join(UNREAD_EVENTS) + "\n\n").encode()
+# The floor asks the switch for what fsrouter asks, as fsrouter does: the whole start in one
+# write (fsrouter.esl.outbound.OutboundSession.setup), long arguments as a body and 16-digit
+# ids (fsrouter.esl.connection: header bytes are what the switch reads one by one).
+SETUP = ("connect\n\nmyevents\n\nnixevent ALL\n\nevent plain "
+         + " ".join([*CALL_EVENTS, *SESSION_EVENTS]) + "\n\nlinger 10\n\n").encode()
+SETUP_REPLIES = 5
+BODY_ARG_BYTES = 28
 JOB_GRACE = 15.0  # seconds past the ring timeout before a missing job result counts as failed
 
 
@@ -178,9 +183,12 @@ class RawFloorCall:
 
     def _reply(self, command: bytes) -> Any:
         """Send one command; its reply (events read meanwhile are kept for later)."""
+        self.sock.sendall(command)
+        return self._next_reply()
+
+    def _next_reply(self) -> Any:
         from fsrouter.esl.protocol import parse_event
 
-        self.sock.sendall(command)
         while True:
             frame = self._frame()
             kind = frame.content_type
@@ -216,11 +224,15 @@ class RawFloorCall:
     def _execute(self, app: str, arg: str, wait: bool = True) -> Any:
         from fsrouter.esl.protocol import encode_command
 
-        app_uuid = str(uuidlib.uuid4())
+        app_uuid = os.urandom(8).hex()
         headers = {"call-command": "execute", "execute-app-name": app, "Event-UUID": app_uuid}
-        if arg:
+        body = None
+        if len(arg) > BODY_ARG_BYTES:
+            headers["content-type"] = "text/plain"
+            body = arg
+        elif arg:
             headers["execute-app-arg"] = arg
-        self._reply(encode_command("sendmsg", headers))
+        self._reply(encode_command("sendmsg", headers, body))
         if not wait:
             return None
         return self._wait(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE"
@@ -228,12 +240,11 @@ class RawFloorCall:
 
     def run(self) -> None:
         flow = self.flow
-        connect = self._reply(b"connect\n\n")
+        connect = self._reply(SETUP)
         self.uuid = connect.headers.get("Unique-ID", "")
         caller_name = connect.headers.get("Caller-Caller-ID-Name", "")
-        for command in (b"myevents\n\n", NIXEVENT, b"linger\n\n",
-                        b"event plain BACKGROUND_JOB CUSTOM fifo::info\n\n"):
-            self._reply(command)
+        for _ in range(SETUP_REPLIES - 1):
+            self._next_reply()
         self._execute("answer", "")
         done = self._execute("play_and_get_digits", flow.menu_arg)
         digit = done.get(f"variable_{flow.menu_variable}") if done is not None else None
@@ -253,7 +264,7 @@ class RawFloorCall:
         """Ring one phone; True when it is over (bridged, or the caller hung up)."""
         from fsrouter.esl.protocol import encode_command
 
-        job, leg = str(uuidlib.uuid4()), str(uuidlib.uuid4())
+        job, leg = os.urandom(8).hex(), str(uuidlib.uuid4())
         command = self.flow.leg_command(digit, self.uuid, caller_name, dial, ring_timeout, leg)
         self._reply(encode_command(f"bgapi {command}", {"Job-UUID": job}))
         result = self._wait(lambda e: e.name == "BACKGROUND_JOB" and e.job_uuid == job)

@@ -105,9 +105,12 @@ class Flow:
         return cls(**data)
 
     def queue_args(self, digit: str) -> list[tuple[str, str]]:
-        """The applications fsrouter runs to queue the caller (set, set, fifo in)."""
-        return [("set", f"fifo_caller_exit_key={QUEUE_EXIT_KEY}"),
-                ("set", f"fifo_orbit_exten=_continue_:{MAX_WAIT}"),
+        """The applications fsrouter runs to queue the caller (multiset, fifo in)."""
+        from fsrouter.calls.call import multiset_argument
+
+        variables = {"fifo_caller_exit_key": QUEUE_EXIT_KEY,
+                     "fifo_orbit_exten": f"_continue_:{MAX_WAIT}"}
+        return [("multiset", multiset_argument(variables) or ""),
                 ("fifo", f"{self.queues[digit]} in undef {self.hold_music}")]
 
     def leg_command(self, digit: str, call_uuid: str, caller_name: str, dial: str,

@@ -290,7 +290,7 @@ def _call_handler(services: CallServices, switches: Any = None) -> Callable[[Any
 
 
 def _start_listener(config: Config, services: CallServices, switches: Any = None) -> Any:
-    from fsrouter.esl.outbound import UNREAD_EVENTS, OutboundServer
+    from fsrouter.esl.outbound import CALL_EVENTS, OutboundServer
     from fsrouter.switches.wiring import switch_networks
 
     listener = config.listener
@@ -305,7 +305,7 @@ def _start_listener(config: Config, services: CallServices, switches: Any = None
                           else listener.switch_addresses),
         reserved_calls=listener.reserve,
         max_setups_per_peer=listener.max_setups_per_peer,
-        unread_events=UNREAD_EVENTS,  # a call reads few of myevents' events (bench/events.py)
+        read_events=CALL_EVENTS,  # a call reads few of myevents' events (bench/events.py)
     )
     server.start()
     return server

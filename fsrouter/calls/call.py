@@ -13,6 +13,7 @@ socket's commands in order, so nothing later would be answered either (:meth:`no
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
 from typing import Any
@@ -219,6 +220,17 @@ class Call:
         self.log.info("call.app_unfinished", app=app, error=why)
         return None
 
+    def set_vars(self, variables: dict[str, str]) -> None:
+        """Set channel variables: one ``multiset`` when every value can travel in it (one
+        application run, command and completion event instead of one per variable; each
+        costs the switch and us, bench/README.md), else one ``set`` each."""
+        arg = multiset_argument(variables)
+        if arg is None:
+            for name, value in variables.items():
+                self.run("set", f"{name}={value}")
+        else:
+            self.run("multiset", arg)
+
     def start(self, app: str, arg: str | None = None) -> Any | None:
         """Start ``app`` without waiting for it (``fifo ... in`` runs until we are bridged)."""
         if self.gone.is_set():
@@ -290,6 +302,30 @@ class Call:
         if self.gone.is_set():
             return
         self.run("hangup", cause, timeout=5.0)
+
+
+_VARIABLE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+# mod_dptools' multiset splits its argument on a delimiter (a space, or the character after
+# a leading "^^") with switch_separate_string, which also reads quotes and backslashes.
+_DELIMITERS = " |~!"
+_NOT_IN_MULTISET = frozenset("'\"\\\r\n")
+
+
+def multiset_argument(variables: dict[str, str]) -> str | None:
+    """The ``multiset`` argument that sets ``variables`` exactly, or None when a value holds
+    a quote, a backslash or a newline, or every delimiter (then ``set`` them one by one)."""
+    if not variables or len(variables) > 64:
+        return None
+    if not all(_VARIABLE_NAME.fullmatch(name) for name in variables):
+        return None
+    values = "".join(variables.values())
+    if _NOT_IN_MULTISET.intersection(values):
+        return None
+    for delimiter in _DELIMITERS:
+        if delimiter not in values:
+            prefix = "" if delimiter == " " else f"^^{delimiter}"
+            return prefix + delimiter.join(f"{k}={v}" for k, v in variables.items())
+    return None
 
 
 def _note_unless_noted(incident_id: int, reason: str) -> None:

@@ -189,11 +189,10 @@ def _bridge_agent(call: Call, dest: RingAgent, ring_timeout: int, leg_uuid: str)
     attempt = (call.uuid, 0, dest.user_id, dest.dial_string, call.services.now(), "sip", None,
                leg_uuid)
     row_id = _start_attempt(call, attempt)
-    call.run("set", f"ringback={config.tone('ringback')}")
-    call.run("set", "hangup_after_bridge=true")
-    # Without it a busy or rejecting phone hangs up the caller too (switch_channel_handle_cause);
-    # fsrouter decides what the caller hears instead.
-    call.run("set", "continue_on_fail=true")
+    # continue_on_fail: without it a busy or rejecting phone hangs up the caller too
+    # (switch_channel_handle_cause); fsrouter decides what the caller hears instead.
+    call.set_vars({"ringback": config.tone("ringback"), "hangup_after_bridge": "true",
+                   "continue_on_fail": "true"})
     target = bridge_target({"origination_uuid": leg_uuid,
                             "originate_timeout": str(ring_timeout),
                             "fsr_agent": dest.user_id, "fsr_kind": "agent",
@@ -262,8 +261,7 @@ def _cancel_leg(call: Call, leg_uuid: str) -> None:
 
 def custom(call: Call, dest: Custom) -> str:
     if dest.dial_string is not None:
-        call.run("set", "hangup_after_bridge=true")
-        call.run("set", "continue_on_fail=true")
+        call.set_vars({"hangup_after_bridge": "true", "continue_on_fail": "true"})
         safe_name = _sip_safe_name(call, dest.dial_string)
         call.run("bridge", bridge_target({"fsr_kind": "custom", **safe_name}, dest.dial_string),
                  timeout=call.services.step_timeout + 120)

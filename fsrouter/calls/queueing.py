@@ -29,9 +29,9 @@ def enter_queue(call: Call, queue: str, music: str, max_wait: int,
                 announcement: str | None = None) -> Any:
     """``fifo <queue> in`` with hold music, the queue's announcement (a file: a recording
     or a rendered prompt) played first; returns the running app (it ends when we leave)."""
-    call.run("set", f"fifo_caller_exit_key={QUEUE_EXIT_KEY}")
     # _continue_: when the wait is over, fifo returns to us instead of transferring the call.
-    call.run("set", f"fifo_orbit_exten=_continue_:{max_wait}")
+    call.set_vars({"fifo_caller_exit_key": QUEUE_EXIT_KEY,
+                   "fifo_orbit_exten": f"_continue_:{max_wait}"})
     waiting = call.start("fifo", f"{queue} in {announcement or 'undef'} {music}")
     if waiting is not None:
         # Waiting until answered (above) or out of the fifo app (any way, also a lost socket).

@@ -32,9 +32,10 @@ Example::
 
 from __future__ import annotations
 
+import os
 import re
-import uuid as uuidlib
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -90,6 +91,22 @@ _READ_SIZE = 65536
 # event, one subtraction each, so a call's socket (a few KB between waits) never pays a switch.
 _YIELD_BYTES = 65536
 _YIELD_EVENTS = 64
+# mod_event_socket reads a command's header lines one byte per recv() and yields the CPU
+# after each byte (read_packet in mod_event_socket.c), but a Content-Length body in one
+# recv(): measured on the real switch, 1.25 us of switch CPU per header byte against 0.02 per
+# body byte (bench/README.md). So an application argument longer than this travels as a
+# ``text/plain`` body (the header pair costs about this many bytes), and the ids we choose
+# for executions and jobs are 16 hex digits (64 random bits), not 36-character UUIDs.
+_BODY_ARG_BYTES = 28
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.001, deadline - time.monotonic())
+
+
+def new_id() -> str:
+    """An id for an execution or a job: only ever looked up among our own (esl/ids.py)."""
+    return os.urandom(8).hex()
 
 
 def _yield() -> None:
@@ -288,17 +305,36 @@ class Connection:
             if self.closed:
                 raise ConnectionClosed(f"{self.name}: {self.close_reason}")
             self._replies.append(slot)
-            try:
-                with gevent.Timeout(timeout):
-                    self.sock.sendall(data)
-            except gevent.Timeout:
-                # A half-written command would corrupt the stream: the connection is done.
-                self.close(f"write timed out after {timeout} s")
-                raise ESLTimeout(f"{self.name}: write timed out after {timeout} s") from None
-            except OSError as exc:
-                self.close(f"write failed: {exc}")
-                raise ConnectionClosed(f"{self.name}: write failed: {exc}") from exc
+            self._write(data, timeout)
         return _wait(slot, timeout, f"reply to {cmd.split(' ', 1)[0]!r}")
+
+    def send_many(self, cmds: list[str], timeout: float | None = 10.0) -> Iterator[Frame]:
+        """Write several commands in one write; their replies, in order, as they come, all
+        within ``timeout`` (the switch answers in order: one write and one wake-up instead of
+        one per command). The caller may stop at a bad reply (and close the connection)."""
+        data = b"".join(encode_command(cmd) for cmd in cmds)
+        slots = [gevent.event.AsyncResult() for _ in cmds]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._write_lock:
+            if self.closed:
+                raise ConnectionClosed(f"{self.name}: {self.close_reason}")
+            self._replies.extend(slots)
+            self._write(data, timeout)
+        return (_wait(slot, _left(deadline), f"reply to {cmd.split(' ', 1)[0]!r}")
+                for slot, cmd in zip(slots, cmds, strict=True))
+
+    def _write(self, data: bytes, timeout: float | None) -> None:
+        """Write ``data`` whole (holding the write lock), or close the connection."""
+        try:
+            with gevent.Timeout(timeout):
+                self.sock.sendall(data)
+        except gevent.Timeout:
+            # A half-written command would corrupt the stream: the connection is done.
+            self.close(f"write timed out after {timeout} s")
+            raise ESLTimeout(f"{self.name}: write timed out after {timeout} s") from None
+        except OSError as exc:
+            self.close(f"write failed: {exc}")
+            raise ConnectionClosed(f"{self.name}: write failed: {exc}") from exc
 
     def command(self, cmd: str, timeout: float | None = 10.0) -> str:
         """Send a command that must succeed; return its Reply-Text or raise CommandError."""
@@ -317,7 +353,7 @@ class Connection:
 
         The connection must be subscribed to BACKGROUND_JOB events (``events(...)``).
         """
-        job = Job(job_uuid or str(uuidlib.uuid4()), cmd)
+        job = Job(job_uuid or new_id(), cmd)
         self._jobs[job.job_uuid] = job  # before sending: the result may follow the reply at once
         try:
             reply = self.send(f"bgapi {cmd}", {"Job-UUID": job.job_uuid}, timeout=timeout)
@@ -339,16 +375,17 @@ class Connection:
     ) -> Execution:
         """Queue an application with ``sendmsg``; ``Execution.wait`` gives its completion.
 
-        An argument containing a newline travels as a ``text/plain`` body (never inline).
+        An argument containing a newline, or longer than ``_BODY_ARG_BYTES``, travels as a
+        ``text/plain`` body (a newline never inline; a body costs the switch far less).
         The argument is NOT sanitised here: callers must keep caller-controlled text out of
         it (see fsrouter.esl.escape); ``${...}`` in it is expanded by the switch.
         """
         if not _APP.match(app):
             raise UnsafeCommand(f"bad application name {app!r}")
-        run = Execution(str(uuidlib.uuid4()), app)
+        run = Execution(new_id(), app)
         headers = {"call-command": "execute", "execute-app-name": app, "Event-UUID": run.app_uuid}
         body = None
-        if arg is not None and ("\n" in arg or "\r" in arg):
+        if arg is not None and (len(arg) > _BODY_ARG_BYTES or "\n" in arg or "\r" in arg):
             headers["content-type"] = "text/plain"
             body = arg
         elif arg:

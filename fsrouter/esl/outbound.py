@@ -3,8 +3,9 @@
 Built on ``gevent.server.StreamServer``, which accepts as soon as a connection arrives
 (greenswitch polls its listening socket every 100 ms). Each accepted call gets its own
 greenlet: address check, call limits, ``connect`` (the reply is the channel's data),
-``myevents`` (then ``nixevent`` of ``unread_events``, the daemon's :data:`UNREAD_EVENTS`),
-``linger``, ``event plain BACKGROUND_JOB CUSTOM fifo::info``, then ``handler(session)``.
+``myevents`` (then ``nixevent ALL`` and ``event plain`` of ``read_events``, the daemon's
+:data:`CALL_EVENTS`, and of BACKGROUND_JOB and fifo::info), ``linger``, all in one write,
+then ``handler(session)``.
 When the handler returns, the socket is closed.
 
 Sockets that connect and never answer must not hold the call slots hostage (issue 22.4):
@@ -39,6 +40,7 @@ Example::
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +53,8 @@ import structlog
 
 from fsrouter.esl.connection import Connection, ESLError
 from fsrouter.esl.ids import bad_identifier, is_uuid
+from fsrouter.esl.pending import CommandError
+from fsrouter.esl.protocol import Frame
 
 log = structlog.get_logger(__name__)
 
@@ -61,15 +65,13 @@ SESSION_EVENTS = ["BACKGROUND_JOB", "CUSTOM", "fifo::info"]
 # switch: each one the switch builds, serialises and sends, and we parse). A call's socket
 # in the daemon reads only CHANNEL_EXECUTE_COMPLETE (Connection), CHANNEL_BRIDGE,
 # CHANNEL_HANGUP and CHANNEL_HANGUP_COMPLETE (calls/call.py) besides SESSION_EVENTS, so the
-# daemon's server passes the rest (below) as ``unread_events``: ``nixevent`` drops them and
-# keeps myevents' own-channel restriction (mod_event_socket clears only the event list).
-# Measured with bench/events.py: 36 -> 25 frames, 97 -> 60 KB per call from the switch.
-UNREAD_EVENTS = [
-    "CHANNEL_CREATE", "CHANNEL_DESTROY", "CHANNEL_STATE", "CHANNEL_CALLSTATE", "CHANNEL_ANSWER",
-    "CHANNEL_APPLICATION", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_UNBRIDGE",
-    "CHANNEL_EXECUTE", "CHANNEL_OUTGOING", "CHANNEL_ORIGINATE", "CHANNEL_PARK",
-    "CHANNEL_UNPARK", "CHANNEL_DATA", "CHANNEL_UUID", "CHANNEL_HOLD", "CHANNEL_UNHOLD", "DTMF",
-    "TALK", "NOTALK", "DETECTED_SPEECH"]
+# daemon's server passes these as ``read_events``: ``nixevent ALL`` then drops myevents'
+# list (keeping its own-channel restriction: mod_event_socket clears only the event list)
+# and ``event plain`` names what is read. Measured with bench/events.py: 36 -> 25 frames,
+# 97 -> 60 KB per call from the switch. (Before, a ``nixevent`` of the 22 unread types:
+# 331 bytes the switch reads one recv() per byte.)
+CALL_EVENTS = ["CHANNEL_EXECUTE_COMPLETE", "CHANNEL_BRIDGE", "CHANNEL_HANGUP",
+               "CHANNEL_HANGUP_COMPLETE"]
 
 
 class OutboundSession(Connection):
@@ -86,7 +88,9 @@ class OutboundSession(Connection):
 
     def connect(self, timeout: float | None = 10.0) -> dict[str, str]:
         """Send ``connect``; the reply's headers are the channel data (URL-decoded)."""
-        reply = self.send("connect", timeout=timeout)
+        return self._take_channel(self.send("connect", timeout=timeout))
+
+    def _take_channel(self, reply: Frame) -> dict[str, str]:
         if "Unique-ID" not in reply.headers:
             raise ESLError(f"connect reply carries no channel: {reply.reply_text[:80]!r}")
         uuid = reply.headers["Unique-ID"]
@@ -101,21 +105,25 @@ class OutboundSession(Connection):
         return self.channel
 
     def setup(self, linger_seconds: int | None = 10, timeout: float = 10.0,
-              unread_events: Sequence[str] = ()) -> None:
-        """The standard start: connect, myevents (less ``unread_events``), linger,
-        BACKGROUND_JOB and fifo::info, all within ``timeout`` seconds together (a peer
-        answering each just in time would hold its slot five times as long)."""
-        deadline = time.monotonic() + timeout
+              read_events: Sequence[str] | None = None) -> None:
+        """The standard start: connect, myevents (only ``read_events`` of it when given),
+        linger, BACKGROUND_JOB and fifo::info, in one write, all answered within ``timeout``
+        seconds together (a peer answering each just in time would hold its slot five times
+        as long)."""
+        for name in (*(read_events or ()), *SESSION_EVENTS):
+            if not _EVENT_NAME.fullmatch(name):
+                raise ValueError(f"bad event name {name!r}")
+        subscribe = ["nixevent ALL"] if read_events is not None else []
+        subscribe.append("event plain " + " ".join([*(read_events or ()), *SESSION_EVENTS]))
+        linger = "linger" if linger_seconds is None else f"linger {int(linger_seconds)}"
+        replies = self.send_many(["connect", "myevents", *subscribe, linger], timeout)
+        self._take_channel(next(replies))  # a bad channel closes the socket at once
+        for reply in replies:
+            if reply.reply_text.startswith(("-ERR", "-USAGE")):
+                raise CommandError(f"setup refused: {reply.reply_text[:80]}")
 
-        def left() -> float:
-            return max(0.001, deadline - time.monotonic())
 
-        self.connect(left())
-        self.myevents(left())
-        if unread_events:  # myevents less what a call never reads (bench/events.py)
-            self.command("nixevent " + " ".join(unread_events), left())
-        self.linger(linger_seconds, left())
-        self.events(SESSION_EVENTS, left())
+_EVENT_NAME = re.compile(r"[A-Za-z0-9_:.\-]{1,64}")
 
 
 def _allowed(address: str, allow: Iterable[IPNetwork]) -> bool:
@@ -226,7 +234,7 @@ class OutboundServer:
         reserved_calls: int = 0,
         max_setups_per_peer: int = 10,
         switch_setup_timeout: float = SWITCH_SETUP_TIMEOUT,
-        unread_events: Sequence[str] = (),
+        read_events: Sequence[str] | None = None,
     ) -> None:
         self.bind = bind
         self.handler = handler
@@ -238,7 +246,7 @@ class OutboundServer:
         self.switches = list(switch_addresses) if switch_addresses is not None else None
         self.reserved_calls = reserved_calls
         self.max_setups_per_peer = max_setups_per_peer
-        self.unread_events = list(unread_events)
+        self.read_events = None if read_events is None else list(read_events)
         self.sessions: set[OutboundSession] = set()
         self.others = 0  # sessions of peers that are not a switch
         self.in_setup: Counter[str] = Counter()  # by peer_key, peers that are not a switch
@@ -353,7 +361,7 @@ class OutboundServer:
         try:
             session.setup(self.linger_seconds,
                           self.switch_setup_timeout if switch else self.setup_timeout,
-                          self.unread_events)
+                          self.read_events)
         except ESLError as exc:
             if switch:
                 log.warning("esl.outbound.setup_failed", peer=session.peer[0], error=str(exc))

@@ -112,6 +112,19 @@ def app_set(ctx: AppContext) -> str:
     return NONE
 
 
+def app_multiset(ctx: AppContext) -> str:
+    """``multiset [^^<delimiter>]a=1 b=2`` (mod_dptools: split on the delimiter, a space by
+    default, each part set as ``set`` does)."""
+    arg, delimiter = ctx.arg, " "
+    if arg.startswith("^^") and len(arg) > 2:
+        arg, delimiter = arg[3:], arg[2]
+    for part in arg.split(delimiter):
+        name, _, value = part.partition("=")
+        if name:
+            ctx.chan.set_var(name.strip(), value)
+    return NONE
+
+
 def app_unset(ctx: AppContext) -> str:
     ctx.chan.set_var(ctx.arg.strip(), None)
     return NONE
@@ -318,7 +331,8 @@ def app_bridge(ctx: AppContext) -> str:
 APPS: dict[str, AppFunc] = {
     "answer": app_answer, "pre_answer": app_pre_answer, "playback": app_playback,
     "play_and_get_digits": app_play_and_get_digits, "read": app_read, "set": app_set,
-    "export": app_set, "unset": app_unset, "sleep": app_sleep, "hangup": app_hangup,
+    "multiset": app_multiset, "export": app_set, "unset": app_unset, "sleep": app_sleep,
+    "hangup": app_hangup,
     "log": app_log, "speak": app_speak, "park": app_park, "respond": app_respond,
     "record": app_record, "voicemail": app_voicemail, "fifo": app_fifo, "bridge": app_bridge,
 }

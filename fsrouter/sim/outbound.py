@@ -58,7 +58,10 @@ class EventFilter:
             self.names.discard(word)
             self.subclasses.discard(word)
             if word == "ALL":
+                # mod_event_socket clears every event type (myevents' own-channel restriction
+                # and the CUSTOM subclasses stay).
                 self.all = False
+                self.names.clear()
 
     def wants(self, head: dict[str, str]) -> bool:
         name = head.get("Event-Name", "")

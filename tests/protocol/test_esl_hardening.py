@@ -55,7 +55,8 @@ def test_a_connect_reply_naming_no_uuid_ends_the_call_socket(server, uuid):
     assert peer.recv().line == "connect"
     with capture_logs() as logs:
         peer.send(connect_reply_with(uuid))
-        # Nothing more is sent: no myevents, no command carrying the name; the socket closes.
+        # No command carrying the name is sent (the subscriptions went with `connect`, in
+        # one write); the socket closes at once.
         assert peer.at_eof(timeout=5), "the call socket stayed open"
         wait_for(lambda: any(e.get("event") == "esl.outbound.setup_failed" for e in logs), 5,
                  "the setup failure logged")

@@ -11,7 +11,7 @@ import gevent.socket
 import pytest
 
 from fsrouter.esl import OutboundServer, OutboundSession
-from fsrouter.esl.outbound import UNREAD_EVENTS
+from fsrouter.esl.outbound import CALL_EVENTS
 from tests.protocol.esl_peer import CALLER_UUID, Peer, recorded_connect_reply
 
 
@@ -30,8 +30,8 @@ def switch_side_setup(peer: Peer) -> list[str]:
     peer.send(recorded_connect_reply())
     for reply in (
         "+OK Events Enabled",
-        "+OK will linger 10 seconds",
         "+OK event listener enabled plain",
+        "+OK will linger 10 seconds",
     ):
         lines.append(peer.recv().line)
         peer.reply(reply)
@@ -66,8 +66,8 @@ def test_session_start_and_handler(make_server) -> None:
     assert run_switch_call(peer) == [
         "connect",
         "myevents",
-        "linger 10",
         "event plain BACKGROUND_JOB CUSTOM fifo::info",
+        "linger 10",
         "answer",
         "hangup",
     ]
@@ -79,22 +79,38 @@ def test_session_start_and_handler(make_server) -> None:
     assert response == "_none_"
 
 
-def test_unread_events_are_nixed_after_myevents(make_server) -> None:
+def test_read_events_replace_myevents_list_in_one_write(make_server) -> None:
+    """The whole start is written before any reply (one write, one wake-up; the switch
+    answers in order), and with ``read_events`` myevents' list is replaced by what a call
+    reads (``nixevent ALL`` keeps myevents' own-channel restriction)."""
     seen: list = []
-    server = make_server(answering_handler(seen), unread_events=UNREAD_EVENTS)
+    server = make_server(answering_handler(seen), read_events=CALL_EVENTS)
     peer = dial(server)
-    connect = peer.recv()
+    lines = [peer.recv().line for _ in range(5)]  # no reply sent yet
+    assert lines == ["connect", "myevents", "nixevent ALL",
+                     "event plain " + " ".join(CALL_EVENTS) + " BACKGROUND_JOB CUSTOM fifo::info",
+                     "linger 10"]
     peer.send(recorded_connect_reply())
-    lines = [connect.line]
-    for reply in ("+OK Events Enabled", "+OK events nixed", "+OK will linger 10 seconds",
-                  "+OK event listener enabled plain"):
-        lines.append(peer.recv().line)
+    for reply in ("+OK Events Enabled", "+OK events nixed", "+OK event listener enabled plain",
+                  "+OK will linger 10 seconds"):
         peer.reply(reply)
-    assert lines == ["connect", "myevents", "nixevent " + " ".join(UNREAD_EVENTS), "linger 10",
-                     "event plain BACKGROUND_JOB CUSTOM fifo::info"]
-    # What a call reads is never nixed.
-    assert not {"CHANNEL_EXECUTE_COMPLETE", "CHANNEL_BRIDGE", "CHANNEL_HANGUP",
-                "CHANNEL_HANGUP_COMPLETE"} & set(UNREAD_EVENTS)
+    assert peer.recv().line == "sendmsg"  # the handler's answer
+    assert set(CALL_EVENTS) == {"CHANNEL_EXECUTE_COMPLETE", "CHANNEL_BRIDGE", "CHANNEL_HANGUP",
+                                "CHANNEL_HANGUP_COMPLETE"}
+
+
+def test_a_refused_setup_command_ends_the_session(make_server) -> None:
+    seen: list = []
+    server = make_server(answering_handler(seen), read_events=CALL_EVENTS)
+    peer = dial(server)
+    for _ in range(5):
+        peer.recv()
+    peer.send(recorded_connect_reply())
+    for reply in ("+OK Events Enabled", "-ERR no keywords supplied",
+                  "+OK event listener enabled plain", "+OK will linger 10 seconds"):
+        peer.reply(reply)
+    assert peer.at_eof()  # closed without running the handler
+    assert seen == []
 
 
 def test_accept_is_immediate(make_server) -> None:
