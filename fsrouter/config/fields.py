@@ -185,7 +185,9 @@ def parse_clock(value: object) -> time:
 def check_timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name longer than the file system takes (ENAMETOOLONG), found by
+        # tests/reliability/test_fuzz_config.py: a clear config error, not a crash.
         raise ValueError(f"unknown time zone {_shown(value)} (e.g. Europe/Berlin)") from None
     return value
 

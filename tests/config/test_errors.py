@@ -226,6 +226,9 @@ schedules:
      SWITCH + "defaults:\n  timezone: Europe/Berlinn\n  country: XX\n",
      ["{f}:4:3: defaults.timezone: unknown time zone 'Europe/Berlinn' (e.g. Europe/Berlin)",
       "{f}:5:3: defaults.country: unknown country code 'XX' (ISO 3166 like DE, AT, CH)"]),
+    ("timezone_longer_than_a_file_name",  # zoneinfo raised OSError (ENAMETOOLONG): a crash
+     SWITCH + "defaults:\n  timezone: '" + "9" * 300 + "'\n",
+     ["{f}:4:3: defaults.timezone: unknown time zone '" + "9" * 40 + "...' (e.g. Europe/Berlin)"]),
     ("duplicate_yaml_key",
      SWITCH + "users:\n  a: {name: A}\n  a: {name: B}\n",
      ["{f}:5:3: users.a: duplicate key (first defined at line 4)"]),
