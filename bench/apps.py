@@ -91,7 +91,7 @@ class FloorCall:
                 self.queued.set()
             elif action == "bridge-caller-start":
                 self.bridged.set()
-        elif event.name == "CHANNEL_HANGUP":
+        elif event.name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE"):
             self.gone.set()
 
     def run(self) -> None:
@@ -101,9 +101,8 @@ class FloorCall:
         if digit not in flow.queues:
             session.hangup()
             return
-        for app, arg in flow.queue_args(digit)[:-1]:
-            session.execute(app, arg).wait(STEP_TIMEOUT)
-        session.execute(*flow.queue_args(digit)[-1])
+        for app, arg in flow.queue_args(digit):  # in order; only the queue's push is waited for
+            session.execute(app, arg)
         gevent.wait([self.queued, self.gone], count=1, timeout=STEP_TIMEOUT)
         for dial, ring_timeout in flow.phones[digit]:
             if self._ring(digit, dial, ring_timeout):
@@ -200,7 +199,7 @@ class RawFloorCall:
                 self.gone = True
 
     def _keep(self, event: Any) -> None:
-        if event.name == "CHANNEL_HANGUP" and event.uuid == self.uuid:
+        if event.name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE") and event.uuid == self.uuid:
             self.gone = True
         self.events.append(event)
 
@@ -251,9 +250,8 @@ class RawFloorCall:
         if digit not in flow.queues:
             self._reply(b"sendmsg\ncall-command: hangup\nhangup-cause: NORMAL_CLEARING\n\n")
             return
-        for app, arg in flow.queue_args(digit)[:-1]:
-            self._execute(app, arg)
-        self._execute(*flow.queue_args(digit)[-1], wait=False)
+        for app, arg in flow.queue_args(digit):  # in order; only the queue's push is waited for
+            self._execute(app, arg, wait=False)
         self._wait(lambda e: e.get("FIFO-Action") == "push" and e.uuid == self.uuid)
         for dial, ring_timeout in flow.phones[digit]:
             if self._ring(digit, caller_name, dial, ring_timeout):

@@ -132,10 +132,18 @@ class Call:
 
     def answer(self) -> bool:
         """Answer the caller; False if they left first. The time is kept for the record."""
-        if self.run("answer") is None:
-            return False
+        return self.answer_then()[0]
+
+    def answer_then(self, app: str | None = None, arg: str | None = None
+                    ) -> tuple[bool, Any | None]:
+        """Answer the caller and queue ``app`` behind it in the same write (the switch starts
+        it as soon as the answer is done, without a round trip to us in between): (answered,
+        ``app``'s run). False if the caller left first."""
+        runs = self.start_many([("answer", None)] + ([(app, arg)] if app else []))
+        if runs is None or self.finish(runs[0], "answer") is None:
+            return False, None
         self.answered_at = self.services.now()
-        return True
+        return True, runs[1] if app else None
 
     def unanswered(self) -> str:
         """The outcome of a call that ended before our ``answer``: ``hangup_before_answer``,
@@ -208,6 +216,10 @@ class Call:
             self.no_reply(error)
             self.gone.set()
             return None
+        return self.finish(execution, app, timeout)
+
+    def finish(self, execution: Any, app: str, timeout: float | None = None) -> Event | None:
+        """Wait for a started application's completion; None if the caller left first."""
         # No greenlet per run: the execution is waited on directly (gevent's wait protocol).
         gevent.wait([execution, self.gone], count=1,
                     timeout=timeout or self.services.step_timeout)
@@ -221,15 +233,22 @@ class Call:
         return None
 
     def set_vars(self, variables: dict[str, str]) -> None:
-        """Set channel variables: one ``multiset`` when every value can travel in it (one
-        application run, command and completion event instead of one per variable; each
-        costs the switch and us, bench/README.md), else one ``set`` each."""
-        arg = multiset_argument(variables)
-        if arg is None:
-            for name, value in variables.items():
-                self.run("set", f"{name}={value}")
-        else:
-            self.run("multiset", arg)
+        """Set channel variables (see :func:`variable_runs`) and wait until they are set."""
+        for app, arg in variable_runs(variables):
+            self.run(app, arg)
+
+    def start_many(self, runs: list[tuple[str, str | None]]) -> list[Any] | None:
+        """Queue several applications in one write (the switch runs them in order, with no
+        round trip to us between them); their runs, or None if the caller left first or the
+        socket failed."""
+        if self.gone.is_set():
+            return None
+        try:
+            return list(self.session.execute_many(runs))
+        except ESLError as error:
+            self.log.info("call.app_not_sent", app=runs[0][0], error=str(error))
+            self.no_reply(error)
+            return None
 
     def start(self, app: str, arg: str | None = None) -> Any | None:
         """Start ``app`` without waiting for it (``fifo ... in`` runs until we are bridged)."""
@@ -309,6 +328,16 @@ _VARIABLE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 # a leading "^^") with switch_separate_string, which also reads quotes and backslashes.
 _DELIMITERS = " |~!"
 _NOT_IN_MULTISET = frozenset("'\"\\\r\n")
+
+
+def variable_runs(variables: dict[str, str]) -> list[tuple[str, str | None]]:
+    """The applications that set ``variables``: one ``multiset`` when every value can travel
+    in it (one application run, command and completion event instead of one per variable;
+    each costs the switch and us, bench/README.md), else one ``set`` each."""
+    arg = multiset_argument(variables)
+    if arg is None:
+        return [("set", f"{name}={value}") for name, value in variables.items()]
+    return [("multiset", arg)]
 
 
 def multiset_argument(variables: dict[str, str]) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from fsrouter.calls.call import Call
 from fsrouter.calls.dialer import Accept, Dialled, Ringing
@@ -56,11 +57,16 @@ def run(call: Call, number: CallRoutingNumber) -> None:
     call.open_record(number.number, "call_routing")
     outcome = "hangup"
     try:
-        if not call.answer():
+        incident, option = resumed_option(call, number)
+        plan = None if option else build_menu(number, config.defaults.language)
+        first = None if plan is None or plan.skip else _menu_run(plan, config, first_play=True)
+        # The menu goes with the answer, in one write: it starts as soon as the answer is done
+        # (one round trip, and up to a media frame, sooner than after the answer's completion).
+        answered, menu = call.answer_then(*first) if first else (call.answer(), None)
+        if not answered:
             outcome = call.unanswered()
             return
-        incident, option = resumed_option(call, number)
-        option = option or choose_option(call, number, config)
+        option = option or choose_option(call, number, config, plan, menu)
         if option is None:
             outcome = "hangup_in_menu" if call.gone.is_set() else "no_choice"
             call.hangup()
@@ -86,13 +92,16 @@ def resumed_option(call: Call, number: CallRoutingNumber) -> tuple[Incident | No
     return incident, option
 
 
-def choose_option(call: Call, number: CallRoutingNumber, config: Config) -> Option | None:
-    """Play the menu until a valid key, the caller leaving, or the tries running out."""
-    plan = build_menu(number, config.defaults.language)
+def choose_option(call: Call, number: CallRoutingNumber, config: Config,
+                  plan: MenuPlan | None = None, started: Any | None = None) -> Option | None:
+    """Play the menu until a valid key, the caller leaving, or the tries running out
+    (``started``: the first play's run, already queued with the answer)."""
+    plan = plan or build_menu(number, config.defaults.language)
     if plan.skip:
         return number.options[0]
     for tries_used in range(1, plan.tries + 1):
-        digit = _play_menu(call, plan, config, first_play=tries_used == 1)
+        digit = _play_menu(call, plan, config, first_play=tries_used == 1,
+                           started=started if tries_used == 1 else None)
         if call.gone.is_set():
             return None
         outcome = menu_outcome(number, digit, tries_used)
@@ -108,10 +117,18 @@ def choose_option(call: Call, number: CallRoutingNumber, config: Config) -> Opti
     return None
 
 
-def _play_menu(call: Call, plan: MenuPlan, config: Config, first_play: bool) -> str | None:
+def _menu_run(plan: MenuPlan, config: Config, first_play: bool) -> tuple[str, str]:
     prompt_file = concatenated(menu_prompts(plan, first_play), config)
-    done = call.run("play_and_get_digits", menu_argument(plan, prompt_file, MENU_VARIABLE),
-                    timeout=plan.timeout_s + 120)
+    return "play_and_get_digits", menu_argument(plan, prompt_file, MENU_VARIABLE)
+
+
+def _play_menu(call: Call, plan: MenuPlan, config: Config, first_play: bool,
+               started: Any | None = None) -> str | None:
+    timeout = plan.timeout_s + 120
+    if started is not None:
+        done = call.finish(started, "play_and_get_digits", timeout)
+    else:
+        done = call.run(*_menu_run(plan, config, first_play), timeout=timeout)
     if done is None:
         return None
     # Only our regex-checked variable is read: a key outside the menu never sets it.

@@ -13,7 +13,7 @@ from typing import Any
 
 import gevent
 
-from fsrouter.calls.call import Call
+from fsrouter.calls.call import Call, variable_runs
 from fsrouter.calls.dialer import Dialer, Dialled, Ringing
 from fsrouter.esl import ESLError, ESLTimeout
 from fsrouter.routing.escalation import Plan
@@ -30,9 +30,11 @@ def enter_queue(call: Call, queue: str, music: str, max_wait: int,
     """``fifo <queue> in`` with hold music, the queue's announcement (a file: a recording
     or a rendered prompt) played first; returns the running app (it ends when we leave)."""
     # _continue_: when the wait is over, fifo returns to us instead of transferring the call.
-    call.set_vars({"fifo_caller_exit_key": QUEUE_EXIT_KEY,
-                   "fifo_orbit_exten": f"_continue_:{max_wait}"})
-    waiting = call.start("fifo", f"{queue} in {announcement or 'undef'} {music}")
+    # The variables and fifo go in one write (fifo runs after them, in order).
+    runs = call.start_many([*variable_runs({"fifo_caller_exit_key": QUEUE_EXIT_KEY,
+                                            "fifo_orbit_exten": f"_continue_:{max_wait}"}),
+                            ("fifo", f"{queue} in {announcement or 'undef'} {music}")])
+    waiting = runs[-1] if runs else None
     if waiting is not None:
         # Waiting until answered (above) or out of the fifo app (any way, also a lost socket).
         call.metrics.queue_joined(queue, call.uuid)

@@ -340,9 +340,12 @@ class OutboundSession(Connection):
             self.sim.hangup(self.chan, cmd.header("hangup-cause") or "NORMAL_CLEARING")
             return
         if what == "execute":
-            if self.chan.app_depth > 0 and not self.chan.event_lock and self.park_loop:
+            if (self.chan.app_depth > 0 and not self.chan.event_lock and self.park_loop
+                    and self.chan.get_var("current_application") in PARSES_MESSAGES):
                 # Without event-lock the running application's media loop parses queued
                 # messages (switch_ivr_parse_all_events): the new one runs nested, at once.
+                # Applications without a media loop (answer, set, multiset, ...) parse none:
+                # a message sent with them in one write waits for the park loop, in order.
                 gevent.spawn(self.run_one, cmd)
                 return
             self.inbox.put(cmd)
@@ -417,6 +420,12 @@ def _talk_hold(chan: Channel, now_us: int) -> Headers:
                 (f"FIFO-Caller-{kind}-Time-ms", str(us // 1000)),
                 (f"FIFO-Caller-{kind}-Time-s", str(us // 1_000_000))]
     return out
+
+
+# Applications whose media loop runs switch_ivr_parse_all_events (switch_ivr_play_say.c,
+# switch_ivr.c sleep/park, switch_ivr_bridge.c, mod_fifo's hold loop, mod_voicemail).
+PARSES_MESSAGES = frozenset({"playback", "play_and_get_digits", "read", "record", "sleep",
+                             "park", "speak", "fifo", "bridge", "voicemail"})
 
 
 def _step_for(app: str, arg: str) -> str:
