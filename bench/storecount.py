@@ -1,0 +1,89 @@
+"""``python -m bench.storecount``: the store statements and transactions per complete call.
+
+The benchmark's hotline call (bench/scenario.py: menu, key 1, queue, a first phone that rings
+out, a second that answers, 1 s of talk) through the real daemon and a real SQLite file, with
+every statement the daemon's SQLite connections run counted by its first word (``BEGIN``,
+``COMMIT``, ``INSERT``, ...). A ``sitecustomize`` module put first on the daemon's path sets
+a trace callback on each connection (``sqlite3.Connection.set_trace_callback``) that appends
+the word to a file; the counts over a batch of calls, divided by the calls, are printed::
+
+    .venv/bin/python -m bench.storecount --calls 100
+
+Counting costs CPU, so this gives no timing: ``python -m bench.cost`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from bench.run import QUICK, Workspace, run_step
+
+_HOOK = '''
+import os, re, sqlite3
+_literal = re.compile(r"'(?:[^']|'')*'|\\b\\d+\\b")
+_out = open(os.environ["FSR_SQL_TRACE"], "a", buffering=1)
+_connect = sqlite3.connect
+
+def _traced(*args, **kwargs):
+    conn = _connect(*args, **kwargs)
+    conn.set_trace_callback(lambda sql: _out.write(
+        _literal.sub("?", " ".join(sql.split()))[:90] + "\\n"))
+    return conn
+
+sqlite3.connect = _traced
+'''
+
+
+def statements(trace: Path, start: int) -> Counter[str]:
+    """The statements traced from line ``start`` on (their first 90 characters)."""
+    with open(trace, encoding="utf-8") as lines:
+        return Counter(line.strip() for line in list(lines)[start:])
+
+
+def count(root: Path, calls: int, rate: float) -> dict[str, object]:
+    hook = root / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_HOOK, "utf-8")
+    trace = root / "sql.trace"
+    trace.touch()
+    work = Workspace(root / "fsrouter", max_calls=20_000)
+    work.env["FSR_SQL_TRACE"] = str(trace)
+    work.env["PYTHONPATH"] = f"{hook}:{work.env['PYTHONPATH']}"
+    app = work.start("fsrouter", pin=False)
+    try:
+        run_step(app, 20, 20, QUICK.speed, quiet_s=0)  # warm-up
+        before = len(trace.read_text("utf-8").splitlines())
+        step = run_step(app, rate, calls, QUICK.speed, quiet_s=0.5)
+        texts = statements(trace, before)
+    finally:
+        app.stop()
+    done = max(len(step.calls), 1)
+    seen: Counter[str] = Counter()
+    for text, n in texts.items():
+        seen[text.split(None, 1)[0].upper()] += n
+    total = sum(n for word, n in seen.items() if word not in ("BEGIN", "COMMIT"))
+    return {"calls": done, "all_closed": step.all_closed,
+            "per_call": {word: round(n / done, 2) for word, n in sorted(seen.items())},
+            "commits_per_call": round(seen["COMMIT"] / done, 2),
+            "statements_per_call": round(total / done, 2),
+            "each_per_call": {text: round(n / done, 2) for text, n in texts.most_common()}}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.storecount",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="fsrouter-storecount-") as tmp:
+        print(json.dumps(count(Path(tmp), args.calls, args.rate), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
