@@ -126,6 +126,13 @@ _ATTEMPT_END = ('UPDATE "attempts" SET "ended_at" = ?, "result" = ?, "cause" = ?
 _ATTEMPT_END_LEG = ('UPDATE "attempts" SET "ended_at" = ?, "result" = ?, "cause" = ?, '
                     '"leg_uuid" = ? WHERE "id" = ? AND "ended_at" IS NULL')
 _CALL_ID = 'SELECT "id" FROM "call_records" WHERE "call_uuid" = ?'
+# An agent never seen gets a logged-out row (as set_presence makes it); a known one keeps its
+# state and since. ON CONFLICT ... DO UPDATE: SQLite >= 3.24 and PostgreSQL take it alike.
+_PRESENCE_BUSY = ('INSERT INTO "agent_presence" ("user_id", "state", "busy", "since", '
+                  '"busy_call_uuid", "updated_at") VALUES (?, ?, ?, ?, ?, ?) '
+                  'ON CONFLICT ("user_id") DO UPDATE SET "busy" = excluded."busy", '
+                  '"busy_call_uuid" = excluded."busy_call_uuid", '
+                  '"updated_at" = excluded."updated_at"')
 _ASSIGNMENT = ('SELECT "id", "number", "route_type", "target", "changed_at", "changed_by" '
                'FROM "number_assignments" WHERE "number" = ?')
 
@@ -453,6 +460,18 @@ def set_presence(
         row.updated_at = now
         row.save()
         return row
+
+
+def set_busy(user_id: str, now: datetime, busy: bool, busy_call_uuid: str | None = None
+             ) -> None:
+    """:func:`set_presence` with ``busy`` only, in one statement, without reading the row
+    back: the agent watcher's write on each agent call's first and last channel (the ORM's
+    insert, locked read and save cost ~0.4 ms, twice a call)."""
+    _text(user_id, "user_id")
+    call_uuid = _optional_text(busy_call_uuid, "busy_call_uuid") if busy else None
+    with session():
+        _execute(_PRESENCE_BUSY, [user_id, "logged_out", AgentPresence.busy.db_value(busy),
+                                  _at(now), call_uuid, _at(now)])
 
 
 def get_presence(user_id: str) -> AgentPresence | None:

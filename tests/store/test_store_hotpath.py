@@ -9,7 +9,13 @@ import pytest
 
 from fsrouter.store import queries as q
 from fsrouter.store.errors import NotFound, StoreInputError
-from fsrouter.store.models import Attempt, CallRecord, Incident, NumberAssignment
+from fsrouter.store.models import (
+    AgentPresence,
+    Attempt,
+    CallRecord,
+    Incident,
+    NumberAssignment,
+)
 from tests.store.test_store_queries import T0, at
 
 BERLIN = timezone(timedelta(hours=2))
@@ -119,3 +125,30 @@ def test_assignment_reads_as_the_model_does(db):
     stored = NumberAssignment.get(NumberAssignment.number == "+4930123456")
     assert fields(got, NumberAssignment) == fields(stored, NumberAssignment)
     assert got.changed_at == T0 and got.changed_at.tzinfo is UTC
+
+
+def test_set_busy_writes_what_set_presence_writes(db):
+    """The watcher's one-statement busy write: the same rows as set_presence(busy=...),
+    for an agent never seen (a logged-out row) and for a logged-in one (state, since kept)."""
+    def row(user: str) -> dict[str, object]:
+        fields_ = fields(q.get_presence(user), AgentPresence)
+        fields_.pop("id")
+        return {**fields_, "user_id": fields_["user_id"][:-1]}  # the twins compare equal
+
+    q.set_presence("anna1", T0, state="logged_in")
+    q.set_presence("anna2", T0, state="logged_in")
+    for moment, busy, call in ((at(10), True, "c-9"), (at(20), False, "c-9"),
+                               (at(30), True, None)):
+        q.set_busy("anna1", moment, busy, call)
+        q.set_presence("anna2", moment, busy=busy, busy_call_uuid=call)
+        q.set_busy("bernd1", moment, busy, call)  # the first time: an agent never seen
+        q.set_presence("bernd2", moment, busy=busy, busy_call_uuid=call)
+        assert row("anna1") == row("anna2")
+        assert row("bernd1") == row("bernd2")
+    stored = q.get_presence("anna1")
+    assert (stored.state, stored.since, stored.busy, stored.busy_call_uuid, stored.updated_at) \
+        == ("logged_in", T0, True, None, at(30))
+    assert (q.get_presence("bernd1").state, q.get_presence("bernd1").since) == (
+        "logged_out", at(10))
+    with pytest.raises(StoreInputError):
+        q.set_busy("", at(40), True, "c-9")
