@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from collections import Counter
@@ -31,29 +32,58 @@ _connect = sqlite3.connect
 
 def _traced(*args, **kwargs):
     conn = _connect(*args, **kwargs)
+    tag = f"{os.getpid()}.{id(conn)} "
     conn.set_trace_callback(lambda sql: _out.write(
-        _literal.sub("?", " ".join(sql.split()))[:90] + "\\n"))
+        tag + _literal.sub("?", " ".join(sql.split()))[:90] + "\\n"))
     return conn
 
 sqlite3.connect = _traced
 '''
 
 
-def statements(trace: Path, start: int) -> Counter[str]:
-    """The statements traced from line ``start`` on (their first 90 characters)."""
-    with open(trace, encoding="utf-8") as lines:
-        return Counter(line.strip() for line in list(lines)[start:])
-
-
-def count(root: Path, calls: int, rate: float) -> dict[str, object]:
-    hook = root / "hook"
+def traced_env(root: Path, env: dict[str, str]) -> Path:
+    """Make the processes started with ``env`` trace their SQLite statements; the trace file
+    (one line per statement: the connection, then the statement with its literals as ``?``,
+    cut to 90 characters)."""
+    hook = root / "sqltrace-hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(_HOOK, "utf-8")
     trace = root / "sql.trace"
     trace.touch()
+    env["FSR_SQL_TRACE"] = str(trace)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), env.get("PYTHONPATH")) if p)
+    return trace
+
+
+def trace_lines(trace: Path, start: int = 0) -> list[tuple[str, str]]:
+    """(connection, statement) from line ``start`` of the trace on."""
+    with open(trace, encoding="utf-8") as lines:
+        return [tuple(line.rstrip("\n").split(" ", 1)) for line in list(lines)[start:]]
+
+
+def statements(trace: Path, start: int) -> Counter[str]:
+    """The statements traced from line ``start`` on."""
+    return Counter(text for _, text in trace_lines(trace, start))
+
+
+def transactions(lines: list[tuple[str, str]]) -> list[list[str]]:
+    """The explicit transactions (BEGIN ... COMMIT or ROLLBACK) in the trace, each as its
+    statements, in the order they ended; statements outside one are left out."""
+    open_: dict[str, list[str]] = {}
+    done: list[list[str]] = []
+    for conn, text in lines:
+        if text.startswith("BEGIN"):
+            open_[conn] = []
+        elif text in ("COMMIT", "ROLLBACK"):
+            done.append(open_.pop(conn, []))
+        elif conn in open_:
+            open_[conn].append(text)
+    return done
+
+
+def count(root: Path, calls: int, rate: float) -> dict[str, object]:
     work = Workspace(root / "fsrouter", max_calls=20_000)
-    work.env["FSR_SQL_TRACE"] = str(trace)
-    work.env["PYTHONPATH"] = f"{hook}:{work.env['PYTHONPATH']}"
+    trace = traced_env(root, work.env)
     app = work.start("fsrouter", pin=False)
     try:
         run_step(app, 20, 20, QUICK.speed, quiet_s=0)  # warm-up
@@ -80,6 +110,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--rate", type=float, default=20.0)
     args = parser.parse_args(argv)
+    from fsrouter import logs
+
+    logs.configure("warning", json=True)
     with tempfile.TemporaryDirectory(prefix="fsrouter-storecount-") as tmp:
         print(json.dumps(count(Path(tmp), args.calls, args.rate), indent=1))
     return 0

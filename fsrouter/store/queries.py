@@ -246,6 +246,21 @@ def close_call(call_uuid: str, outcome: str, cause: str | None, ended_at: dateti
     return bool(changed)
 
 
+def close_call_resolving(call_uuid: str, outcome: str, cause: str | None, ended_at: datetime,
+                         answered_at: datetime | None, incident_id: int, reason: str) -> bool:
+    """:func:`close_call` and :func:`resolve_incident` (``resolved``, at ``ended_at``) in one
+    transaction: the end of a bridged hotline call writes both at the same moment. Each
+    UPDATE keeps a first end, so the pair is safe to run twice (the journal's replay)."""
+    _word(outcome, "outcome")
+    _optional_text(cause, "cause")
+    with session():
+        changed = _changed(_CALL_CLOSE, [outcome, cause, _at(ended_at), _at(answered_at),
+                                         call_uuid])
+        _changed(_INCIDENT_CLOSE, ["resolved", _at(ended_at), reason, incident_id, "open",
+                                   "accepted"])
+    return bool(changed)
+
+
 def _update_call(call_uuid: str, **values: object) -> None:
     with session():
         changed = CallRecord.update(**values).where(CallRecord.call_uuid == call_uuid).execute()

@@ -152,3 +152,22 @@ def test_set_busy_writes_what_set_presence_writes(db):
         "logged_out", at(10))
     with pytest.raises(StoreInputError):
         q.set_busy("", at(40), True, "c-9")
+
+
+def test_close_call_resolving_ends_both_once(db):
+    """The end of a bridged hotline call: the record closed and its incident resolved in one
+    transaction; run again (the journal's replay) it changes nothing."""
+    new_call()
+    incident = q.create_incident("+4930123456", "1", "L", None, None, "c-1", at(5))
+    q.accept_incident(incident.id, "bernd", at(10), call_uuid="c-1")
+    assert q.close_call_resolving("c-1", "bridged", "NORMAL_CLEARING", at(20), at(2),
+                                  incident.id, "call ended")
+    assert not q.close_call_resolving("c-1", "failed", "LOSE_RACE", at(30), at(3),
+                                      incident.id, "again")
+    record, stored = q.get_call("c-1"), q.get_incident(incident.id)
+    assert (record.outcome, record.hangup_cause, record.ended_at, record.answered_at) == (
+        "bridged", "NORMAL_CLEARING", at(20), at(2))
+    assert (stored.state, stored.resolved_at, stored.outcome_reason, stored.accepted_by) == (
+        "resolved", at(20), "call ended", "bernd")
+    with pytest.raises(StoreInputError):
+        q.close_call_resolving("c-1", "Not A Word", None, at(9), None, incident.id, "x")
