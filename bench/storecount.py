@@ -9,7 +9,12 @@ the word to a file; the counts over a batch of calls, divided by the calls, are 
 
     .venv/bin/python -m bench.storecount --calls 100
 
-Counting costs CPU, so this gives no timing: ``python -m bench.cost`` does.
+Counting costs CPU, so this gives no timing: ``python -m bench.cost`` does. ``--writes``
+times the same call's store work in this process instead (:func:`hotline_writes`, CPU
+microseconds per call on a SQLite file), a figure that a change of one transaction moves
+visibly, unlike the daemon's ~7 ms per call::
+
+    .venv/bin/python -m bench.storecount --writes --calls 1000
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import scenario
 from bench.run import QUICK, Workspace, run_step
 
 _HOOK = '''
@@ -104,17 +112,90 @@ def count(root: Path, calls: int, rate: float) -> dict[str, object]:
             "each_per_call": {text: round(n / done, 2) for text, n in texts.most_common()}}
 
 
+def hotline_writes(n: int, now: datetime) -> None:
+    """The store work of the benchmark's hotline call as the call flows do it (through the
+    journal's ``create``/``settle``), for call ``n``: the route lookup, the record, the
+    incident, two attempts and their results, the acceptance, the end; and the agent
+    watcher's busy and free for each rung phone."""
+    from fsrouter.resilience.journal import create, settle
+    from fsrouter.store import queries
+
+    uuid = f"call-{n}"
+    queries.get_assignment(scenario.ROUTING_NUMBER)
+    record = create(queries.create_call_record, uuid, scenario.ROUTING_NUMBER, "call_routing",
+                    scenario.CALLER_NUMBER, scenario.CALLER_NAME, now, host="bench")
+    incident = create(queries.create_incident, scenario.ROUTING_NUMBER, "1", "Datenbank",
+                      scenario.CALLER_NUMBER, scenario.CALLER_NAME, uuid, now, answered_at=now)
+    for seq, (user, result, cause) in enumerate((("anna", "no_answer", "NO_ANSWER"),
+                                                 ("bernd", "answered", "NORMAL_CLEARING"))):
+        busy = getattr(queries, "set_busy", None)
+        if busy is not None:
+            busy(user, now, True, f"leg-{n}-{seq}")
+        else:
+            queries.set_presence(user, now, busy=True, busy_call_uuid=f"leg-{n}-{seq}")
+        attempt = queries.record_attempt(uuid, seq, user, scenario.PHONES[user], now,
+                                         phone_type="mobile", incident_id=incident.id,
+                                         leg_uuid=f"leg-{n}-{seq}", call_id=record.id)
+        settle(queries.end_attempt, attempt.id, result, cause, now)
+        if seq == 0:
+            (busy or _presence_free)(user, now, False, None)
+    settle(queries.accept_incident, incident.id, "bernd", now, call_uuid=uuid)
+    if hasattr(queries, "close_call_resolving"):
+        settle(queries.close_call_resolving, uuid, "bridged", "NORMAL_CLEARING", now, now,
+               incident.id, "call ended")
+    else:
+        settle(queries.resolve_incident, incident.id, now, "resolved", "call ended")
+        settle(queries.close_call, uuid, "bridged", "NORMAL_CLEARING", now, now)
+    (getattr(queries, "set_busy", None) or _presence_free)("bernd", now, False, None)
+
+
+def _presence_free(user: str, now: datetime, busy: bool, call_uuid: str | None) -> None:
+    from fsrouter.store import queries
+
+    queries.set_presence(user, now, busy=busy, busy_call_uuid=call_uuid)
+
+
+def write_cost(root: Path, calls: int, repeat: int) -> dict[str, object]:
+    """CPU microseconds per call of :func:`hotline_writes` in this process, on a SQLite file
+    (median of ``repeat`` batches of ``calls``)."""
+    from fsrouter.store.db import close_database, open_database
+    from fsrouter.store.migrations import upgrade
+
+    db = open_database(f"sqlite:///{root}/writes.db")
+    upgrade(db)
+    now = datetime.now(UTC)
+    batches = []
+    try:
+        for n in range(20):
+            hotline_writes(-n - 1, now)  # warm-up
+        for batch in range(repeat):
+            began = time.process_time()
+            for n in range(calls):
+                hotline_writes(batch * calls + n, now)
+            batches.append(1e6 * (time.process_time() - began) / calls)
+    finally:
+        close_database(db)
+    return {"us_per_call": round(sorted(batches)[len(batches) // 2], 1),
+            "batches_us": [round(b, 1) for b in batches]}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.storecount",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--writes", action="store_true",
+                        help="instead: time the call's store writes in this process")
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     from fsrouter import logs
 
     logs.configure("warning", json=True)
     with tempfile.TemporaryDirectory(prefix="fsrouter-storecount-") as tmp:
-        print(json.dumps(count(Path(tmp), args.calls, args.rate), indent=1))
+        if args.writes:
+            print(json.dumps(write_cost(Path(tmp), args.calls, args.repeat), indent=1))
+        else:
+            print(json.dumps(count(Path(tmp), args.calls, args.rate), indent=1))
     return 0
 
 

@@ -384,16 +384,23 @@ def _first_line(exc: BaseException) -> str:
 
 
 @contextmanager
-def session(db: Any = database_proxy, immediate: bool = False) -> Iterator[Any]:
+def session(db: Any = database_proxy, immediate: bool = False,
+            transaction: bool = True) -> Iterator[Any]:
     """One unit of store work: a connection for this greenlet and a transaction around it.
 
     ``immediate=True`` takes SQLite's write lock at BEGIN (no lock upgrade deadlocks).
-    The connection is released when the outermost session ends.
+    ``transaction=False``: no BEGIN and COMMIT, for work that is one SELECT (a statement is
+    its own transaction in the autocommit mode peewee runs both databases in; inside an
+    outer session it is part of that one's). The connection is released when the outermost
+    session ends.
     """
     if isinstance(db, peewee.DatabaseProxy) and db.obj is None:
         raise StoreError("the store is not open: call open_database() first")
     with translate_errors(db):
         with db.connection_context():
+            if not transaction:
+                yield db
+                return
             with _transaction(db, immediate):
                 yield db
 

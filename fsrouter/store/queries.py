@@ -499,14 +499,14 @@ def presence_of(user_ids: Iterable[str]) -> dict[str, AgentPresence]:
     wanted = list(user_ids)
     if not wanted:
         return {}
-    with session():
+    with session(transaction=False):  # one SELECT
         rows = AgentPresence.select().where(AgentPresence.user_id.in_(wanted))
         return {row.user_id: row for row in rows}
 
 
 def call_count(number: str) -> int:
     """How many calls a number has had (round robin takes turns by it)."""
-    with session():
+    with session(transaction=False):  # one SELECT
         return CallRecord.select().where(CallRecord.number == number).count()
 
 
@@ -539,7 +539,7 @@ def lookup_two_way(customer_number: str, now: datetime) -> TwoWayMapping | None:
     """The live mapping for a caller, or None (also for a malformed number: caller-controlled)."""
     if not isinstance(customer_number, str) or not _E164.fullmatch(customer_number):
         return None
-    with session():
+    with session(transaction=False):  # one SELECT
         return TwoWayMapping.get_or_none(
             (TwoWayMapping.customer_number == customer_number) & (TwoWayMapping.expires_at > now)
         )
@@ -620,7 +620,7 @@ def list_assignments() -> list[NumberAssignment]:
 
 
 def get_assignment(number: str) -> NumberAssignment | None:
-    with session():
+    with session(transaction=False):  # one SELECT
         row = _execute(_ASSIGNMENT, [number]).fetchone()
     if row is None:
         return None

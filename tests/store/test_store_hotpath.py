@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from fsrouter.store import queries as q
+from fsrouter.store.db import session
 from fsrouter.store.errors import NotFound, StoreInputError
 from fsrouter.store.models import (
     AgentPresence,
@@ -171,3 +172,22 @@ def test_close_call_resolving_ends_both_once(db):
         "resolved", at(20), "call ended", "bernd")
     with pytest.raises(StoreInputError):
         q.close_call_resolving("c-1", "Not A Word", None, at(9), None, incident.id, "x")
+
+
+def test_the_call_flows_one_select_reads_take_no_transaction(db, db_url):
+    """get_assignment and the contact-center reads are one SELECT each: no BEGIN and COMMIT
+    around it (two statements saved per call). SQLite: its pooled connection is traced."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the statement trace is SQLite's")
+    seen: list[str] = []
+    with session() as store:
+        store.connection().set_trace_callback(seen.append)  # the pool hands it out again
+    seen.clear()  # that session's COMMIT
+    q.get_assignment("+4930123456")
+    q.presence_of(["anna"])
+    q.lookup_two_way("+4917012345", T0)
+    q.call_count("+4930123456")
+    assert [sql.split()[0] for sql in seen] == ["SELECT"] * 4, seen
+    with session():  # inside a session: part of its transaction
+        q.get_assignment("+4930123456")
+    assert [sql.split()[0] for sql in seen[4:]] == ["BEGIN", "SELECT", "COMMIT"]
