@@ -108,6 +108,7 @@ _CALL_ANSWERED = 'UPDATE "call_records" SET "answered_at" = ? WHERE "call_uuid" 
 _CALL_LINK_INCIDENT = ('UPDATE "call_records" SET "incident_id" = ?, '
                        '"answered_at" = COALESCE("answered_at", ?) WHERE "call_uuid" = ?')
 _CALL_BRIDGED = 'UPDATE "call_records" SET "bridged_to_user" = ? WHERE "call_uuid" = ?'
+_CALL_INCIDENT = 'UPDATE "call_records" SET "incident_id" = ? WHERE "call_uuid" = ?'
 _CALL_CLOSE = ('UPDATE "call_records" SET "outcome" = ?, "hangup_cause" = ?, "ended_at" = ?, '
                '"answered_at" = COALESCE("answered_at", ?) '
                'WHERE "call_uuid" = ? AND "ended_at" IS NULL')
@@ -218,13 +219,18 @@ def link_call(
     call_uuid: str, incident_id: int | None = None, bridged_to_user: str | None = None
 ) -> None:
     """Attach the incident and/or the person the call was bridged to."""
-    values: dict[str, object] = {}
-    if incident_id is not None:
-        values["incident"] = incident_id
     if bridged_to_user is not None:
-        values["bridged_to_user"] = _text(bridged_to_user, "bridged_to_user")
-    if values:
-        _update_call(call_uuid, **values)
+        _text(bridged_to_user, "bridged_to_user")
+    if incident_id is None and bridged_to_user is None:
+        return
+    with session():
+        changed = 0
+        if incident_id is not None:
+            changed = _changed(_CALL_INCIDENT, [incident_id, call_uuid])
+        if bridged_to_user is not None:
+            changed = _changed(_CALL_BRIDGED, [bridged_to_user, call_uuid])
+    if not changed:
+        raise NotFound(f"no call record for call {call_uuid!r}")
 
 
 def finish_call(call_uuid: str, outcome: str, cause: str | None, ended_at: datetime,
@@ -259,13 +265,6 @@ def close_call_resolving(call_uuid: str, outcome: str, cause: str | None, ended_
         _changed(_INCIDENT_CLOSE, ["resolved", _at(ended_at), reason, incident_id, "open",
                                    "accepted"])
     return bool(changed)
-
-
-def _update_call(call_uuid: str, **values: object) -> None:
-    with session():
-        changed = CallRecord.update(**values).where(CallRecord.call_uuid == call_uuid).execute()
-    if not changed:
-        raise NotFound(f"no call record for call {call_uuid!r}")
 
 
 def open_calls() -> list[CallRecord]:
@@ -434,6 +433,22 @@ def end_attempt(
             changed = _changed(_ATTEMPT_END_LEG, [_at(now), result, cause,
                                                   _text(leg_uuid, "leg_uuid", 64), attempt_id])
     return bool(changed)
+
+
+def end_attempt_bridged(call_uuid: str, bridged_to_user: str, attempt_id: int, result: str,
+                        cause: str | None, now: datetime) -> bool:
+    """:func:`end_attempt` and :func:`link_call` (``bridged_to_user``) in one transaction: a
+    contact-center call bridged to an agent by the bridge app writes both at that moment.
+    The call's uuid first, as every call write (fsrouter.resilience.journal.calls); safe to
+    run twice (the first result stands). False if the attempt had ended already."""
+    _one_of(result, ATTEMPT_RESULTS, "result")
+    _optional_text(cause, "cause")
+    _text(bridged_to_user, "bridged_to_user")
+    with session():
+        ended = _changed(_ATTEMPT_END, [_at(now), result, cause, attempt_id])
+        if not _changed(_CALL_BRIDGED, [bridged_to_user, call_uuid]):
+            raise NotFound(f"no call record for call {call_uuid!r}")
+    return bool(ended)
 
 
 def attempts_for_call(call_uuid: str) -> list[Attempt]:

@@ -191,3 +191,32 @@ def test_the_call_flows_one_select_reads_take_no_transaction(db, db_url):
     with session():  # inside a session: part of its transaction
         q.get_assignment("+4930123456")
     assert [sql.split()[0] for sql in seen[4:]] == ["BEGIN", "SELECT", "COMMIT"]
+
+
+def test_link_call_sets_what_it_is_given_and_knows_a_missing_call(db):
+    new_call()
+    incident = q.create_incident("+4930123456", "1", "L", None, None, None, at(5))
+    q.link_call("c-1", incident_id=incident.id, bridged_to_user="bernd")
+    record = q.get_call("c-1")
+    assert (record.incident_id, record.bridged_to_user) == (incident.id, "bernd")
+    q.link_call("c-1", bridged_to_user="anna")
+    assert (q.get_call("c-1").incident_id, q.get_call("c-1").bridged_to_user) == (
+        incident.id, "anna")
+    with pytest.raises(NotFound):
+        q.link_call("nope", bridged_to_user="anna")
+    with pytest.raises(StoreInputError):
+        q.link_call("c-1", bridged_to_user="")
+
+
+def test_end_attempt_bridged_ends_the_attempt_and_names_the_agent_once(db):
+    record = new_call()
+    attempt = q.record_attempt("c-1", 0, "alice", "+4917012", at(1), call_id=record.id)
+    assert q.end_attempt_bridged("c-1", "alice", attempt.id, "answered", "NORMAL_CLEARING",
+                                 at(5))
+    assert not q.end_attempt_bridged("c-1", "alice", attempt.id, "failed", None, at(6))
+    [stored] = q.attempts_for_call("c-1")
+    assert (stored.result, stored.cause, stored.ended_at) == ("answered", "NORMAL_CLEARING",
+                                                              at(5))
+    assert q.get_call("c-1").bridged_to_user == "alice"
+    with pytest.raises(StoreInputError):
+        q.end_attempt_bridged("c-1", "alice", attempt.id, "exploded", None, at(7))
