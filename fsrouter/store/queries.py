@@ -138,12 +138,20 @@ _ASSIGNMENT = ('SELECT "id", "number", "route_type", "target", "changed_at", "ch
                'FROM "number_assignments" WHERE "number" = ?')
 
 
+# Driver errors as peewee's (what execute_sql does; fsrouter.store.db translates those).
+_DRIVER_ERRORS = peewee.__exception_wrapper__
+
+
 def _execute(sql: str, params: Sequence[object]) -> Any:
-    """Run one of the statements above in the current session (``session()``); driver
-    errors come out as peewee's, like those of a peewee query."""
-    db = database_proxy
+    """Run one of the statements above in the current session (``session()``) on its
+    connection's cursor, without execute_sql's logging and hook checks; driver errors come
+    out as peewee's, like those of a peewee query."""
+    db = database_proxy.obj
     param = db.param
-    return db.execute_sql(sql if param == "?" else sql.replace("?", param), params)
+    with _DRIVER_ERRORS:
+        cursor = db.cursor()
+        cursor.execute(sql if param == "?" else sql.replace("?", param), params)
+    return cursor
 
 
 def _insert(sql: str, params: Sequence[object]) -> int:
