@@ -16,6 +16,7 @@ from fsrouter.store.models import (
     CallRecord,
     Incident,
     NumberAssignment,
+    utc_text,
 )
 from tests.store.test_store_queries import T0, at
 
@@ -220,3 +221,13 @@ def test_end_attempt_bridged_ends_the_attempt_and_names_the_agent_once(db):
     assert q.get_call("c-1").bridged_to_user == "alice"
     with pytest.raises(StoreInputError):
         q.end_attempt_bridged("c-1", "alice", attempt.id, "exploded", None, at(7))
+
+
+@pytest.mark.parametrize("value", [
+    datetime(2026, 12, 5, 19, 30, 0, 0, tzinfo=UTC),
+    datetime(2026, 12, 5, 19, 30, 1, 7, tzinfo=BERLIN),
+    datetime(2026, 3, 29, 0, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+    datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+])
+def test_timestamps_are_stored_as_strftime_wrote_them(value):
+    assert utc_text(value) == value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
