@@ -3,7 +3,7 @@
 An :class:`AgentWatcher` listens on the inbound event connection (``EVENTS``) and keeps, per
 agent (config user id), the set of live channels that are the agent's. The agent is busy while
 that set is not empty; only the transitions (first channel, last channel gone) are written with
-``queries.set_presence``. When an agent's own call to a customer reaches the customer's phone,
+``queries.set_busy``. When an agent's own call to a customer reaches the customer's phone,
 the customer's number is remembered with ``queries.remember_two_way`` so that the customer's
 call back reaches the same agent. Wiring::
 
@@ -404,7 +404,7 @@ class AgentWatcher:
         """Write the busy flags not yet stored; after a failure, try again in a while."""
         for user_id, (busy, call_uuid) in list(self._pending.items()):
             try:
-                queries.set_presence(user_id, self._now(), busy=busy, busy_call_uuid=call_uuid)
+                queries.set_busy(user_id, self._now(), busy, call_uuid)
             except Exception as exc:
                 log.warning("agents.store_failed", user=user_id, busy=busy, error=str(exc))
                 if self._retry is None or self._retry.dead:

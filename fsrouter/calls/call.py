@@ -75,6 +75,9 @@ class Call:
         # When the caller was answered: written with the record's next write (the incident,
         # or the end of the call), not in a transaction of its own (bench/README.md).
         self.answered_at: datetime | None = None
+        # The incident the record's last write resolves with it (one transaction): a bridged
+        # hotline call's, whose end is the call's end; None: nothing to resolve.
+        self.resolve_at_close: tuple[int, str] | None = None
         self.log = bind_call(structlog.get_logger("fsrouter.calls"), call_uuid=self.uuid)
         session.on_event(self._on_event, inline=True)  # it only sets flags: never blocks
         session.on_close(self._socket_closed)
@@ -166,6 +169,11 @@ class Call:
         lost = self.lost_reason() if self.lost.is_set() else None
         cause = self.hangup_cause or {SWITCH_LOST: SWITCH_LOST_CAUSE,
                                       SOCKET_LOST: LOST_CAUSE}.get(lost or "")
+        if self.resolve_at_close is not None:
+            incident_id, reason = self.resolve_at_close
+            settle(queries.close_call_resolving, self.uuid, outcome, cause, self.services.now(),
+                   self.answered_at, incident_id, reason)
+            return
         settle(queries.close_call, self.uuid, outcome, cause, self.services.now(),
                self.answered_at)
 

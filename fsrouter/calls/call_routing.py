@@ -257,7 +257,10 @@ def _finish(call: Call, incident_id: int | Ref, option: Option, dialled: Dialled
         call.services.notify("incident.accepted", {"incident_id": incident_id, "user": who,
                                                    "phone": dialled.accepted.phone})
         call.gone.wait()
-        settle(queries.resolve_incident, incident_id, now(), "resolved", "call ended")
+        if isinstance(incident_id, Ref):  # its own entry: a create that failed spares the close
+            settle(queries.resolve_incident, incident_id, now(), "resolved", "call ended")
+        else:  # resolved by the record's last write, in its transaction (Call.close_record)
+            call.resolve_at_close = (incident_id, "call ended")
         call.services.notify("incident.resolved", {"incident_id": incident_id,
                                                    "resolution": "resolved"})
         return "bridged"

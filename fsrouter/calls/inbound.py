@@ -200,8 +200,12 @@ def _bridge_agent(call: Call, dest: RingAgent, ring_timeout: int, leg_uuid: str)
     call.log.info("agent.ringing", user=dest.user_id, leg_uuid=leg_uuid)
     done = call.run("bridge", target, timeout=ring_timeout + call.services.step_timeout)
     if call.bridged.is_set():
-        _end_attempt(attempt, row_id, "answered", "NORMAL_CLEARING", call.services.now())
-        settle(queries.link_call, call.uuid, bridged_to_user=dest.user_id)
+        if row_id is not None:  # one transaction: the attempt's result, who the call went to
+            settle(queries.end_attempt_bridged, call.uuid, dest.user_id, row_id, "answered",
+                   "NORMAL_CLEARING", call.services.now())
+        else:
+            _end_attempt(attempt, row_id, "answered", "NORMAL_CLEARING", call.services.now())
+            settle(queries.link_call, call.uuid, bridged_to_user=dest.user_id)
         call.gone.wait()  # hangup_after_bridge: the call ends with the conversation
         return "bridged"
     cause = _bridge_cause(done, call)

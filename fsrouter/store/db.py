@@ -331,19 +331,27 @@ _SQLITE_READONLY = (
 @contextmanager
 def translate_errors(db: Any) -> Iterator[None]:
     """Turn driver errors about the database itself into :class:`StoreError`."""
-    label = getattr(db, "label", None) or getattr(getattr(db, "obj", None), "label", "database")
     try:
         yield
-    except StoreError:
-        raise
-    except (peewee.IntegrityError, peewee.DataError) as exc:
-        raise StoreInputError(f"{label} rejected the data: {_first_line(exc)}") from exc
-    except (peewee.DatabaseError, peewee.InterfaceError) as exc:
-        raise StoreError(_describe(label, db, exc)) from exc
-    except ValueError as exc:  # the pool's MaxConnectionsExceeded
-        if type(exc).__name__ != "MaxConnectionsExceeded":
+    except Exception as exc:
+        translated = _translated(db, exc)
+        if translated is None:
             raise
-        raise StoreError(f"{label}: all pooled connections are in use") from exc
+        raise translated from exc
+
+
+def _translated(db: Any, exc: BaseException) -> StoreError | None:
+    """The :class:`StoreError` that stands for ``exc``; None: ``exc`` goes on as it is."""
+    if isinstance(exc, StoreError) or not isinstance(exc, Exception):
+        return None
+    label = getattr(db, "label", None) or getattr(getattr(db, "obj", None), "label", "database")
+    if isinstance(exc, peewee.IntegrityError | peewee.DataError):
+        return StoreInputError(f"{label} rejected the data: {_first_line(exc)}")
+    if isinstance(exc, peewee.DatabaseError | peewee.InterfaceError):
+        return StoreError(_describe(label, db, exc))
+    if isinstance(exc, ValueError) and type(exc).__name__ == "MaxConnectionsExceeded":
+        return StoreError(f"{label}: all pooled connections are in use")  # the pool's
+    return None
 
 
 def _describe(label: str, db: Any, exc: Exception) -> str:
@@ -383,23 +391,76 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-@contextmanager
-def session(db: Any = database_proxy, immediate: bool = False) -> Iterator[Any]:
+class session:  # noqa: N801  (a context manager used like a function: with session(): ...)
     """One unit of store work: a connection for this greenlet and a transaction around it.
 
     ``immediate=True`` takes SQLite's write lock at BEGIN (no lock upgrade deadlocks).
-    The connection is released when the outermost session ends.
+    ``transaction=False``: no BEGIN and COMMIT, for work that is one SELECT (a statement is
+    its own transaction in the autocommit mode peewee runs both databases in; inside an
+    outer session it is part of that one's). The connection is released when the outermost
+    session ends. Driver errors come out as :class:`StoreError` (:func:`translate_errors`).
+
+    A class rather than nested generator context managers on the proxy: every store write of
+    a call goes through here, and the layers cost more than the statement (bench/README.md).
     """
-    if isinstance(db, peewee.DatabaseProxy) and db.obj is None:
-        raise StoreError("the store is not open: call open_database() first")
-    with translate_errors(db):
-        with db.connection_context():
-            with _transaction(db, immediate):
-                yield db
+
+    __slots__ = ("_db", "_immediate", "_transaction", "_context", "_atomic")
+
+    def __init__(self, db: Any = database_proxy, immediate: bool = False,
+                 transaction: bool = True) -> None:
+        self._db = db
+        self._immediate = immediate
+        self._transaction = transaction
+        self._atomic: Any = None
+
+    def __enter__(self) -> Any:
+        db = self._db
+        real = db.obj if isinstance(db, peewee.DatabaseProxy) else db
+        if real is None:
+            raise StoreError("the store is not open: call open_database() first")
+        self._context = peewee.ConnectionContext(real)
+        try:
+            self._context.__enter__()
+        except Exception as exc:
+            translated = _translated(db, exc)
+            if translated is None:
+                raise
+            raise translated from exc
+        if self._transaction:
+            try:
+                self._atomic = _transaction(real, self._immediate)
+                self._atomic.__enter__()
+            except BaseException as exc:
+                self._atomic = None
+                self._context.__exit__(None, None, None)
+                translated = _translated(db, exc)
+                if translated is None:
+                    raise
+                raise translated from exc
+        return db
+
+    def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> bool:
+        try:
+            try:
+                if self._atomic is not None:
+                    self._atomic.__exit__(kind, error, trace)  # commit, or roll back
+            finally:
+                self._context.__exit__(kind, error, trace)  # the connection goes back
+        except BaseException as exc:  # the commit (or the release) failed
+            error = exc
+            translated = _translated(self._db, exc)
+            if translated is None:
+                raise
+            raise translated from exc
+        if error is None:
+            return False
+        translated = _translated(self._db, error)
+        if translated is None:
+            return False  # the body's error goes on
+        raise translated from error
 
 
-def _transaction(db: Any, immediate: bool) -> Any:
-    real = db.obj if isinstance(db, peewee.DatabaseProxy) else db
+def _transaction(real: Any, immediate: bool) -> Any:
     if immediate and isinstance(real, peewee.SqliteDatabase) and not real.in_transaction():
         return real.atomic(lock_type="IMMEDIATE")
     return real.atomic()

@@ -49,6 +49,17 @@ CALL_OUTCOMES = (
 _DB_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
+def utc_text(value: datetime) -> str:
+    """An aware datetime as the stored text (``_DB_FORMAT`` in UTC). isoformat is ~0.8 us
+    cheaper than strftime, a dozen times per call; strftime for years before 1000, which it
+    does not pad (glibc) while isoformat does: the text stays the same for every value."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    if value.year < 1000:
+        return value.strftime(_DB_FORMAT)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 class UTCDateTimeField(peewee.DateTimeField):
     """Aware datetime in Python, naive UTC in the database (see the module docstring)."""
 
@@ -59,7 +70,7 @@ class UTCDateTimeField(peewee.DateTimeField):
             raise TypeError(f"{self.name}: expected a datetime, got {type(value).__name__}")
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"{self.name}: naive datetime {value!r}; pass an aware datetime")
-        return value.astimezone(UTC).strftime(_DB_FORMAT)
+        return utc_text(value)
 
     def python_value(self, value: Any) -> Any:
         if value is None:
