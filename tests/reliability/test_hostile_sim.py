@@ -96,8 +96,8 @@ DESTINATIONS = [
 ]
 DTMF = ["#", "*", "0", "9", "A", "D", "#*#*1", "1" * 40, "21", "*" * 20 + "1"]
 # Applications fsrouter runs on a caller's channel; anything else came from somewhere else.
-OUR_APPS = {"set", "multiset", "answer", "pre_answer", "play_and_get_digits", "playback", "fifo", "bridge",
-            "hangup", "respond", "record", "transfer"}
+OUR_APPS = {"set", "multiset", "answer", "pre_answer", "play_and_get_digits", "playback", "fifo",
+            "bridge", "hangup", "respond", "record", "transfer"}
 OUR_API = re.compile(r"^(uuid_kill|uuid_getvar|uuid_recv_dtmf) [0-9a-f-]{36}( [A-Z_#]+| "
                      r"fifo_status)?$")
 OUR_ORIGINATE_VARS = {"origination_uuid", "originate_timeout", "ignore_early_media",
