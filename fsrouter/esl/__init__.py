@@ -6,7 +6,6 @@ connections; ``inbound`` is the reconnecting client of the switch's event socket
 """
 
 from fsrouter.esl.connection import (
-    CommandError,
     Connection,
     ConnectionClosed,
     ESLError,
@@ -16,6 +15,7 @@ from fsrouter.esl.connection import (
 )
 from fsrouter.esl.inbound import AuthError, InboundClient, NotConnected
 from fsrouter.esl.outbound import OutboundServer, OutboundSession
+from fsrouter.esl.pending import CommandError
 from fsrouter.esl.protocol import (
     Command,
     CommandParser,
