@@ -25,7 +25,6 @@ Values we produce ourselves (states, results, E.164 numbers) are checked strictl
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,7 +36,6 @@ from fsrouter.store.db import database_proxy, session
 from fsrouter.store.errors import NotFound, StoreInputError
 from fsrouter.store.models import (
     ATTEMPT_RESULTS,
-    OUTBOX_STATES,
     PRESENCE_STATES,
     ROUTE_TYPES,
     AgentPresence,
@@ -45,58 +43,23 @@ from fsrouter.store.models import (
     CallRecord,
     Incident,
     NumberAssignment,
-    OutboxMessage,
     TwoWayMapping,
     Voicemail,
 )
+from fsrouter.store.validate import (  # noqa: F401 (the flows import them from here)
+    _CONTROL,
+    _E164,
+    _WORD,
+    MAX_CALLER_TEXT,
+    _e164,
+    _one_of,
+    _optional_text,
+    _text,
+    _word,
+    clean_caller_text,
+)
 
-MAX_CALLER_TEXT = 128
-_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
-_WORD = re.compile(r"[a-z][a-z0-9_]{0,39}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CLOSED_INCIDENT_STATES = ("resolved", "abandoned", "unanswered")
-
-
-# ---------------------------------------------------------------- validation helpers
-
-
-def clean_caller_text(value: str | None) -> str | None:
-    """Make caller-controlled text safe to store; never raises."""
-    if value is None:
-        return None
-    text = str(value).encode("utf-8", "replace").decode("utf-8")
-    return _CONTROL.sub("\ufffd", text)[:MAX_CALLER_TEXT]
-
-
-def _e164(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _E164.fullmatch(value):
-        raise StoreInputError(f"{what} must be an E.164 number like +4930123456, got {value!r}")
-    return value
-
-
-def _one_of(value: str, allowed: Sequence[str], what: str) -> str:
-    if value not in allowed:
-        raise StoreInputError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
-    return value
-
-
-def _word(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _WORD.fullmatch(value):
-        raise StoreInputError(f"{what} must be a short snake_case word, got {value!r}")
-    return value
-
-
-def _text(value: str, what: str, limit: int = 128, required: bool = True) -> str:
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise StoreInputError(f"{what} must be a non-empty string, got {value!r}")
-    if len(value) > limit or _CONTROL.search(value):
-        raise StoreInputError(f"{what} must be at most {limit} printable characters")
-    return value
-
-
-def _optional_text(value: str | None, what: str, limit: int = 64) -> str | None:
-    return None if value is None else _text(value, what, limit)
-
 
 # ---------------------------------------------------------------- the call flows' statements
 
@@ -703,232 +666,24 @@ def unsent_voicemails() -> list[Voicemail]:
         return list(query.order_by(Voicemail.created_at, Voicemail.id))
 
 
-# ---------------------------------------------------------------- notify outboxes
-# The voicemail mailer and the webhook sender (fsrouter.notify) work through these. A sender
-# claims a row before it sends it: one UPDATE that checks the row is still due moves its next
-# try to the end of a lease, so two processes (or two instances on one PostgreSQL) never send
-# a row at the same time, and a sender that dies mid-send leaves the row to be tried again
-# when the lease ends. Nothing here deletes an undelivered row.
-
-MAX_ERROR_TEXT = 1000
-_EVENT_NAME = re.compile(r"[a-z_]+(\.[a-z_]+)*")
-
-
-def _error_text(error: str) -> str:
-    """An error for the row: one line of printable text, cut to :data:`MAX_ERROR_TEXT`."""
-    text = str(error).encode("utf-8", "replace").decode("utf-8")
-    text = _CONTROL.sub(" ", text).strip() or "error"
-    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
-
-
-def _as_utc(raw: object) -> datetime | None:
-    """A raw MIN()/COALESCE() result (text on SQLite, naive on PostgreSQL) as aware UTC."""
-    return None if raw is None else Voicemail.created_at.python_value(raw)
-
-
-def _voicemail_pending(host: str | None) -> peewee.Expression:
-    pending = Voicemail.emailed_at.is_null() & Voicemail.email_gave_up_at.is_null()
-    if host is not None:
-        pending &= Voicemail.host.is_null() | (Voicemail.host == host)
-    return pending
-
-
-def _voicemail_due(now: datetime, host: str | None) -> peewee.Expression:
-    return _voicemail_pending(host) & (
-        Voicemail.email_next_at.is_null() | (Voicemail.email_next_at <= now))
-
-
-def due_voicemails(now: datetime, host: str | None = None, limit: int = 50) -> list[Voicemail]:
-    """Voicemails to mail now (never tried, or their next try has come), oldest first.
-
-    ``host``: only rows recorded on that host or on no particular host.
-    """
-    with session():
-        query = Voicemail.select().where(_voicemail_due(now, host))
-        return list(query.order_by(Voicemail.created_at, Voicemail.id).limit(limit))
-
-
-def next_voicemail_due(host: str | None = None) -> datetime | None:
-    """When the next pending voicemail falls due (may be in the past); None: nothing pending."""
-    when = peewee.fn.COALESCE(Voicemail.email_next_at, Voicemail.created_at)
-    with session():
-        raw = Voicemail.select(peewee.fn.MIN(when)).where(_voicemail_pending(host)).scalar()
-    return _as_utc(raw)
-
-
-def claim_voicemail_email(
-    voicemail_id: int, now: datetime, lease_until: datetime, host: str | None = None
-) -> Voicemail | None:
-    """Take a due voicemail for one try (counted in ``email_attempts``); None if it is not
-    due any more (sent, parked, or claimed by another sender)."""
-    with session():
-        changed = (
-            Voicemail.update(email_attempts=Voicemail.email_attempts + 1,
-                             email_next_at=lease_until)
-            .where((Voicemail.id == voicemail_id) & _voicemail_due(now, host))
-            .execute()
-        )
-        return Voicemail.get_or_none(Voicemail.id == voicemail_id) if changed else None
-
-
-def defer_voicemail_email(
-    voicemail_id: int, error: str, now: datetime, next_at: datetime | None
-) -> None:
-    """A try failed: record ``error``; try again at ``next_at``, or park the row when it is
-    None (kept, not retried until :func:`requeue_parked_voicemails`)."""
-    values: dict[str, object] = {"email_error": _error_text(error), "email_next_at": next_at}
-    if next_at is None:
-        values["email_gave_up_at"] = now
-    with session():
-        changed = Voicemail.update(**values).where(Voicemail.id == voicemail_id).execute()
-    if not changed:
-        raise NotFound(f"no voicemail {voicemail_id}")
-
-
-def postpone_voicemail_emails(until: datetime, host: str | None = None) -> int:
-    """The mail server cannot be reached: pending voicemails due before ``until`` wait until
-    then, without counting a try. Returns how many."""
-    earlier = Voicemail.email_next_at.is_null() | (Voicemail.email_next_at < until)
-    with session():
-        return (
-            Voicemail.update(email_next_at=until)
-            .where(_voicemail_pending(host) & earlier)
-            .execute()
-        )
-
-
-def requeue_parked_voicemails(host: str | None = None) -> int:
-    """Make parked voicemails due again (after a reload or restart); returns how many."""
-    parked = Voicemail.emailed_at.is_null() & Voicemail.email_gave_up_at.is_null(False)
-    if host is not None:
-        parked &= Voicemail.host.is_null() | (Voicemail.host == host)
-    with session():
-        return (
-            Voicemail.update(email_gave_up_at=None, email_next_at=None).where(parked).execute()
-        )
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    """One webhook delivery to store: the body is the exact JSON that will be sent."""
-
-    delivery_id: str
-    event: str
-    url: str
-    body: str
-    secret_env: str | None = None
-
-
-def _validate_outbox_item(item: OutboxItem) -> OutboxItem:
-    _text(item.delivery_id, "delivery_id", 36)
-    if not _EVENT_NAME.fullmatch(item.event) or len(item.event) > 64:
-        raise StoreInputError(f"event must be a name like incident.created, got {item.event!r}")
-    _text(item.url, "url", 2000)
-    _optional_text(item.secret_env, "secret_env", 128)
-    if not isinstance(item.body, str) or not item.body.isascii():
-        raise StoreInputError("body must be ASCII text (JSON with escapes)")
-    return item
-
-
-def enqueue_outbox(items: Sequence[OutboxItem], now: datetime) -> list[OutboxMessage]:
-    """Store deliveries, due at once; all are written or, on a bad item, none."""
-    checked = [_validate_outbox_item(item) for item in items]
-    with session():
-        return [
-            OutboxMessage.create(
-                delivery_id=item.delivery_id, event=item.event, url=item.url,
-                secret_env=item.secret_env, body=item.body, state="pending",
-                created_at=now, next_at=now, attempts=0,
-            )
-            for item in checked
-        ]
-
-
-def _outbox_due(now: datetime) -> peewee.Expression:
-    return (OutboxMessage.state == "pending") & (OutboxMessage.next_at <= now)
-
-
-def due_outbox(now: datetime, limit: int = 100) -> list[OutboxMessage]:
-    """Deliveries to try now, oldest first."""
-    with session():
-        query = OutboxMessage.select().where(_outbox_due(now))
-        return list(query.order_by(OutboxMessage.created_at, OutboxMessage.id).limit(limit))
-
-
-def next_outbox_due() -> datetime | None:
-    """When the next pending delivery falls due (may be in the past); None: nothing pending."""
-    with session():
-        raw = (OutboxMessage.select(peewee.fn.MIN(OutboxMessage.next_at))
-               .where(OutboxMessage.state == "pending").scalar())
-    return _as_utc(raw)
-
-
-def claim_outbox(message_id: int, now: datetime, lease_until: datetime) -> OutboxMessage | None:
-    """Take a due delivery for one try (counted in ``attempts``); None if it is not due any
-    more (delivered, failed, or claimed by another sender)."""
-    with session():
-        changed = (
-            OutboxMessage.update(attempts=OutboxMessage.attempts + 1, next_at=lease_until)
-            .where((OutboxMessage.id == message_id) & _outbox_due(now))
-            .execute()
-        )
-        return OutboxMessage.get_or_none(OutboxMessage.id == message_id) if changed else None
-
-
-def outbox_delivered(message_id: int, status: int, now: datetime) -> None:
-    with session():
-        OutboxMessage.update(state="delivered", delivered_at=now, last_status=status,
-                             last_error=None).where(OutboxMessage.id == message_id).execute()
-
-
-def outbox_retry(
-    message_id: int, error: str, status: int | None, now: datetime, next_at: datetime | None
-) -> None:
-    """A try failed: record it; try again at ``next_at``, or mark the delivery failed (kept)
-    when it is None."""
-    values: dict[str, object] = {"last_error": _error_text(error), "last_status": status}
-    if next_at is None:
-        values.update(state="failed", failed_at=now)
-    else:
-        values["next_at"] = next_at
-    with session():
-        OutboxMessage.update(**values).where(OutboxMessage.id == message_id).execute()
-
-
-def postpone_outbox(url: str, until: datetime) -> int:
-    """``url`` cannot be reached: its pending deliveries due before ``until`` wait until then,
-    without counting a try (and keep their order). Returns how many."""
-    with session():
-        return (
-            OutboxMessage.update(next_at=until)
-            .where((OutboxMessage.url == url) & (OutboxMessage.state == "pending")
-                   & (OutboxMessage.next_at < until))
-            .execute()
-        )
-
-
-def get_outbox(message_id: int) -> OutboxMessage:
-    with session():
-        row = OutboxMessage.get_or_none(OutboxMessage.id == message_id)
-    if row is None:
-        raise NotFound(f"no outbox message {message_id}")
-    return row
-
-
-def list_outbox(state: str | None = None) -> list[OutboxMessage]:
-    """Deliveries, oldest first; ``state`` one of pending, delivered, failed."""
-    with session():
-        query = OutboxMessage.select()
-        if state is not None:
-            query = query.where(OutboxMessage.state == _one_of(state, OUTBOX_STATES, "state"))
-        return list(query.order_by(OutboxMessage.created_at, OutboxMessage.id))
-
-
-def purge_delivered_outbox(before: datetime) -> int:
-    """Delete deliveries that succeeded before ``before``; pending and failed ones stay."""
-    with session():
-        return (
-            OutboxMessage.delete()
-            .where((OutboxMessage.state == "delivered") & (OutboxMessage.delivered_at < before))
-            .execute()
-        )
+# The notify outboxes live in fsrouter.store.outbox; their names stay importable from here.
+from fsrouter.store.outbox import (  # noqa: E402 F401
+    MAX_ERROR_TEXT,
+    OutboxItem,
+    claim_outbox,
+    claim_voicemail_email,
+    defer_voicemail_email,
+    due_outbox,
+    due_voicemails,
+    enqueue_outbox,
+    get_outbox,
+    list_outbox,
+    next_outbox_due,
+    next_voicemail_due,
+    outbox_delivered,
+    outbox_retry,
+    postpone_outbox,
+    postpone_voicemail_emails,
+    purge_delivered_outbox,
+    requeue_parked_voicemails,
+)
