@@ -63,10 +63,14 @@ class Tally:
 
     frames: Counter[str] = field(default_factory=Counter)
     bytes: Counter[str] = field(default_factory=Counter)
+    # Header bytes (up to the blank line): what mod_event_socket reads one recv() per byte in
+    # a command (bench/switchcost.py); a body it reads in one.
+    head_bytes: Counter[str] = field(default_factory=Counter)
 
-    def add(self, name: str, size: int) -> None:
+    def add(self, name: str, size: int, head: int = 0) -> None:
         self.frames[name] += 1
         self.bytes[name] += size
+        self.head_bytes[name] += head
 
     def per_call(self, calls: int) -> list[dict[str, Any]]:
         """Rows by bytes, most first, with per-call figures."""
@@ -76,13 +80,15 @@ class Tally:
             rows.append({"name": name, "frames": count, "bytes": size,
                          "frames_per_call": rounded(count / calls, 2),
                          "bytes_per_call": round(size / calls),
+                         "header_bytes_per_call": round(self.head_bytes[name] / calls),
                          "bytes_each": round(size / count)})
         return rows
 
     def totals(self, calls: int) -> dict[str, Any]:
         frames, size = sum(self.frames.values()), sum(self.bytes.values())
         return {"frames": frames, "bytes": size, "frames_per_call": rounded(frames / calls, 2),
-                "bytes_per_call": round(size / calls)}
+                "bytes_per_call": round(size / calls),
+                "header_bytes_per_call": round(sum(self.head_bytes.values()) / calls)}
 
 
 class FrameCutter:
@@ -114,7 +120,7 @@ class FrameCutter:
                 return
             body = self.buf[end + 2:size].decode("utf-8", "replace")
             self.buf = self.buf[size:]
-            self.tally.add(self.name(head, body), size)
+            self.tally.add(self.name(head, body), size, end + 2)
 
     def name(self, head: str, body: str) -> str:
         return frame_name(head, body)
@@ -314,7 +320,7 @@ def table(result: dict[str, Any]) -> str:
         lines += [f"**{kind}** ({side['connections']} connections), from the switch:", ""]
         lines += _tally_table(side["from_switch"], "event (or frame)")
         lines += [f"**{kind}**, to the switch:", ""]
-        lines += _tally_table(side["to_switch"], "command")
+        lines += _tally_table(side["to_switch"], "command", heads=True)
     profile = result.get("profile")
     if profile and "top_self_functions" in profile:
         lines += [f"py-spy, the daemon during the step ({profile['samples']} samples), "
@@ -326,14 +332,20 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _tally_table(figures: dict[str, Any], what: str) -> list[str]:
-    lines = [f"| {what} | per call | bytes per call | bytes each |", "|---|---|---|---|"]
+def _tally_table(figures: dict[str, Any], what: str, heads: bool = False) -> list[str]:
+    """Rows per name; with ``heads`` a column of header bytes (what the switch reads one
+    recv() per byte in a command)."""
+    head = " header bytes per call |" if heads else ""
+    lines = [f"| {what} | per call | bytes per call |{head} bytes each |",
+             "|---|---|---|" + ("---|" if heads else "") + "---|"]
     for row in figures["by_name"]:
+        cell = f" {row.get('header_bytes_per_call', '?')} |" if heads else ""
         lines.append(f"| {row['name']} | {row['frames_per_call']} | "
-                     f"{row['bytes_per_call']} | {row['bytes_each']} |")
+                     f"{row['bytes_per_call']} |{cell} {row['bytes_each']} |")
     total = figures["total"]
-    return [*lines, f"| **total** | {total['frames_per_call']} | {total['bytes_per_call']} | |",
-            ""]
+    cell = f" {total.get('header_bytes_per_call', '?')} |" if heads else ""
+    return [*lines, f"| **total** | {total['frames_per_call']} | {total['bytes_per_call']} |"
+            f"{cell} |", ""]
 
 
 def _load(values: Any) -> str:
