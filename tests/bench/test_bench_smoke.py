@@ -72,7 +72,7 @@ def test_baselines_send_what_fsrouter_sends(tmp_path) -> None:
     assert seen["floor"] == seen["fsrouter"]
     assert seen["greenswitch"] == seen["fsrouter"]
     apps, legs = seen["fsrouter"]
-    assert [name for name, _ in apps] == ["set", "answer", "play_and_get_digits", "set", "set",
+    assert [name for name, _ in apps] == ["set", "answer", "play_and_get_digits", "multiset",
                                           "fifo"]
     assert [dial.split("/")[1] for dial, _, _ in legs] == [
         scenario.PHONES["anna"], scenario.PHONES["bernd"]]
