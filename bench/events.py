@@ -197,6 +197,7 @@ class Tap:
         for tally in (self.side.from_switch, self.side.to_switch):
             tally.frames.clear()
             tally.bytes.clear()
+            tally.head_bytes.clear()
         if not keep_connections:
             self.side.connections = 0
 
