@@ -21,6 +21,21 @@ from fsrouter.store.errors import NotFound, StoreInputError
 from fsrouter.store.models import OUTBOX_STATES, OutboxMessage, Voicemail
 from fsrouter.store.validate import _CONTROL, _one_of, _optional_text, _text
 
+
+def mark_voicemail_emailed(voicemail_id: int, now: datetime, error: str | None = None) -> None:
+    """Record a successful mail (``error=None``) or the last failure."""
+    values: dict[str, object] = {"email_error": error}
+    if error is None:
+        values["emailed_at"] = now
+    _update_voicemail(voicemail_id, values)
+
+
+def unsent_voicemails() -> list[Voicemail]:
+    with session():
+        query = Voicemail.select().where(Voicemail.emailed_at.is_null())
+        return list(query.order_by(Voicemail.created_at, Voicemail.id))
+
+
 MAX_ERROR_TEXT = 1000
 _EVENT_NAME = re.compile(r"[a-z_]+(\.[a-z_]+)*")
 
@@ -90,6 +105,10 @@ def defer_voicemail_email(
     values: dict[str, object] = {"email_error": _error_text(error), "email_next_at": next_at}
     if next_at is None:
         values["email_gave_up_at"] = now
+    _update_voicemail(voicemail_id, values)
+
+
+def _update_voicemail(voicemail_id: int, values: dict[str, object]) -> None:
     with session():
         changed = Voicemail.update(**values).where(Voicemail.id == voicemail_id).execute()
     if not changed:

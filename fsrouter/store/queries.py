@@ -649,23 +649,6 @@ def record_voicemail(
         )
 
 
-def mark_voicemail_emailed(voicemail_id: int, now: datetime, error: str | None = None) -> None:
-    """Record a successful mail (``error=None``) or the last failure."""
-    values: dict[str, object] = {"email_error": error}
-    if error is None:
-        values["emailed_at"] = now
-    with session():
-        changed = Voicemail.update(**values).where(Voicemail.id == voicemail_id).execute()
-    if not changed:
-        raise NotFound(f"no voicemail {voicemail_id}")
-
-
-def unsent_voicemails() -> list[Voicemail]:
-    with session():
-        query = Voicemail.select().where(Voicemail.emailed_at.is_null())
-        return list(query.order_by(Voicemail.created_at, Voicemail.id))
-
-
 # The notify outboxes live in fsrouter.store.outbox; their names stay importable from here.
 from fsrouter.store.outbox import (  # noqa: E402 F401
     MAX_ERROR_TEXT,
@@ -678,6 +661,7 @@ from fsrouter.store.outbox import (  # noqa: E402 F401
     enqueue_outbox,
     get_outbox,
     list_outbox,
+    mark_voicemail_emailed,
     next_outbox_due,
     next_voicemail_due,
     outbox_delivered,
@@ -686,4 +670,5 @@ from fsrouter.store.outbox import (  # noqa: E402 F401
     postpone_voicemail_emails,
     purge_delivered_outbox,
     requeue_parked_voicemails,
+    unsent_voicemails,
 )
