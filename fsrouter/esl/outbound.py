@@ -63,16 +63,17 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 SESSION_EVENTS = ["BACKGROUND_JOB", "CUSTOM", "fifo::info"]
 # ``myevents`` subscribes every channel event of the call (23 types, 3-7 KB each on a real
 # switch: each one the switch builds, serialises and sends, and we parse). A call's socket
-# in the daemon reads only CHANNEL_EXECUTE_COMPLETE (Connection), CHANNEL_BRIDGE and
-# CHANNEL_HANGUP_COMPLETE (calls/call.py) besides SESSION_EVENTS, so the daemon's server
-# passes these as ``read_events``: ``nixevent ALL`` then drops myevents' list (keeping its
-# own-channel restriction: mod_event_socket clears only the event list) and ``event plain``
-# names what is read. CHANNEL_HANGUP is left out: CHANNEL_HANGUP_COMPLETE follows it once
-# the channel's thread leaves its application (within a media frame) and carries the same
-# Hangup-Cause; with ``linger`` it always reaches the socket. Measured with bench/events.py:
-# 36 -> 22 frames, 97 -> 51 KB per call from the switch. (Before, a ``nixevent`` of the 22
-# unread types: 331 bytes, which the switch reads one recv() per byte.)
-CALL_EVENTS = ["CHANNEL_EXECUTE_COMPLETE", "CHANNEL_BRIDGE", "CHANNEL_HANGUP_COMPLETE"]
+# in the daemon reads only CHANNEL_EXECUTE_COMPLETE (Connection), CHANNEL_BRIDGE,
+# CHANNEL_HANGUP and CHANNEL_HANGUP_COMPLETE (calls/call.py) besides SESSION_EVENTS, so the
+# daemon's server passes these as ``read_events``: ``nixevent ALL`` then drops myevents'
+# list (keeping its own-channel restriction: mod_event_socket clears only the event list)
+# and ``event plain`` names what is read. Measured with bench/events.py: 36 -> 23 frames,
+# 97 -> 56 KB per call from the switch. (Before, a ``nixevent`` of the 22 unread types: 331
+# bytes, which the switch reads one recv() per byte.) CHANNEL_HANGUP stays: when we hang the
+# caller up ourselves, CHANNEL_HANGUP_COMPLETE comes after the flow has closed the record,
+# which would then miss its cause (tests/e2e/test_sip_callers.py showed it on the switch).
+CALL_EVENTS = ["CHANNEL_EXECUTE_COMPLETE", "CHANNEL_BRIDGE", "CHANNEL_HANGUP",
+               "CHANNEL_HANGUP_COMPLETE"]
 
 
 class OutboundSession(Connection):

@@ -95,7 +95,7 @@ def test_read_events_replace_myevents_list_in_one_write(make_server) -> None:
                   "+OK will linger 10 seconds"):
         peer.reply(reply)
     assert peer.recv().line == "sendmsg"  # the handler's answer
-    assert set(CALL_EVENTS) == {"CHANNEL_EXECUTE_COMPLETE", "CHANNEL_BRIDGE",
+    assert set(CALL_EVENTS) == {"CHANNEL_EXECUTE_COMPLETE", "CHANNEL_BRIDGE", "CHANNEL_HANGUP",
                                 "CHANNEL_HANGUP_COMPLETE"}
 
 
