@@ -26,16 +26,16 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 
 from bench.scenario import Flow  # noqa: E402
-from fsrouter.esl.outbound import CALL_EVENTS, SESSION_EVENTS  # noqa: E402
+from fsrouter.esl.commands import execute_headers, new_id  # noqa: E402
+from fsrouter.esl.outbound import CALL_EVENTS, setup_commands  # noqa: E402
+from fsrouter.esl.protocol import encode_command  # noqa: E402
 
 STEP_TIMEOUT = 30.0  # seconds any one step may take (as fsrouter's step_timeout)
 # The floor asks the switch for what fsrouter asks, as fsrouter does: the whole start in one
-# write (fsrouter.esl.outbound.OutboundSession.setup), long arguments as a body and 16-digit
-# ids (fsrouter.esl.connection: header bytes are what the switch reads one by one).
-SETUP = ("connect\n\nmyevents\n\nnixevent ALL\n\nevent plain "
-         + " ".join([*CALL_EVENTS, *SESSION_EVENTS]) + "\n\nlinger 10\n\n").encode()
-SETUP_REPLIES = 5
-BODY_ARG_BYTES = 28
+# write (fsrouter.esl.outbound.setup_commands), long arguments as a body and 16-digit ids
+# (fsrouter.esl.commands: header bytes are what the switch reads one by one).
+SETUP_COMMANDS = setup_commands(10, CALL_EVENTS)
+SETUP = b"".join(encode_command(command) for command in SETUP_COMMANDS)
 JOB_GRACE = 15.0  # seconds past the ring timeout before a missing job result counts as failed
 
 
@@ -221,17 +221,8 @@ class RawFloorCall:
                 self.gone = True
 
     def _execute(self, app: str, arg: str, wait: bool = True) -> Any:
-        from fsrouter.esl.protocol import encode_command
-
-        app_uuid = os.urandom(8).hex()
-        headers = {"call-command": "execute", "execute-app-name": app, "Event-UUID": app_uuid}
-        body = None
-        if len(arg) > BODY_ARG_BYTES:
-            headers["content-type"] = "text/plain"
-            body = arg
-        elif arg:
-            headers["execute-app-arg"] = arg
-        self._reply(encode_command("sendmsg", headers, body))
+        app_uuid = new_id()
+        self._reply(encode_command("sendmsg", *execute_headers(app, arg, app_uuid)))
         if not wait:
             return None
         return self._wait(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE"
@@ -242,7 +233,7 @@ class RawFloorCall:
         connect = self._reply(SETUP)
         self.uuid = connect.headers.get("Unique-ID", "")
         caller_name = connect.headers.get("Caller-Caller-ID-Name", "")
-        for _ in range(SETUP_REPLIES - 1):
+        for _ in range(len(SETUP_COMMANDS) - 1):
             self._next_reply()
         self._execute("answer", "")
         done = self._execute("play_and_get_digits", flow.menu_arg)
@@ -260,9 +251,7 @@ class RawFloorCall:
 
     def _ring(self, digit: str, caller_name: str, dial: str, ring_timeout: int) -> bool:
         """Ring one phone; True when it is over (bridged, or the caller hung up)."""
-        from fsrouter.esl.protocol import encode_command
-
-        job, leg = os.urandom(8).hex(), str(uuidlib.uuid4())
+        job, leg = new_id(), str(uuidlib.uuid4())
         command = self.flow.leg_command(digit, self.uuid, caller_name, dial, ring_timeout, leg)
         self._reply(encode_command(f"bgapi {command}", {"Job-UUID": job}))
         result = self._wait(lambda e: e.name == "BACKGROUND_JOB" and e.job_uuid == job)

@@ -106,11 +106,11 @@ class Flow:
 
     def queue_args(self, digit: str) -> list[tuple[str, str]]:
         """The applications fsrouter runs to queue the caller (multiset, fifo in)."""
-        from fsrouter.calls.call import multiset_argument
+        from fsrouter.calls.call import variable_runs
 
         variables = {"fifo_caller_exit_key": QUEUE_EXIT_KEY,
                      "fifo_orbit_exten": f"_continue_:{MAX_WAIT}"}
-        return [("multiset", multiset_argument(variables) or ""),
+        return [*variable_runs(variables),
                 ("fifo", f"{self.queues[digit]} in undef {self.hold_music}")]
 
     def leg_command(self, digit: str, call_uuid: str, caller_name: str, dial: str,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -215,13 +216,8 @@ class Call:
     def run(self, app: str, arg: str | None = None, timeout: float | None = None
             ) -> Event | None:
         """Run ``app`` and wait for its completion; None if the caller left first."""
-        if self.gone.is_set():
-            return None
-        try:
-            execution = self.session.execute(app, arg)
-        except ESLError as error:
-            self.log.info("call.app_not_sent", app=app, error=str(error))
-            self.no_reply(error)
+        execution = self.start(app, arg)
+        if execution is None:  # the caller had left, or the socket failed: nothing more runs
             self.gone.set()
             return None
         return self.finish(execution, app, timeout)
@@ -245,7 +241,7 @@ class Call:
         for app, arg in variable_runs(variables):
             self.run(app, arg)
 
-    def start_many(self, runs: list[tuple[str, str | None]]) -> list[Any] | None:
+    def start_many(self, runs: Sequence[tuple[str, str | None]]) -> list[Any] | None:
         """Queue several applications in one write (the switch runs them in order, with no
         round trip to us between them); their runs, or None if the caller left first or the
         socket failed."""
@@ -260,14 +256,8 @@ class Call:
 
     def start(self, app: str, arg: str | None = None) -> Any | None:
         """Start ``app`` without waiting for it (``fifo ... in`` runs until we are bridged)."""
-        if self.gone.is_set():
-            return None
-        try:
-            return self.session.execute(app, arg)
-        except ESLError as error:
-            self.log.info("call.app_not_sent", app=app, error=str(error))
-            self.no_reply(error)
-            return None
+        runs = self.start_many([(app, arg)])
+        return runs[0] if runs else None
 
     def bgapi(self, command: str) -> Any:
         """``bgapi`` on this call's socket; a reply that never comes gives the socket up."""
@@ -338,7 +328,7 @@ _DELIMITERS = " |~!"
 _NOT_IN_MULTISET = frozenset("'\"\\\r\n")
 
 
-def variable_runs(variables: dict[str, str]) -> list[tuple[str, str | None]]:
+def variable_runs(variables: dict[str, str]) -> list[tuple[str, str]]:
     """The applications that set ``variables``: one ``multiset`` when every value can travel
     in it (one application run, command and completion event instead of one per variable;
     each costs the switch and us, bench/README.md), else one ``set`` each."""

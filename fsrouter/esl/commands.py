@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import gevent
@@ -44,6 +44,32 @@ def new_id() -> str:
     return os.urandom(8).hex()
 
 
+_EVENT_NAME = re.compile(r"[A-Za-z0-9_:.\-]{1,64}")
+
+
+def events_command(names: Sequence[str]) -> str:
+    """``event plain <names>``; :class:`UnsafeCommand` for a name that is no plain token."""
+    for name in names:
+        if not _EVENT_NAME.fullmatch(name):
+            raise UnsafeCommand(f"bad event name {name!r}")
+    return "event plain " + " ".join(names)
+
+
+def execute_headers(app: str, arg: str | None, app_uuid: str
+                    ) -> tuple[dict[str, str], str | None]:
+    """The ``sendmsg`` headers (and body) that execute ``app`` with ``arg``: an argument with
+    a newline, or longer than ``_BODY_ARG_BYTES``, travels as a ``text/plain`` body."""
+    if not _APP.match(app):
+        raise UnsafeCommand(f"bad application name {app!r}")
+    headers = {"call-command": "execute", "execute-app-name": app, "Event-UUID": app_uuid}
+    if arg is not None and (len(arg) > _BODY_ARG_BYTES or "\n" in arg or "\r" in arg):
+        headers["content-type"] = "text/plain"
+        return headers, arg
+    if arg:
+        headers["execute-app-arg"] = arg
+    return headers, None
+
+
 class Commands:
     """The command half of a connection (a mixin of ``Connection``, which owns these)."""
 
@@ -71,12 +97,7 @@ class Commands:
     ) -> Frame:
         """Write one command and wait for its ``command/reply`` or ``api/response``."""
         data = encode_command(cmd, headers, body)  # refuses injected newlines before queuing
-        slot: gevent.event.AsyncResult = gevent.event.AsyncResult()
-        with self._write_lock:
-            if self.closed:
-                raise ConnectionClosed(f"{self.name}: {self.close_reason}")
-            self._replies.append(slot)
-            self._write(data, timeout)
+        [slot] = self._queue_slots(data, 1, timeout)
         return _wait(slot, timeout, f"reply to {cmd.split(' ', 1)[0]!r}")
 
     def send_many(self, cmds: list[str], timeout: float | None = 10.0) -> Iterator[Frame]:
@@ -88,15 +109,21 @@ class Commands:
 
     def _send_frames(self, frames: list[bytes], names: list[str], timeout: float | None
                      ) -> Iterator[Frame]:
-        slots = [gevent.event.AsyncResult() for _ in frames]
         deadline = None if timeout is None else time.monotonic() + timeout
+        slots = self._queue_slots(b"".join(frames), len(frames), timeout)
+        return (_wait(slot, _left(deadline), f"reply to {name!r}")
+                for slot, name in zip(slots, names, strict=True))
+
+    def _queue_slots(self, data: bytes, count: int, timeout: float | None
+                     ) -> list[gevent.event.AsyncResult]:
+        """Write ``data`` (``count`` commands) and take a reply slot for each, in order."""
+        slots = [gevent.event.AsyncResult() for _ in range(count)]
         with self._write_lock:
             if self.closed:
                 raise ConnectionClosed(f"{self.name}: {self.close_reason}")
             self._replies.extend(slots)
-            self._write(b"".join(frames), timeout)
-        return (_wait(slot, _left(deadline), f"reply to {name!r}")
-                for slot, name in zip(slots, names, strict=True))
+            self._write(data, timeout)
+        return slots
 
     def _write(self, data: bytes, timeout: float | None) -> None:
         """Write ``data`` whole (holding the write lock), or close the connection."""
@@ -158,7 +185,7 @@ class Commands:
         run, data = self._execute_frame(app, arg, uuid, event_lock)
         return self._queue_runs([(run, data)], timeout)[0]
 
-    def execute_many(self, runs: list[tuple[str, str | None]], timeout: float | None = 10.0
+    def execute_many(self, runs: Sequence[tuple[str, str | None]], timeout: float | None = 10.0
                      ) -> list[Execution]:
         """Queue several applications in one write; the switch runs them in the order given
         (each ``Execution`` completes as ``execute``'s does). One write and one wake-up
@@ -168,16 +195,8 @@ class Commands:
 
     def _execute_frame(self, app: str, arg: str | None, uuid: str | None, event_lock: bool
                        ) -> tuple[Execution, bytes]:
-        if not _APP.match(app):
-            raise UnsafeCommand(f"bad application name {app!r}")
         run = Execution(new_id(), app)
-        headers = {"call-command": "execute", "execute-app-name": app, "Event-UUID": run.app_uuid}
-        body = None
-        if arg is not None and (len(arg) > _BODY_ARG_BYTES or "\n" in arg or "\r" in arg):
-            headers["content-type"] = "text/plain"
-            body = arg
-        elif arg:
-            headers["execute-app-arg"] = arg
+        headers, body = execute_headers(app, arg, run.app_uuid)
         if event_lock:
             headers["event-lock"] = "true"
         return run, encode_command(self._sendmsg_line(uuid), headers, body)
@@ -238,10 +257,7 @@ class Commands:
 
         E.g. ``["BACKGROUND_JOB", "CUSTOM", "fifo::info"]``.
         """
-        for name in names:
-            if not _TOKEN.match(name):
-                raise UnsafeCommand(f"bad event name {name!r}")
-        return self.command("event plain " + " ".join(names), timeout)
+        return self.command(events_command(names), timeout)
 
     def filter(self, header: str, value: str, timeout: float | None = 10.0) -> str:
         if not _TOKEN.match(header) or not value or any(c in value for c in "\r\n\x00"):

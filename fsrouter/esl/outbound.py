@@ -40,7 +40,6 @@ Example::
 from __future__ import annotations
 
 import ipaddress
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +50,7 @@ import gevent.event
 import gevent.server
 import structlog
 
+from fsrouter.esl.commands import events_command
 from fsrouter.esl.connection import Connection, ESLError
 from fsrouter.esl.ids import bad_identifier, is_uuid
 from fsrouter.esl.pending import CommandError
@@ -108,24 +108,25 @@ class OutboundSession(Connection):
 
     def setup(self, linger_seconds: int | None = 10, timeout: float = 10.0,
               read_events: Sequence[str] | None = None) -> None:
-        """The standard start: connect, myevents (only ``read_events`` of it when given),
-        linger, BACKGROUND_JOB and fifo::info, in one write, all answered within ``timeout``
-        seconds together (a peer answering each just in time would hold its slot five times
-        as long)."""
-        for name in (*(read_events or ()), *SESSION_EVENTS):
-            if not _EVENT_NAME.fullmatch(name):
-                raise ValueError(f"bad event name {name!r}")
-        subscribe = ["nixevent ALL"] if read_events is not None else []
-        subscribe.append("event plain " + " ".join([*(read_events or ()), *SESSION_EVENTS]))
-        linger = "linger" if linger_seconds is None else f"linger {int(linger_seconds)}"
-        replies = self.send_many(["connect", "myevents", *subscribe, linger], timeout)
+        """The standard start (:func:`setup_commands`) in one write, all answered within
+        ``timeout`` seconds together (a peer answering each just in time would hold its slot
+        five times as long)."""
+        replies = self.send_many(setup_commands(linger_seconds, read_events), timeout)
         self._take_channel(next(replies))  # a bad channel closes the socket at once
         for reply in replies:
             if reply.reply_text.startswith(("-ERR", "-USAGE")):
                 raise CommandError(f"setup refused: {reply.reply_text[:80]}")
 
 
-_EVENT_NAME = re.compile(r"[A-Za-z0-9_:.\-]{1,64}")
+def setup_commands(linger_seconds: int | None = 10,
+                   read_events: Sequence[str] | None = None) -> list[str]:
+    """A call socket's start: connect, myevents (only ``read_events`` of it when given:
+    ``nixevent ALL`` keeps myevents' own-channel restriction), BACKGROUND_JOB and fifo::info,
+    linger."""
+    subscribe = ["nixevent ALL"] if read_events is not None else []
+    subscribe.append(events_command([*(read_events or ()), *SESSION_EVENTS]))
+    linger = "linger" if linger_seconds is None else f"linger {int(linger_seconds)}"
+    return ["connect", "myevents", *subscribe, linger]
 
 
 def _allowed(address: str, allow: Iterable[IPNetwork]) -> bool:

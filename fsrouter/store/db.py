@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
@@ -334,10 +334,15 @@ def translate_errors(db: Any) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        translated = _translated(db, exc)
-        if translated is None:
-            raise
-        raise translated from exc
+        _raise_translated(db, exc)
+
+
+def _raise_translated(db: Any, exc: BaseException) -> NoReturn:
+    """Raise the :class:`StoreError` that stands for ``exc`` (from it), or ``exc`` itself."""
+    translated = _translated(db, exc)
+    if translated is None:
+        raise exc
+    raise translated from exc
 
 
 def _translated(db: Any, exc: BaseException) -> StoreError | None:
@@ -422,10 +427,7 @@ class session:  # noqa: N801  (a context manager used like a function: with sess
         try:
             self._context.__enter__()
         except Exception as exc:
-            translated = _translated(db, exc)
-            if translated is None:
-                raise
-            raise translated from exc
+            _raise_translated(db, exc)
         if self._transaction:
             try:
                 self._atomic = _transaction(real, self._immediate)
@@ -433,10 +435,7 @@ class session:  # noqa: N801  (a context manager used like a function: with sess
             except BaseException as exc:
                 self._atomic = None
                 self._context.__exit__(None, None, None)
-                translated = _translated(db, exc)
-                if translated is None:
-                    raise
-                raise translated from exc
+                _raise_translated(db, exc)
         return db
 
     def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> bool:
@@ -447,11 +446,7 @@ class session:  # noqa: N801  (a context manager used like a function: with sess
             finally:
                 self._context.__exit__(kind, error, trace)  # the connection goes back
         except BaseException as exc:  # the commit (or the release) failed
-            error = exc
-            translated = _translated(self._db, exc)
-            if translated is None:
-                raise
-            raise translated from exc
+            _raise_translated(self._db, exc)
         if error is None:
             return False
         translated = _translated(self._db, error)

@@ -215,12 +215,16 @@ def close_call(call_uuid: str, outcome: str, cause: str | None, ended_at: dateti
                answered_at: datetime | None = None) -> bool:
     """:func:`finish_call` without reading the record back; False if it was already closed
     (or does not exist). ``answered_at`` is set unless the record has one already."""
+    with session():
+        return _close_call_row(call_uuid, outcome, cause, ended_at, answered_at)
+
+
+def _close_call_row(call_uuid: str, outcome: str, cause: str | None, ended_at: datetime,
+                    answered_at: datetime | None) -> bool:
     _word(outcome, "outcome")
     _optional_text(cause, "cause")
-    with session():
-        changed = _changed(_CALL_CLOSE, [outcome, cause, _at(ended_at), _at(answered_at),
-                                         call_uuid])
-    return bool(changed)
+    return bool(_changed(_CALL_CLOSE, [outcome, cause, _at(ended_at), _at(answered_at),
+                                       call_uuid]))
 
 
 def close_call_resolving(call_uuid: str, outcome: str, cause: str | None, ended_at: datetime,
@@ -228,14 +232,11 @@ def close_call_resolving(call_uuid: str, outcome: str, cause: str | None, ended_
     """:func:`close_call` and :func:`resolve_incident` (``resolved``, at ``ended_at``) in one
     transaction: the end of a bridged hotline call writes both at the same moment. Each
     UPDATE keeps a first end, so the pair is safe to run twice (the journal's replay)."""
-    _word(outcome, "outcome")
-    _optional_text(cause, "cause")
     with session():
-        changed = _changed(_CALL_CLOSE, [outcome, cause, _at(ended_at), _at(answered_at),
-                                         call_uuid])
+        changed = _close_call_row(call_uuid, outcome, cause, ended_at, answered_at)
         _changed(_INCIDENT_CLOSE, ["resolved", _at(ended_at), reason, incident_id, "open",
                                    "accepted"])
-    return bool(changed)
+    return changed
 
 
 def open_calls() -> list[CallRecord]:
@@ -395,15 +396,18 @@ def end_attempt(
 ) -> bool:
     """:func:`finish_attempt` without reading the row back; False if it had ended already
     (or does not exist)."""
+    with session():
+        return _end_attempt_row(attempt_id, result, cause, now, leg_uuid)
+
+
+def _end_attempt_row(attempt_id: int, result: str, cause: str | None, now: datetime,
+                     leg_uuid: str | None = None) -> bool:
     _one_of(result, ATTEMPT_RESULTS, "result")
     _optional_text(cause, "cause")
-    with session():
-        if leg_uuid is None:
-            changed = _changed(_ATTEMPT_END, [_at(now), result, cause, attempt_id])
-        else:
-            changed = _changed(_ATTEMPT_END_LEG, [_at(now), result, cause,
-                                                  _text(leg_uuid, "leg_uuid", 64), attempt_id])
-    return bool(changed)
+    if leg_uuid is None:
+        return bool(_changed(_ATTEMPT_END, [_at(now), result, cause, attempt_id]))
+    return bool(_changed(_ATTEMPT_END_LEG, [_at(now), result, cause,
+                                            _text(leg_uuid, "leg_uuid", 64), attempt_id]))
 
 
 def end_attempt_bridged(call_uuid: str, bridged_to_user: str, attempt_id: int, result: str,
@@ -412,14 +416,12 @@ def end_attempt_bridged(call_uuid: str, bridged_to_user: str, attempt_id: int, r
     contact-center call bridged to an agent by the bridge app writes both at that moment.
     The call's uuid first, as every call write (fsrouter.resilience.journal.calls); safe to
     run twice (the first result stands). False if the attempt had ended already."""
-    _one_of(result, ATTEMPT_RESULTS, "result")
-    _optional_text(cause, "cause")
     _text(bridged_to_user, "bridged_to_user")
     with session():
-        ended = _changed(_ATTEMPT_END, [_at(now), result, cause, attempt_id])
+        ended = _end_attempt_row(attempt_id, result, cause, now)
         if not _changed(_CALL_BRIDGED, [bridged_to_user, call_uuid]):
             raise NotFound(f"no call record for call {call_uuid!r}")
-    return bool(ended)
+    return ended
 
 
 def attempts_for_call(call_uuid: str) -> list[Attempt]:
