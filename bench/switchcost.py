@@ -40,21 +40,32 @@ PAD = 1000  # bytes of the padded variants
 IDLE_CONNECTIONS = 50
 
 
+MAX_FRAME = 1 << 20  # bytes: the replies here are a few hundred; more is not the switch
+
+
 def _read_frame(sock: Any, buf: bytes) -> tuple[bytes, bytes]:
     """One frame (its header block) and what followed it."""
     while b"\n\n" not in buf:
-        data = sock.recv(65536)
-        if not data:
-            raise ConnectionError("the switch closed the connection")
-        buf += data
+        buf = _more(sock, buf)
     head, buf = buf.split(b"\n\n", 1)
     length = 0
     for line in head.split(b"\n"):
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
+    if length > MAX_FRAME:
+        raise ConnectionError(f"a frame of {length} bytes")
     while len(buf) < length:
-        buf += sock.recv(65536)
+        buf = _more(sock, buf)
     return head, buf[length:]
+
+
+def _more(sock: Any, buf: bytes) -> bytes:
+    data = sock.recv(65536)
+    if not data:
+        raise ConnectionError("the switch closed the connection")
+    if len(buf) + len(data) > MAX_FRAME:
+        raise ConnectionError(f"more than {MAX_FRAME} bytes without a whole frame")
+    return buf + data
 
 
 def _open(switch: RealSwitch) -> tuple[Any, bytes]:
