@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import flask
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from fsrouter.testing.waiting import wait_for
@@ -79,7 +80,17 @@ def attackers() -> Iterator[list[Attacker]]:
         attacker.stop()
 
 
+STALE_RETRIES = 10  # pages replaced under a read, in a row (one is what happens)
+
 def text(browser: Any) -> str:
+    """The page's text. A navigation under way (a form just posted) can replace the page
+    between finding its body and reading it: then the new page's body is read (a stale
+    element failed test_wrong_password_in_the_browser once in CI)."""
+    for _ in range(STALE_RETRIES):
+        try:
+            return str(browser.find_element(By.TAG_NAME, "body").text)
+        except StaleElementReferenceException:
+            continue
     return str(browser.find_element(By.TAG_NAME, "body").text)
 
 
